@@ -1,0 +1,31 @@
+// Bundles each entry point into one self-contained ESM file for Node >= 18.19:
+// hooks must not walk node_modules at run time (they run several times per VM start).
+import { build } from 'esbuild';
+import { readFileSync, copyFileSync, chmodSync, mkdirSync } from 'node:fs';
+
+const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
+const entries = {
+  'qemu-hook': 'src/hooks/qemu.ts',
+  'network-hook': 'src/hooks/network.ts',
+  virtwire: 'src/cli/virtwire.ts',
+};
+mkdirSync('dist', { recursive: true });
+await build({
+  entryPoints: entries,
+  outdir: 'dist',
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node18.19',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  legalComments: 'none',
+  sourcemap: false,
+  define: { VIRTWIRE_VERSION: JSON.stringify(pkg.version) },
+  // Some dependencies are CommonJS and require() Node built-ins.
+  banner: { js: "import { createRequire as __vwCreateRequire } from 'node:module'; const require = __vwCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
+copyFileSync('src/sandbox/sandbox-init.sh', 'dist/sandbox-init.sh');
+for (const f of Object.keys(entries)) chmodSync(`dist/${f}.mjs`, 0o755);

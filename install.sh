@@ -1,0 +1,142 @@
+#!/bin/bash
+# Installs virtwire on a Debian 12/13 libvirt host. Non-interactive, idempotent.
+#
+#   ./install.sh [--with-deps] [--no-restart]   install (or update)
+#   ./install.sh --deps-only                    only install the Debian packages
+#   ./install.sh --uninstall [--no-restart]     remove all it installed except /etc/virtwire
+#
+# Installs the bundle in /usr/local/lib/virtwire, the hooks as
+# /etc/libvirt/hooks/{qemu.d,network.d}/virtwire, the `virtwire` command in
+# /usr/local/bin, example templates in /etc/virtwire/examples and
+# /etc/virtwire/virtwire.yaml only where absent. Then makes the running
+# libvirt daemon(s) pick the hooks up (SIGHUP; --no-restart skips it).
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LIBDIR=/usr/local/lib/virtwire
+BINDIR=/usr/local/bin
+ETC=/etc/virtwire
+HOOKS=/etc/libvirt/hooks
+
+# What a host needs to run virtwire, and what `virtwire demo` needs on top
+# (a throwaway libvirtd and a tiny guest built from Debian packages).
+RUNTIME_PKGS=(nodejs nftables util-linux iproute2)
+BUILD_PKGS=(npm)
+DEMO_PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 dnsmasq-base
+           iptables busybox-static cpio kmod xz-utils)
+
+with_deps=0 deps_only=0 restart=1 uninstall=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-deps) with_deps=1 ;;
+    --deps-only) with_deps=1 deps_only=1 ;;
+    --no-restart) restart=0 ;;
+    --uninstall) uninstall=1 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "install.sh: $*"; }
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (it writes /etc/libvirt/hooks and /usr/local)"
+
+node_ok() {
+  command -v node >/dev/null 2>&1 && node -e '
+    const [a, b] = process.versions.node.split(".").map(Number);
+    process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)'
+}
+
+install_deps() {
+  local pkgs=() p
+  for p in "${RUNTIME_PKGS[@]}" "${DEMO_PKGS[@]}"; do
+    # Keep a Node the admin installed if it is new enough; Debian's own is fine too (>= 18.19).
+    if [ "$p" = nodejs ] && node_ok; then continue; fi
+    pkgs+=("$p")
+  done
+  [ -f "$SRC/dist/virtwire.mjs" ] || pkgs+=("${BUILD_PKGS[@]}")
+  say "installing Debian packages: ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+}
+
+# Signal whichever libvirt daemons run (monolithic libvirtd, or the modular
+# virtqemud + virtnetworkd): libvirt notes at start or SIGHUP whether a
+# driver has hooks. Works with and without systemd as PID 1.
+reload_libvirt() {
+  [ "$restart" = 1 ] || { say "--no-restart: reload libvirt yourself (kill -HUP the libvirtd or virtqemud/virtnetworkd pids)"; return 0; }
+  local found=0 d
+  for d in libvirtd virtqemud virtnetworkd; do
+    local pids
+    pids=$(pidof "$d" 2>/dev/null || true)
+    [ -n "$pids" ] || continue
+    found=1
+    # shellcheck disable=SC2086 # a list of pids
+    kill -HUP $pids && say "sent SIGHUP to $d ($pids)"
+  done
+  [ "$found" = 1 ] || say "no libvirt daemon is running; it will find the hooks when it starts"
+}
+
+if [ "$uninstall" = 1 ]; then
+  if [ -x "$BINDIR/virtwire" ]; then
+    "$BINDIR/virtwire" purge || say "warning: virtwire purge failed; check 'nft list table inet virtwire'"
+  fi
+  rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire" "$BINDIR/virtwire"
+  rm -rf "$LIBDIR" /run/virtwire
+  reload_libvirt
+  say "uninstalled; $ETC was kept (remove it yourself if you want)"
+  exit 0
+fi
+
+[ "$with_deps" = 1 ] && install_deps
+[ "$deps_only" = 1 ] && exit 0
+
+node_ok || die "Node.js >= 18.19 is needed (Debian 12's nodejs is fine): run ./install.sh --with-deps"
+NODE=$(command -v node)
+NODE=$(readlink -f "$NODE")
+
+# Build the bundle unless a build at least as new as every source is there.
+if [ ! -f "$SRC/dist/virtwire.mjs" ] || [ -n "$(find "$SRC/src" "$SRC/package.json" -newer "$SRC/dist/virtwire.mjs" -print -quit 2>/dev/null)" ]; then
+  command -v npm >/dev/null || die "npm is needed to build virtwire: run ./install.sh --with-deps"
+  say "building (npm ci && npm run build)"
+  (cd "$SRC" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+fi
+
+install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/templates" "$ETC/examples"
+# LIBDIR mirrors the repository's layout (dist/, hooks/, templates/,
+# install.sh), so `virtwire demo` can re-run this installer from there inside
+# its sandbox. Files are replaced via temp name + rename: a hook that runs
+# meanwhile sees the old or the new file, never half of one.
+if [ "$SRC" != "$LIBDIR" ]; then
+  install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config"
+  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/sandbox-init.sh hooks/qemu hooks/network hooks/virtwire \
+           templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
+    install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"
+  done
+  for f in "$SRC"/templates/*.yaml; do install -m 0644 "$f" "$LIBDIR/templates/"; done
+  chmod 0755 "$LIBDIR/install.sh" "$LIBDIR"/hooks/*
+fi
+node -p 'require(process.argv[1]).version' "$SRC/package.json" > "$LIBDIR/VERSION"
+
+# Shims: absolute Node path (libvirt clears PATH for hooks), written via a temp
+# file and rename so a hook never runs a half-written file.
+shim() {
+  local from=$1 to=$2
+  sed -e "s|@NODE@|$NODE|g" -e "s|@LIBDIR@|$LIBDIR/dist|g" "$SRC/hooks/$from" > "$to.new"
+  chmod 0755 "$to.new"
+  mv -f "$to.new" "$to"
+}
+shim qemu "$HOOKS/qemu.d/virtwire"
+shim network "$HOOKS/network.d/virtwire"
+shim virtwire "$BINDIR/virtwire"
+
+for f in "$SRC"/templates/*.yaml; do
+  [ -e "$ETC/examples/$(basename "$f")" ] || install -m 0644 "$f" "$ETC/examples/"
+done
+[ -e "$ETC/virtwire.yaml" ] || install -m 0644 "$SRC/templates/config/virtwire.yaml" "$ETC/virtwire.yaml"
+chmod 0755 "$ETC" "$ETC/templates"
+
+reload_libvirt
+say "installed virtwire $(cat "$LIBDIR/VERSION") (Node $("$NODE" --version)); templates go in $ETC/templates (examples in $ETC/examples)"

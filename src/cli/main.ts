@@ -1,0 +1,114 @@
+// The `virtwire` command. Thin: parses arguments and calls the modules below.
+import { parseArgs } from 'node:util';
+import { DEFAULT_PATHS, type Paths } from '../paths.js';
+import { Ledger } from '../state/ledger.js';
+import { withLock } from '../state/lock.js';
+import { pruneStale } from '../state/liveness.js';
+import { converge } from '../host/converge.js';
+import { runCommand } from '../host/run.js';
+import { loadConfig } from '../policy/config.js';
+import { loadTemplates } from '../policy/load.js';
+import { formatProblem } from '../policy/yaml-doc.js';
+import { forwardRows, renderTable } from './forwards.js';
+import { Log } from '../log.js';
+import { UserError, errorMessage } from '../errors.js';
+import { VERSION } from '../version.js';
+
+export const HELP = `virtwire ${VERSION} — wire libvirt guests' networks from admin templates
+
+Usage: virtwire <command> [options]
+
+Commands:
+  forwards [--json]          List the port forwards applied or reserved for running VMs.
+  reconcile                  Restore the whole host state from the ledger (after a firewall
+                             reload, "nft flush ruleset", or a crash); drops entries of VMs
+                             that no longer run.
+  templates check [--dir D]  Validate every template; prints each problem as file:line:column.
+  purge                      Remove every forward virtwire applied (nft table, accepts in
+                             libvirt's firewall, ledger). Running VMs lose their forwards.
+  demo [--keep]              Show virtwire at work in a throwaway sandbox: a private libvirtd,
+                             a tiny guest, and a request through a forwarded port. Needs root.
+  help                       This text.
+
+Options:
+  --json          Machine-readable output (forwards).
+  --dir D         Templates directory (default ${DEFAULT_PATHS.templatesDir}).
+  -h, --help      This text.   -V, --version   Print the version.
+
+Examples:
+  virtwire templates check
+  virtwire forwards
+  virtwire forwards --json | jq '.[] | select(.vm == "web-1")'
+  nft delete table inet virtwire; virtwire reconcile
+
+Files: templates ${DEFAULT_PATHS.templatesDir}/*.yaml, settings ${DEFAULT_PATHS.configFile},
+ledger ${DEFAULT_PATHS.runDir}, log ${DEFAULT_PATHS.logFile}. See README.md for the template reference.
+`;
+
+export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      json: { type: 'boolean' },
+      dir: { type: 'string' },
+      keep: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
+    },
+  });
+  if (values.version) { out(`${VERSION}\n`); return 0; }
+  const [cmd, sub] = positionals;
+  if (values.help || cmd === undefined || cmd === 'help') { out(HELP); return 0; }
+  const ledger = new Ledger(paths.runDir);
+  switch (cmd) {
+    case 'forwards': {
+      const rows = forwardRows(ledger);
+      out(values.json ? `${JSON.stringify(rows, null, 2)}\n` : renderTable(rows));
+      return 0;
+    }
+    case 'templates': {
+      if (sub !== 'check') throw new UserError(`unknown "templates ${sub ?? ''}": did you mean "virtwire templates check"?`);
+      const dir = values.dir ?? paths.templatesDir;
+      const set = loadTemplates(dir);
+      for (const b of set.broken) for (const p of b.problems) out(`${formatProblem(p)}\n`);
+      for (const t of set.templates) {
+        out(`ok  ${t.file}: binding ${t.binding}, priority ${t.priority}, ${t.forwards.length} forward(s), domains ${JSON.stringify(t.match.domains)}${t.match.networks ? `, networks ${JSON.stringify(t.match.networks)}` : ''}${t.match.optIn ? ', opt-in allowed' : ''}\n`);
+      }
+      if (set.templates.length + set.broken.length === 0) out(`no templates in ${dir}\n`);
+      return set.broken.length ? 1 : 0;
+    }
+    case 'reconcile':
+    case 'purge': {
+      const log = new Log(paths.logFile, 'cli');
+      const mark = loadConfig(paths.configFile).firewall.mark;
+      const done = await withLock(ledger.lockFile, async () => {
+        const notes = cmd === 'purge'
+          ? ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${JSON.stringify(e.name)}`; })
+          : pruneStale(ledger, paths.libvirtRunDir).map((n) => `dropped ${JSON.stringify(n)} (no longer running)`);
+        return [...notes, ...(await converge({ run: runCommand, ledger, mark }))];
+      });
+      log.info(`${cmd}: ${done.join('; ') || 'nothing to do'}`);
+      out(`${done.length ? done.map((d) => `${cmd}: ${d}`).join('\n') : `${cmd}: nothing to do`}\n`);
+      return 0;
+    }
+    case 'demo': {
+      const { runDemo } = await import('./demo.js');
+      return runDemo({ keep: values.keep === true, out });
+    }
+    default:
+      throw new UserError(`unknown command ${JSON.stringify(cmd)}; run "virtwire --help"`);
+  }
+}
+
+/** Runs main with process argv; errors become one line on stderr. */
+export async function run(): Promise<void> {
+  try {
+    process.exitCode = await main(process.argv.slice(2));
+  } catch (err) {
+    const known = err instanceof UserError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`virtwire: ${known ? errorMessage(err) : `${errorMessage(err)}`}${known ? '' : ' (internal error)'}\n`);
+    process.exitCode = known ? 2 : 1;
+  }
+}

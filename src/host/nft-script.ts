@@ -1,0 +1,102 @@
+import type { ResolvedForward } from '../plan/types.js';
+import { canonicalIp, parseCidr } from '../policy/addr.js';
+
+export const TABLE = 'virtwire';
+
+/**
+ * Every value placed in the script is re-validated here, whatever the
+ * ledger says: the ledger is a file, and nft scripts are a language.
+ */
+function addr(a: string): string {
+  return canonicalIp(a);
+}
+
+function cidr(c: string): string {
+  const r = parseCidr(c);
+  if (typeof r === 'string') throw new Error(`invalid CIDR in ledger: ${c}`);
+  return r.text;
+}
+
+function port(n: number): string {
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`invalid port in ledger: ${n}`);
+  return String(n);
+}
+
+function mark(m: number): string {
+  if (!Number.isInteger(m) || m <= 0 || m > 0xffffffff) throw new Error(`invalid mark: ${m}`);
+  return `0x${m.toString(16).padStart(8, '0')}`;
+}
+
+/** Map elements for one family: source . listen . proto . host port : guest address . guest port. */
+export function forwardElements(forwards: readonly ResolvedForward[], family: 4 | 6): string[] {
+  const any = family === 4 ? '0.0.0.0/0' : '::/0';
+  const out: string[] = [];
+  for (const f of forwards) {
+    if (f.family !== family) continue;
+    if (f.proto !== 'tcp' && f.proto !== 'udp') throw new Error(`invalid proto in ledger: ${String(f.proto)}`);
+    const sources = f.from.length ? f.from.map(cidr) : [any];
+    const listen = f.listen ? addr(f.listen) : any;
+    for (let p = f.host.lo; p <= f.host.hi; p++) {
+      const guestPort = f.guest.lo + (p - f.host.lo);
+      for (const s of sources) out.push(`${s} . ${listen} . ${f.proto} . ${port(p)} : ${addr(f.guestAddr)} . ${port(guestPort)}`);
+    }
+  }
+  return out;
+}
+
+/** Hairpin pairs: guest subnet . guest address, so a neighbour guest's connection is masqueraded. */
+export function hairpinElements(forwards: readonly ResolvedForward[], family: 4 | 6): string[] {
+  const out = new Set<string>();
+  for (const f of forwards) if (f.family === family) out.add(`${cidr(f.guestSubnet)} . ${addr(f.guestAddr)}`);
+  return [...out].sort();
+}
+
+function block(kind: 'map' | 'set', name: string, type: string, elements: string[]): string {
+  const body = elements.length ? `\n\t\telements = {\n\t\t\t${elements.join(',\n\t\t\t')}\n\t\t}` : '';
+  return `\t${kind} ${name} {\n\t\ttype ${type}\n\t\tflags interval${body}\n\t}\n`;
+}
+
+/**
+ * The whole `inet virtwire` table for the given forwards, as one nft script
+ * that atomically replaces any previous version of the table ("add; delete;
+ * add" in one transaction: there is never a moment without rules).
+ */
+export function renderTable(forwards: readonly ResolvedForward[], ctMark: number): string {
+  const m = mark(ctMark);
+  const dnat = (fam: 'ip' | 'ip6', map: string): string =>
+    `meta l4proto { tcp, udp } fib daddr type local ${fam} saddr . ${fam} daddr . meta l4proto . th dport @${map} ct mark set ct mark | ${m} dnat ${fam} to ${fam} saddr . ${fam} daddr . meta l4proto . th dport map @${map}`;
+  return [
+    `table inet ${TABLE} {}`,
+    `delete table inet ${TABLE}`,
+    `table inet ${TABLE} {`,
+    block('map', 'fwd4', 'ipv4_addr . ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', forwardElements(forwards, 4)),
+    block('map', 'fwd6', 'ipv6_addr . ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service', forwardElements(forwards, 6)),
+    block('set', 'hairpin4', 'ipv4_addr . ipv4_addr', hairpinElements(forwards, 4)),
+    block('set', 'hairpin6', 'ipv6_addr . ipv6_addr', hairpinElements(forwards, 6)),
+    '\t# Priority -105: just before the usual dstnat (-100), so a forward wins over other tools\' DNAT.',
+    '\t# Connections from outside and from guests to a host address.',
+    '\tchain prerouting {',
+    '\t\ttype nat hook prerouting priority -105; policy accept;',
+    `\t\t${dnat('ip', 'fwd4')}`,
+    `\t\t${dnat('ip6', 'fwd6')}`,
+    '\t}',
+    '\t# Connections the host itself makes to its own addresses (loopback is never forwarded).',
+    '\tchain output {',
+    '\t\ttype nat hook output priority -105; policy accept;',
+    `\t\tip daddr != 127.0.0.0/8 ${dnat('ip', 'fwd4')}`,
+    `\t\tip6 daddr != ::1 ${dnat('ip6', 'fwd6')}`,
+    '\t}',
+    '\t# Hairpin: a guest reaching a neighbour through a host port must see replies come back through the host.',
+    '\tchain postrouting {',
+    '\t\ttype nat hook postrouting priority 95; policy accept;',
+    `\t\tct mark & ${m} == ${m} ct status dnat ip saddr . ip daddr @hairpin4 masquerade`,
+    `\t\tct mark & ${m} == ${m} ct status dnat ip6 saddr . ip6 daddr @hairpin6 masquerade`,
+    '\t}',
+    '}',
+    '',
+  ].join('\n');
+}
+
+export function renderDeleteTable(): string {
+  return `table inet ${TABLE} {}\ndelete table inet ${TABLE}\n`;
+}

@@ -1,0 +1,19 @@
+/**
+ * Where virtwire keeps things. Hooks always use the defaults (libvirt clears
+ * the environment); the CLI and tests may point elsewhere.
+ */
+export interface Paths {
+  configFile: string;
+  templatesDir: string;
+  runDir: string;
+  logFile: string;
+  libvirtRunDir: string;
+}
+
+export const DEFAULT_PATHS: Paths = {
+  configFile: '/etc/virtwire/virtwire.yaml',
+  templatesDir: '/etc/virtwire/templates',
+  runDir: '/run/virtwire',
+  logFile: '/var/log/virtwire.log',
+  libvirtRunDir: '/run/libvirt',
+};

@@ -1,0 +1,58 @@
+import type { ResolvedForward } from './types.js';
+import type { HostSocket } from '../host/listening.js';
+import { formatRange, rangesOverlap } from '../policy/ports.js';
+import { UserError, quoted } from '../errors.js';
+
+export interface OtherVm {
+  uuid: string;
+  name: string;
+  forwards: ResolvedForward[];
+}
+
+/** Two forwards compete when the same packet could match both: family, proto, host port and listen address overlap. */
+export function forwardsCollide(a: ResolvedForward, b: ResolvedForward): boolean {
+  return a.family === b.family && a.proto === b.proto && rangesOverlap(a.host, b.host)
+    && (a.listen === undefined || b.listen === undefined || a.listen === b.listen);
+}
+
+export function describeListen(f: ResolvedForward): string {
+  return f.listen ?? (f.family === 4 ? 'every host IPv4 address' : 'every host IPv6 address');
+}
+
+/**
+ * Refuses a VM's forwards that another VM already holds, that collide among
+ * themselves, or that hit a port the host itself listens on.
+ */
+export function checkConflicts(vmName: string, forwards: ResolvedForward[], others: OtherVm[], sockets: HostSocket[]): void {
+  const vm = quoted(vmName);
+  for (let i = 0; i < forwards.length; i++) {
+    const f = forwards[i] as ResolvedForward;
+    for (let j = 0; j < i; j++) {
+      const g = forwards[j] as ResolvedForward;
+      if (forwardsCollide(f, g)) {
+        throw new UserError(`VM ${vm}: forward ${f.proto} ${formatRange(f.host)} (${f.origin}) collides with forward ${g.proto} ${formatRange(g.host)} (${g.origin}) of the same VM; remove one`);
+      }
+    }
+    for (const o of others) {
+      const g = o.forwards.find((x) => forwardsCollide(f, x));
+      if (g) {
+        throw new UserError(`VM ${vm}: ${f.proto} port ${formatRange(f.host)} on ${describeListen(f)} is already forwarded to running VM ${quoted(o.name)} (${g.origin}); use another host port or stop ${quoted(o.name)}`);
+      }
+    }
+    if (f.allowHostConflict) continue;
+    const s = sockets.find((x) => x.proto === f.proto && x.family === f.family && x.port >= f.host.lo && x.port <= f.host.hi
+      && !isLoopback(x.address) && (f.listen === undefined || isWildcard(x.address) || x.address === f.listen));
+    if (s) {
+      throw new UserError(`VM ${vm}: ${f.proto} port ${s.port} on ${describeListen(f)} is in use by the host itself (${s.address}:${s.port}); stop that service, use another host port, or set allowHostConflict: true on the forward (${f.origin})`);
+    }
+  }
+}
+
+function isWildcard(a: string): boolean {
+  return a === '0.0.0.0' || a === '::';
+}
+
+/** Our DNAT never takes loopback traffic, so a service on 127.0.0.1 does not compete. */
+function isLoopback(a: string): boolean {
+  return a.startsWith('127.') || a === '::1';
+}

@@ -1,0 +1,13 @@
+import type { ResolvedForward } from './types.js';
+import { formatRange } from '../policy/ports.js';
+
+function hostPort(addr: string, port: string): string {
+  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+/** "tcp *:8080 -> 192.168.122.10:80" — for logs and CLI output. */
+export function describeForward(f: ResolvedForward): string {
+  const listen = f.listen ?? (f.family === 4 ? '*' : '[*]');
+  const src = f.from.length ? ` from ${f.from.join(',')}` : '';
+  return `${f.proto} ${f.listen ? hostPort(listen, formatRange(f.host)) : `${listen}:${formatRange(f.host)}`} -> ${hostPort(f.guestAddr, formatRange(f.guest))}${src}`;
+}

@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs';
+import { YamlFile, didYouMean, kindOf } from './yaml-doc.js';
+import { parsePortRange, type PortRange } from './ports.js';
+import { UserError } from '../errors.js';
+import { formatProblem } from './yaml-doc.js';
+import { assertTrustedFile } from './trust.js';
+
+/** /etc/virtwire/virtwire.yaml: host-wide settings. Every key is optional. */
+export interface GlobalConfig {
+  forwards: {
+    /** Host ports a domain's own <metadata> may claim (templates are the admin's and are not limited). */
+    allowedHostPorts: PortRange[];
+  };
+  firewall: {
+    /**
+     * Conntrack mark bit virtwire sets on connections it DNATs, so one generic
+     * accept in libvirt's FORWARD chain (iptables) or guest_input chain
+     * (nftables) lets exactly those through. Change it only if another tool uses it.
+     */
+    mark: number;
+  };
+}
+
+export const DEFAULT_CONFIG: GlobalConfig = {
+  forwards: { allowedHostPorts: [{ lo: 1024, hi: 65535 }] },
+  firewall: { mark: 0x10000000 },
+};
+
+export function parseConfig(file: string, text: string): GlobalConfig {
+  const y = new YamlFile(file, text);
+  const cfg: GlobalConfig = structuredClone(DEFAULT_CONFIG);
+  if (y.problems.length === 0 && y.root !== null) {
+    for (const [key, keyNode, value] of y.entries(y.root, 'virtwire.yaml')) {
+      if (key === 'forwards') {
+        for (const [k, kn, v] of y.entries(value, 'forwards')) {
+          if (k !== 'allowedHostPorts') { y.report(kn, `unknown key "forwards.${k}"${didYouMean(k, ['allowedHostPorts'])}; allowed: allowedHostPorts`); continue; }
+          cfg.forwards.allowedHostPorts = [];
+          for (const item of y.items(v, 'forwards.allowedHostPorts')) {
+            const r = parsePortRange(y.scalar(item));
+            if (typeof r === 'string') y.report(item, `forwards.allowedHostPorts: ${r}`);
+            else cfg.forwards.allowedHostPorts.push(r);
+          }
+        }
+      } else if (key === 'firewall') {
+        for (const [k, kn, v] of y.entries(value, 'firewall')) {
+          if (k !== 'mark') { y.report(kn, `unknown key "firewall.${k}"${didYouMean(k, ['mark'])}; allowed: mark`); continue; }
+          const m = y.scalar(v);
+          const n = typeof m === 'number' ? m : typeof m === 'string' && /^0x[0-9a-f]{1,8}$/i.test(m) ? Number(m) : NaN;
+          if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff || (n & (n - 1)) !== 0) {
+            y.report(v, `firewall.mark must be a single bit such as 0x10000000, found ${kindOf(v)}`);
+          } else cfg.firewall.mark = n;
+        }
+      } else y.report(keyNode, `unknown key "${key}"${didYouMean(key, ['forwards', 'firewall'])}; allowed: forwards, firewall`);
+    }
+  }
+  if (y.problems.length) {
+    throw new UserError(`${y.problems.map(formatProblem).join('; ')} (fix ${file}, or remove it to use the defaults)`);
+  }
+  return cfg;
+}
+
+/** Loads the global config; an absent file means the defaults. */
+export function loadConfig(file: string): GlobalConfig {
+  let text: string;
+  try {
+    assertTrustedFile(file);
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(DEFAULT_CONFIG);
+    throw err;
+  }
+  return parseConfig(file, text);
+}

@@ -1,0 +1,58 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseTemplate, type Template } from './template.js';
+import { assertTrustedFile } from './trust.js';
+import { errorMessage } from '../errors.js';
+import type { Problem } from './yaml-doc.js';
+
+/** A template file that failed validation; `domains`/`optIn` are set when that part was still readable. */
+export interface BrokenTemplate {
+  name: string;
+  file: string;
+  problems: Problem[];
+  domains?: string[];
+  optIn?: boolean;
+}
+
+export interface TemplateSet {
+  templates: Template[];
+  broken: BrokenTemplate[];
+}
+
+/** Loads every *.yaml / *.yml in `dir` (sorted by name). A missing directory is an empty set. */
+export function loadTemplates(dir: string): TemplateSet {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n) && !n.startsWith('.')).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { templates: [], broken: [] };
+    throw err;
+  }
+  const set: TemplateSet = { templates: [], broken: [] };
+  for (const n of names) {
+    const file = join(dir, n);
+    const name = n.replace(/\.ya?ml$/, '');
+    let text: string;
+    try {
+      assertTrustedFile(file);
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      set.broken.push({ name, file, problems: [{ file, line: 1, column: 1, message: errorMessage(err) }] });
+      continue;
+    }
+    const r = parseTemplate(file, text);
+    if (r.template) set.templates.push(r.template);
+    else set.broken.push({ name, file, problems: r.problems, domains: r.domains, optIn: r.optIn });
+  }
+  // Two files that give the same template name (web.yaml and web.yml) make opt-in ambiguous.
+  const seen = new Map<string, string>();
+  for (const t of set.templates) {
+    const other = seen.get(t.name);
+    if (other) {
+      set.broken.push({ name: t.name, file: t.file, problems: [{ file: t.file, line: 1, column: 1, message: `template name "${t.name}" is also defined by ${other}; rename one of the files` }] });
+    }
+    seen.set(t.name, t.file);
+  }
+  set.templates = set.templates.filter((t) => !set.broken.some((b) => b.file === t.file));
+  return set;
+}

@@ -1,0 +1,508 @@
+// A private libvirtd for e2e tests, in its own network, mount and PID
+// namespaces, plus a "client" netns that plays a remote user.
+//
+//   client netns (vw-c-…)            sandbox host netns (vw-h-…)
+//   eth0 192.0.2.2/24  <── veth ──>  uplink0 192.0.2.1/24   virbr0 192.168.122.1/24 ── guests
+//        2001:db8:77::2/64                   2001:db8:77::1/64
+//
+// Neither netns has a route anywhere else: test traffic cannot leave them.
+// sandbox-init.sh is PID 1 of the sandbox PID namespace; killing it tears
+// down every daemon and QEMU inside, and with them the private mount
+// namespace, so stop() never has anything to unmount on the host.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, promises as fs, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { create } from 'xmlbuilder2';
+import { guestDomainXml, guestLabel } from './domain-xml.js';
+import { ensureGuestImage, GUEST_READY_PREFIX } from './guest-image.js';
+
+export interface SandboxStartOptions {
+  /** A prepared Debian 13 root (e.g. from ensureTrixieRoot()): run its libvirt 11 instead of the host's. */
+  rootfs?: string;
+  /** Repo seen inside at /opt/virtwire-src in rootfs mode (default: this project's root). */
+  repoDir?: string;
+  /** Keep the temp dir (logs, overlay upper dirs) after stop(). */
+  keep?: boolean;
+}
+
+export interface ExecOptions {
+  input?: string;
+  /** Default 120 s. The command is killed (TERM, then KILL 5 s later) when it runs out. */
+  timeoutMs?: number;
+  /** Throw on non-zero exit (default true). */
+  reject?: boolean;
+  env?: Record<string, string>;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface GuestSpec {
+  name: string;
+  mac: string;
+  /** The DHCP reservation, e.g. 192.168.122.10. */
+  ip: string;
+  /** vw.name the guest reports (default guestLabel(name)). */
+  label?: string;
+}
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const INIT_SCRIPT = path.join(HERE, 'sandbox-init.sh');
+const PROJECT_ROOT = path.resolve(HERE, '..', '..');
+const NETNS_RE = /^vw-[hc]-(\d+)-[0-9a-f]+$/;
+const TMP_PREFIX = 'virtwire-sandbox-';
+/** In a temp dir stop() kept on purpose (keep: true): cleanupStale() leaves it alone. */
+const KEPT_MARK = 'KEPT';
+const PATH_INSIDE = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const START_TIMEOUT_MS = 180_000;
+
+// Small tools the client/host helpers run with `node -e` (argv, never a shell).
+const HTTP_GET_JS = `
+const [host, port, ms] = process.argv.slice(1);
+const req = require('http').get({ host, port: Number(port), path: '/', timeout: Number(ms) }, (res) => {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (c) => (body += c));
+  res.on('end', () => { process.stdout.write(body); process.exit(res.statusCode === 200 ? 0 : 3); });
+});
+req.on('timeout', () => { console.error('timeout after ' + ms + ' ms'); process.exit(2); });
+req.on('error', (e) => { console.error(e.message); process.exit(1); });
+`;
+const UDP_JS = `
+const [host, port, payload, ms] = process.argv.slice(1);
+const s = require('dgram').createSocket(require('net').isIPv6(host) ? 'udp6' : 'udp4');
+const send = () => s.send(payload, Number(port), host);
+s.on('message', (m) => { process.stdout.write(m.toString()); process.exit(0); });
+s.on('error', (e) => { console.error(e.message); process.exit(1); });
+send();
+setInterval(send, 500); // UDP: resend until an answer or the deadline
+setTimeout(() => { console.error('no UDP answer within ' + ms + ' ms'); process.exit(2); }, Number(ms));
+`;
+
+const live = new Set<Sandbox>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Synchronous last resort when a test run ends without stop() (crash,
+  // forgotten afterAll). A SIGKILLed runner is handled by --kill-child /
+  // pdeathsig (the sandbox dies with it) and cleanupStale() (its netns).
+  process.on('exit', () => {
+    for (const s of live) s.stopSync();
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function ip(args: string[]): Promise<void> {
+  const r = await execa('ip', args, { timeout: 15_000, reject: false, stdin: 'ignore' });
+  if (r.exitCode !== 0) throw new Error(`sandbox: ip ${args.join(' ')} failed: ${r.stderr.trim() || r.exitCode}`);
+}
+
+async function childPid(parent: number): Promise<number | undefined> {
+  for (const e of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const stat = await fs.readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
+    // Field 4 (ppid) follows the ")" that closes the command name.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === parent) return Number(e);
+  }
+  return undefined;
+}
+
+async function tail(file: string, lines = 30): Promise<string> {
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+function assertIp4(ip4: string): void {
+  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(ip4)) throw new Error(`sandbox: ${JSON.stringify(ip4)} is not an IPv4 address`);
+}
+
+export class Sandbox {
+  readonly hostAddress = '192.0.2.1';
+  readonly hostAddress6 = '2001:db8:77::1';
+  readonly clientAddress = '192.0.2.2';
+  readonly clientAddress6 = '2001:db8:77::2';
+  /** Where the repo is seen inside the sandbox. */
+  readonly repoDirInside: string;
+  /** 'debian12' runs the host's libvirt; 'rootfs' the root given to start(). */
+  readonly mode: 'debian12' | 'rootfs';
+  /** Host pid of sandbox-init.sh (PID 1 of the sandbox PID namespace). */
+  initPid = 0;
+  private stopping: Promise<void> | undefined;
+  private readonly guests = new Map<string, { label: string; ip: string; serialLog: string }>();
+
+  private constructor(
+    /** The sandbox's temp dir (same path inside and outside). */
+    readonly dir: string,
+    readonly hostNetns: string,
+    readonly clientNetns: string,
+    readonly rootfs: string | undefined,
+    readonly repoDir: string,
+    private readonly keep: boolean,
+  ) {
+    this.mode = rootfs ? 'rootfs' : 'debian12';
+    this.repoDirInside = rootfs ? '/opt/virtwire-src' : repoDir;
+  }
+
+  static async start(opts: SandboxStartOptions = {}): Promise<Sandbox> {
+    if (process.getuid?.() !== 0) {
+      throw new Error('Sandbox.start: must run as root (it creates network namespaces and runs libvirtd). Fix: run the e2e tests as root.');
+    }
+    await Sandbox.cleanupStale();
+    if (opts.rootfs) {
+      const st = await fs.stat(path.join(opts.rootfs, 'etc')).catch(() => undefined);
+      if (!st?.isDirectory()) throw new Error(`Sandbox.start: rootfs ${opts.rootfs} is not a prepared root (no etc/). Fix: build it with ensureTrixieRoot().`);
+    }
+    const id = randomBytes(3).toString('hex');
+    const dir = await fs.mkdtemp(path.join('/tmp', `${TMP_PREFIX}${process.pid}-`));
+    // QEMU runs as libvirt-qemu and must traverse DIR to reach the guest image.
+    await fs.chmod(dir, 0o755);
+    const sb = new Sandbox(dir, `vw-h-${process.pid}-${id}`, `vw-c-${process.pid}-${id}`, opts.rootfs, opts.repoDir ?? PROJECT_ROOT, !!opts.keep);
+    live.add(sb);
+    installExitHook();
+    try {
+      await sb.setupNetns();
+      await sb.launchInit();
+    } catch (err) {
+      await sb.stop();
+      throw err;
+    }
+    return sb;
+  }
+
+  private async setupNetns(): Promise<void> {
+    const h = this.hostNetns;
+    const c = this.clientNetns;
+    await ip(['netns', 'add', h]);
+    await ip(['netns', 'add', c]);
+    await ip(['-n', h, 'link', 'set', 'lo', 'up']);
+    await ip(['-n', c, 'link', 'set', 'lo', 'up']);
+    await ip(['-n', h, 'link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', c]);
+    await ip(['-n', h, 'addr', 'add', `${this.hostAddress}/24`, 'dev', 'uplink0']);
+    await ip(['-n', h, 'addr', 'add', `${this.hostAddress6}/64`, 'dev', 'uplink0', 'nodad']);
+    await ip(['-n', c, 'addr', 'add', `${this.clientAddress}/24`, 'dev', 'eth0']);
+    await ip(['-n', c, 'addr', 'add', `${this.clientAddress6}/64`, 'dev', 'eth0', 'nodad']);
+    await ip(['-n', h, 'link', 'set', 'uplink0', 'up']);
+    await ip(['-n', c, 'link', 'set', 'eth0', 'up']);
+  }
+
+  private async launchInit(): Promise<void> {
+    const args = [this.dir];
+    if (this.rootfs) args.push(this.rootfs, this.repoDir);
+    const log = openSync(path.join(this.dir, 'init.log'), 'a');
+    // setpriv --pdeathsig: if this Node process dies, unshare gets SIGKILL;
+    // --kill-child then SIGKILLs PID 1, which ends the whole PID namespace.
+    const child = spawn(
+      'setpriv',
+      [
+        '--pdeathsig', 'KILL',
+        'nsenter', `--net=/run/netns/${this.hostNetns}`, '--',
+        'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--mount-proc', '--',
+        'bash', INIT_SCRIPT, ...args,
+      ],
+      { stdio: ['ignore', log, log], env: { PATH: PATH_INSIDE, LC_ALL: 'C', HOME: '/root' } },
+    );
+    closeSync(log);
+    child.unref();
+    let exited: string | undefined;
+    child.on('exit', (code, sig) => (exited = `exit ${code ?? sig}`));
+    child.on('error', (e) => (exited = e.message));
+    const unsharePid = child.pid;
+    if (!unsharePid) throw new Error('Sandbox.start: could not spawn setpriv/nsenter/unshare (util-linux installed?)');
+
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (!this.initPid) this.initPid = (await childPid(unsharePid)) ?? 0;
+      if (await fs.stat(path.join(this.dir, 'ready')).catch(() => undefined)) {
+        if (!this.initPid) throw new Error('Sandbox.start: sandbox is ready but its init pid was not found');
+        return;
+      }
+      const failed = await fs.readFile(path.join(this.dir, 'failed'), 'utf8').catch(() => undefined);
+      if (failed !== undefined || exited) {
+        throw new Error(
+          `Sandbox.start: sandbox-init.sh failed: ${failed?.trim() ?? exited}\n` +
+            `--- init.log\n${await tail(path.join(this.dir, 'init.log'))}\n` +
+            `--- libvirtd.log\n${await tail(path.join(this.dir, 'logs', 'libvirtd.log'), 15)}`,
+        );
+      }
+      await sleep(100);
+    }
+    throw new Error(
+      `Sandbox.start: not ready within ${START_TIMEOUT_MS / 1000} s\n--- init.log\n${await tail(path.join(this.dir, 'init.log'))}`,
+    );
+  }
+
+  // ------------------------------------------------------------- running things
+
+  /** Runs argv inside the sandbox (its netns, mount ns, PID ns and root). */
+  async exec(argv: string[], o: ExecOptions = {}): Promise<ExecResult> {
+    if (!this.initPid || this.stopping) throw new Error(`sandbox.exec(${argv[0]}): sandbox is not running`);
+    const timeoutMs = o.timeoutMs ?? 120_000;
+    const secs = String(Math.max(1, Math.ceil(timeoutMs / 1000)));
+    // Inner `timeout` kills the real command; the execa timeout is the backstop
+    // for nsenter itself.
+    const full = ['-t', String(this.initPid), '-n', '-m', '-p', '-r', '-w', '--', 'timeout', '-k', '5', secs, ...argv];
+    return this.run('nsenter', full, argv, o, timeoutMs + 10_000);
+  }
+
+  /** virsh on the sandbox's qemu:///system, bounded (a blocked hook holds libvirt's job lock). */
+  async virsh(...args: string[]): Promise<ExecResult> {
+    return this.exec(['timeout', '60', 'virsh', '-c', 'qemu:///system', ...args], { env: { LC_ALL: 'C' }, timeoutMs: 70_000 });
+  }
+
+  /** Runs argv in the client netns (host filesystem, host processes' view). */
+  async clientExec(argv: string[], o: ExecOptions = {}): Promise<ExecResult> {
+    const timeoutMs = o.timeoutMs ?? 60_000;
+    return this.run('ip', ['netns', 'exec', this.clientNetns, ...argv], argv, o, timeoutMs);
+  }
+
+  private async run(cmd: string, args: string[], argv: string[], o: ExecOptions, timeoutMs: number): Promise<ExecResult> {
+    const base = { timeout: timeoutMs, reject: false, extendEnv: false, env: { PATH: PATH_INSIDE, HOME: '/root', ...o.env } } as const;
+    const r = await execa(cmd, args, o.input === undefined ? { ...base, stdin: 'ignore' } : { ...base, input: o.input });
+    const res: ExecResult = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? (r.timedOut ? 124 : 128) };
+    if (r.timedOut) res.exitCode = 124;
+    if (res.exitCode !== 0 && o.reject !== false) {
+      const why = res.exitCode === 124 ? `timed out after ${timeoutMs} ms` : `exit ${res.exitCode}`;
+      throw new Error(`sandbox: ${JSON.stringify(argv)} failed (${why}): ${(res.stderr || res.stdout).trim()}`);
+    }
+    return res;
+  }
+
+  private nodeInside(): string {
+    // Debian 12 mode shares the host's filesystem; the Debian 13 root has its own Node.
+    return this.rootfs ? 'node' : process.execPath;
+  }
+
+  /** HTTP GET / from the client netns; returns the body, throws with the reason. */
+  async clientHttpGet(host: string, port: number, timeoutMs = 5000): Promise<string> {
+    const r = await this.clientExec([process.execPath, '-e', HTTP_GET_JS, host, String(port), String(timeoutMs)], {
+      timeoutMs: timeoutMs + 10_000,
+    });
+    return r.stdout;
+  }
+
+  /** HTTP GET / from the sandbox host netns. */
+  async hostHttpGet(host: string, port: number, timeoutMs = 5000): Promise<string> {
+    const r = await this.exec([this.nodeInside(), '-e', HTTP_GET_JS, host, String(port), String(timeoutMs)], {
+      timeoutMs: timeoutMs + 10_000,
+    });
+    return r.stdout;
+  }
+
+  /** Sends payload to host:port/udp from the client netns (resending every 0.5 s); returns the first answer. */
+  async clientUdp(host: string, port: number, payload: string, timeoutMs = 5000): Promise<string> {
+    const r = await this.clientExec([process.execPath, '-e', UDP_JS, host, String(port), payload, String(timeoutMs)], {
+      timeoutMs: timeoutMs + 10_000,
+    });
+    return r.stdout;
+  }
+
+  /** The same from the sandbox host netns. */
+  async hostUdp(host: string, port: number, payload: string, timeoutMs = 5000): Promise<string> {
+    const r = await this.exec([this.nodeInside(), '-e', UDP_JS, host, String(port), payload, String(timeoutMs)], {
+      timeoutMs: timeoutMs + 10_000,
+    });
+    return r.stdout;
+  }
+
+  // ------------------------------------------------------------- guests
+
+  /**
+   * Reserves g.ip for g.mac on the default network, defines and starts the
+   * test guest, and waits for its READY line with that ip.
+   */
+  async bootGuest(g: GuestSpec): Promise<void> {
+    assertIp4(g.ip);
+    const image = await this.stageImage();
+    await this.reserve(g.mac, g.ip);
+    const label = g.label ?? guestLabel(g.name);
+    const serialDir = path.join(this.dir, 'serial');
+    await fs.mkdir(serialDir, { recursive: true, mode: 0o755 });
+    const serialLog = path.join(serialDir, `${label}.log`);
+    const xml = guestDomainXml({ name: g.name, mac: g.mac, label, serialLog, ...image });
+    const xmlFile = path.join(this.dir, `domain-${label}.xml`);
+    await fs.writeFile(xmlFile, xml);
+    await this.virsh('define', '--file', xmlFile);
+    this.guests.set(g.name, { label, ip: g.ip, serialLog });
+    await this.startGuest(g.name);
+  }
+
+  /** Starts an already booted-once guest again and waits until it is READY. */
+  async startGuest(name: string, timeoutMs = 90_000): Promise<void> {
+    const g = this.guest(name);
+    // A fresh log, so the READY line found is this boot's.
+    await fs.rm(g.serialLog, { force: true });
+    await this.virsh('start', '--domain', name);
+    await this.guestReady(name, timeoutMs);
+  }
+
+  /** virsh destroy; returns how long it took (ms). */
+  async destroyGuest(name: string): Promise<number> {
+    const t = Date.now();
+    await this.virsh('destroy', '--domain', name);
+    return Date.now() - t;
+  }
+
+  /** Waits for `VIRTWIRE-GUEST-READY name=<label> ip=<reserved ip>` on the guest's console. */
+  async guestReady(name: string, timeoutMs = 90_000): Promise<{ label: string; ip: string }> {
+    const g = this.guest(name);
+    const want = `${GUEST_READY_PREFIX} name=${g.label} ip=${g.ip}`;
+    const deadline = Date.now() + timeoutMs;
+    // Only complete lines count: the log is read while the guest writes it.
+    const ready = new RegExp(`${GUEST_READY_PREFIX} name=(\\S*) ip=(\\S*)\\r?\\n`);
+    let text = '';
+    while (Date.now() < deadline) {
+      text = await fs.readFile(g.serialLog, 'latin1').catch(() => '');
+      const m = ready.exec(text);
+      if (m && m[1] === g.label && m[2] === g.ip) return { label: g.label, ip: g.ip };
+      if (m) {
+        throw new Error(
+          `sandbox: guest ${name} came up as name=${m[1]} ip=${m[2] || '(none)'}, expected name=${g.label} ip=${g.ip} ` +
+            `(DHCP reservation not applied, or another guest's serial log?)\n${this.logTail(text)}`,
+        );
+      }
+      await sleep(100);
+    }
+    const state = await this.virsh('domstate', '--domain', name).then((r) => r.stdout.trim(), (e: Error) => e.message);
+    throw new Error(
+      `sandbox: guest ${name} printed no "${want}" within ${timeoutMs / 1000} s (domstate: ${state}). ` +
+        `Serial log ${g.serialLog}:\n${this.logTail(text)}\nSee also ${this.dir}/logs/ and /var/log/libvirt/qemu/ inside the sandbox.`,
+    );
+  }
+
+  private logTail(text: string): string {
+    return text.replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '').split('\n').slice(-25).join('\n');
+  }
+
+  private guest(name: string) {
+    const g = this.guests.get(name);
+    if (!g) throw new Error(`sandbox: no guest ${JSON.stringify(name)} was booted with bootGuest()`);
+    return g;
+  }
+
+  private async stageImage(): Promise<{ kernel: string; initrd: string }> {
+    // Copied (not hard-linked) into DIR: DIR is visible inside in both modes,
+    // and libvirt's dynamic ownership chowns kernel/initrd while a guest runs.
+    const dst = { kernel: path.join(this.dir, 'image', 'vmlinuz'), initrd: path.join(this.dir, 'image', 'initrd.gz') };
+    if (await fs.stat(dst.initrd).catch(() => undefined)) return dst;
+    const src = await ensureGuestImage();
+    await fs.mkdir(path.dirname(dst.kernel), { recursive: true, mode: 0o755 });
+    await fs.copyFile(src.kernel, dst.kernel);
+    await fs.copyFile(src.initrd, dst.initrd);
+    return dst;
+  }
+
+  private async reserve(mac: string, ip4: string): Promise<void> {
+    const net = (await this.virsh('net-dumpxml', '--network', 'default')).stdout;
+    const m = mac.toLowerCase();
+    const existing = new RegExp(`<host\\b[^>]*mac=['"]${m}['"][^>]*>`, 'i').exec(net)?.[0];
+    if (existing?.includes(`'${ip4}'`) || existing?.includes(`"${ip4}"`)) return;
+    const host = create().ele('host', { mac: m, ip: ip4 }).end({ headless: true });
+    await this.virsh('net-update', '--network', 'default', '--command', existing ? 'modify' : 'add', '--section', 'ip-dhcp-host', '--xml', host, '--live', '--config');
+  }
+
+  // ------------------------------------------------------------- teardown
+
+  /** Destroys the guests, kills the sandbox (PID 1 ⇒ whole PID namespace), deletes both netns and DIR. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    if (this.initPid && pidAlive(this.initPid)) {
+      // Destroy first so hooks see a normal stop; bounded, best effort.
+      const list = await this.execInternal(['virsh', '-c', 'qemu:///system', 'list', '--name'], 15_000);
+      for (const name of list.split('\n').map((s) => s.trim()).filter(Boolean)) {
+        await this.execInternal(['virsh', '-c', 'qemu:///system', 'destroy', '--domain', name], 15_000);
+      }
+      try {
+        process.kill(this.initPid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      for (let i = 0; i < 100 && pidAlive(this.initPid); i++) await sleep(50);
+    }
+    for (const ns of [this.hostNetns, this.clientNetns]) {
+      await execa('ip', ['netns', 'del', ns], { timeout: 15_000, reject: false, stdin: 'ignore' });
+    }
+    if (this.keep) await fs.writeFile(path.join(this.dir, KEPT_MARK), '');
+    else await fs.rm(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  /** exec for teardown: never throws, returns stdout. */
+  private async execInternal(argv: string[], timeoutMs: number): Promise<string> {
+    const r = await execa(
+      'nsenter',
+      ['-t', String(this.initPid), '-n', '-m', '-p', '-r', '-w', '--', 'timeout', '-k', '2', String(timeoutMs / 1000), ...argv],
+      { timeout: timeoutMs + 5000, reject: false, stdin: 'ignore', extendEnv: false, env: { PATH: PATH_INSIDE, LC_ALL: 'C' } },
+    );
+    return r.stdout ?? '';
+  }
+
+  /** Synchronous teardown for process 'exit' (no destroy: the kill ends every guest). */
+  stopSync(): void {
+    if (this.initPid) {
+      try {
+        process.kill(this.initPid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    for (const ns of [this.hostNetns, this.clientNetns]) spawnSync('ip', ['netns', 'del', ns], { timeout: 10_000, stdio: 'ignore' });
+    if (this.keep) writeFileSync(path.join(this.dir, KEPT_MARK), '');
+    else rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  /**
+   * Removes what a killed test run left: vw-h-PID-… / vw-c-PID-… netns and
+   * /tmp/virtwire-sandbox-PID-… dirs whose PID is dead, killing (by pid) any
+   * process still inside such a netns.
+   */
+  static async cleanupStale(): Promise<string[]> {
+    const removed: string[] = [];
+    const names = await fs.readdir('/run/netns').catch(() => [] as string[]);
+    for (const ns of names) {
+      const m = NETNS_RE.exec(ns);
+      if (!m || pidAlive(Number(m[1]))) continue;
+      const pids = await execa('ip', ['netns', 'pids', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
+      for (const p of (pids.stdout ?? '').split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(p), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await execa('ip', ['netns', 'del', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
+      removed.push(ns);
+    }
+    for (const d of await fs.readdir('/tmp').catch(() => [] as string[])) {
+      const m = new RegExp(`^${TMP_PREFIX}(\\d+)-`).exec(d);
+      if (!m || pidAlive(Number(m[1]))) continue;
+      if (await fs.stat(path.join('/tmp', d, KEPT_MARK)).catch(() => undefined)) continue;
+      await fs.rm(path.join('/tmp', d), { recursive: true, force: true });
+      removed.push(path.join('/tmp', d));
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,91 @@
+import { parseXml, child, children, attr, text, elementEntries, type XmlElement } from './parse.js';
+import { UserError, quoted } from '../errors.js';
+
+/** XML namespace of virtwire's element in a domain's <metadata>. */
+export const METADATA_NS = 'https://virtwire.dev/xmlns/domain/1';
+
+export interface DomainNic {
+  /** Position among the domain's <interface> elements (0-based), for messages. */
+  index: number;
+  type: string;
+  mac: string;
+  network?: string;
+  bridge?: string;
+  tap?: string;
+}
+
+/** What a domain's own <metadata> asks of virtwire. VM owners may edit it: treat as untrusted. */
+export interface DomainMetadata {
+  templates: string[];
+  forwards: Array<{ attrs: Record<string, string>; index: number }>;
+}
+
+export interface DomainInfo {
+  name: string;
+  uuid: string;
+  nics: DomainNic[];
+  metadata: DomainMetadata;
+}
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Reads what virtwire needs from a domain XML (live or inactive). Throws UserError on malformed input. */
+export function parseDomain(xml: string, source = 'domain XML'): DomainInfo {
+  let root: XmlElement;
+  try {
+    root = parseXml(xml);
+  } catch (err) {
+    throw new UserError(`${source} is not well-formed XML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const dom = child(root, 'domain');
+  if (!dom) throw new UserError(`${source} has no <domain> element`);
+  const name = text(child(dom, 'name'));
+  if (!name) throw new UserError(`${source} has no <name>`);
+  const uuid = (text(child(dom, 'uuid')) ?? '').toLowerCase();
+  if (!UUID.test(uuid)) throw new UserError(`VM ${quoted(name)}: its XML has no valid <uuid>`);
+  const nics = children(child(dom, 'devices'), 'interface').map((iface, index): DomainNic => {
+    const src = child(iface, 'source');
+    const mac = (attr(child(iface, 'mac'), 'address') ?? '').toLowerCase();
+    return {
+      index,
+      type: attr(iface, 'type') ?? '',
+      mac,
+      network: attr(iface, 'type') === 'network' ? attr(src, 'network') : undefined,
+      bridge: attr(src, 'bridge'),
+      tap: attr(child(iface, 'target'), 'dev'),
+    };
+  });
+  for (const n of nics) {
+    if (n.type === 'network' && !MAC.test(n.mac)) {
+      throw new UserError(`VM ${quoted(name)} NIC #${n.index + 1}: no valid <mac address>; libvirt assigns one at define time — redefine the domain`);
+    }
+  }
+  return { name, uuid, nics, metadata: readMetadata(child(dom, 'metadata')) };
+}
+
+/**
+ * Finds virtwire's element in <metadata> by namespace URI, whatever prefix
+ * libvirt or the user gave it, and reads its children by local name.
+ */
+function readMetadata(meta: XmlElement | undefined): DomainMetadata {
+  const out: DomainMetadata = { templates: [], forwards: [] };
+  for (const [tag, el] of elementEntries(meta)) {
+    const prefix = tag.includes(':') ? tag.slice(0, tag.indexOf(':')) : '';
+    const ns = attr(el, prefix ? `xmlns:${prefix}` : 'xmlns');
+    if (ns !== METADATA_NS) continue;
+    let index = 0;
+    for (const [childTag, c] of elementEntries(el)) {
+      const local = childTag.slice(childTag.indexOf(':') + 1);
+      if (local === 'template') {
+        const n = attr(c, 'name');
+        if (n !== undefined) out.templates.push(n);
+      } else if (local === 'forward') {
+        const attrs: Record<string, string> = {};
+        for (const [k, v] of Object.entries(c)) if (k.startsWith('@_') && typeof v === 'string') attrs[k.slice(2)] = v;
+        out.forwards.push({ attrs, index: index++ });
+      }
+    }
+  }
+  return out;
+}

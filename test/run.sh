@@ -1,0 +1,15 @@
+#!/bin/bash
+# README command (2): the whole test suite, end-to-end tests included, on a
+# fresh Debian 12 host as root. Installs everything the tests need (Debian
+# packages, then npm packages from the lockfile) and runs `npm test`.
+# .ci/run runs exactly this.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash ./install.sh --deps-only
+# Test-only tools: npm to install the dev toolchain, debootstrap for the
+# Debian 13 root the e2e suite runs libvirt 11 in, virt-xml-validate.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  npm ca-certificates debootstrap libxml2-utils >/dev/null
+npm ci --no-audit --no-fund --loglevel=error
+npm test

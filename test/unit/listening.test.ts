@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { parseProcNet } from '../../src/host/listening.js';
+import { checkConflicts } from '../../src/plan/conflicts.js';
+import type { ResolvedForward } from '../../src/plan/types.js';
+
+const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
+   2: 010200C0:0016 020200C0:D431 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+`;
+const TCP6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 100 0 0 10 0
+`;
+
+describe('host listening sockets', () => {
+  it('parses LISTEN sockets with their addresses, skipping connections', () => {
+    expect(parseProcNet(TCP, 'tcp', 4)).toEqual([
+      { proto: 'tcp', family: 4, address: '0.0.0.0', port: 8080 },
+      { proto: 'tcp', family: 4, address: '127.0.0.1', port: 3000 },
+    ]);
+    expect(parseProcNet(TCP6, 'tcp', 6)).toEqual([{ proto: 'tcp', family: 6, address: '::1', port: 8081 }]);
+  });
+
+  const f = (over: Partial<ResolvedForward> = {}): ResolvedForward => ({
+    family: 4, proto: 'tcp', host: { lo: 8080, hi: 8080 }, guestAddr: '192.168.122.10', guest: { lo: 80, hi: 80 }, from: [],
+    guestSubnet: '192.168.122.0/24', nic: '52:54:00:77:00:10', network: 'default', origin: '/t/web.yaml:5:5', allowHostConflict: false, ...over,
+  });
+  const sockets = parseProcNet(TCP, 'tcp', 4);
+
+  it('refuses a port the host listens on, unless allowHostConflict; loopback-only services do not count', () => {
+    expect(() => checkConflicts('web-1', [f()], [], sockets)).toThrow('VM "web-1": tcp port 8080 on every host IPv4 address is in use by the host itself (0.0.0.0:8080); stop that service, use another host port, or set allowHostConflict: true on the forward (/t/web.yaml:5:5)');
+    expect(() => checkConflicts('web-1', [f({ allowHostConflict: true })], [], sockets)).not.toThrow();
+    expect(() => checkConflicts('web-1', [f({ host: { lo: 3000, hi: 3000 } })], [], sockets)).not.toThrow();
+  });
+
+  it('refuses a port another running VM holds; a different listen address or proto is fine', () => {
+    const other = { uuid: 'u', name: 'web "a"', forwards: [f({ host: { lo: 9000, hi: 9010 } })] };
+    expect(() => checkConflicts('web-b', [f({ host: { lo: 9005, hi: 9005 } })], [other], [])).toThrow(
+      'VM "web-b": tcp port 9005 on every host IPv4 address is already forwarded to running VM "web \\"a\\"" (/t/web.yaml:5:5); use another host port or stop "web \\"a\\""');
+    const specific = { ...other, forwards: [f({ host: { lo: 9000, hi: 9000 }, listen: '192.0.2.1' })] };
+    expect(() => checkConflicts('web-b', [f({ host: { lo: 9000, hi: 9000 }, listen: '192.0.2.2' })], [specific], [])).not.toThrow();
+    expect(() => checkConflicts('web-b', [f({ host: { lo: 9000, hi: 9000 } })], [specific], [])).toThrow('already forwarded');
+    expect(() => checkConflicts('web-b', [f({ host: { lo: 9000, hi: 9000 }, proto: 'udp' })], [specific], [])).not.toThrow();
+  });
+});

@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { renderTable, forwardElements } from '../../src/host/nft-script.js';
+import type { ResolvedForward } from '../../src/plan/types.js';
+import { ROOT } from './helpers.js';
+import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
+import { mustRun } from '../../src/host/run.js';
+
+const base = { guestSubnet: '192.168.122.0/24', nic: '52:54:00:77:00:10', network: 'default', origin: 't', allowHostConflict: false } as const;
+export const SAMPLE: ResolvedForward[] = [
+  { ...base, family: 4, proto: 'tcp', host: { lo: 8080, hi: 8080 }, guestAddr: '192.168.122.10', guest: { lo: 80, hi: 80 }, from: [] },
+  { ...base, family: 4, proto: 'udp', host: { lo: 5353, hi: 5353 }, guestAddr: '192.168.122.10', guest: { lo: 5353, hi: 5353 }, from: ['198.51.100.0/24', '203.0.113.0/25'] },
+  { ...base, family: 4, proto: 'tcp', listen: '192.0.2.1', host: { lo: 9000, hi: 9002 }, guestAddr: '192.168.122.11', guest: { lo: 3000, hi: 3002 }, from: [] },
+  { ...base, family: 6, proto: 'tcp', host: { lo: 8080, hi: 8080 }, guestAddr: 'fd00:77::10', guest: { lo: 80, hi: 80 }, from: [], guestSubnet: 'fd00:77::/64' },
+];
+
+const EXPECTED = join(ROOT, 'test', 'expected', 'table-sample.nft');
+
+describe('nft table rendering', () => {
+  it('matches the checked-in expected script (review the diff of test/expected, not code)', () => {
+    const script = renderTable(SAMPLE, 0x10000000);
+    if (process.env.UPDATE_EXPECTED === '1' || !existsSync(EXPECTED)) writeFileSync(EXPECTED, script);
+    expect(script).toBe(readFileSync(EXPECTED, 'utf8'));
+  });
+
+  it('expands a remapped range port by port and one element per source', () => {
+    expect(forwardElements(SAMPLE, 4)).toEqual([
+      '0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80',
+      '198.51.100.0/24 . 0.0.0.0/0 . udp . 5353 : 192.168.122.10 . 5353',
+      '203.0.113.0/25 . 0.0.0.0/0 . udp . 5353 : 192.168.122.10 . 5353',
+      '0.0.0.0/0 . 192.0.2.1 . tcp . 9000 : 192.168.122.11 . 3000',
+      '0.0.0.0/0 . 192.0.2.1 . tcp . 9001 : 192.168.122.11 . 3001',
+      '0.0.0.0/0 . 192.0.2.1 . tcp . 9002 : 192.168.122.11 . 3002',
+    ]);
+  });
+
+  it('refuses values that could change the script\'s meaning, whatever the ledger holds', () => {
+    const evil = { ...SAMPLE[0]!, guestAddr: '192.168.122.10 } ; flush ruleset ; {' };
+    expect(() => renderTable([evil], 0x10000000)).toThrow();
+    expect(() => renderTable([{ ...SAMPLE[0]!, proto: 'icmp' as 'tcp' }], 0x10000000)).toThrow();
+    expect(() => renderTable([{ ...SAMPLE[0]!, host: { lo: 0, hi: 0 } }], 0x10000000)).toThrow();
+  });
+});
+
+describe.skipIf(!canNetns && !mustRunEverything)('nft accepts the script (real nft, throwaway netns)', () => {
+  let ns: ScratchNetns;
+  beforeAll(() => { ns = new ScratchNetns(); });
+  afterAll(() => ns?.delete());
+
+  it('loads, and replaces itself atomically when applied twice', async () => {
+    await mustRun(ns.run, ['nft', '-f', '-'], renderTable(SAMPLE, 0x10000000));
+    await mustRun(ns.run, ['nft', '-f', '-'], renderTable(SAMPLE.slice(0, 1), 0x10000000));
+    const listing = await mustRun(ns.run, ['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4']);
+    expect(listing).toContain('0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80');
+    expect(listing).not.toContain('5353');
+  });
+
+  it('an empty table is valid too', async () => {
+    await mustRun(ns.run, ['nft', '-f', '-'], renderTable([], 0x10000000));
+  });
+});

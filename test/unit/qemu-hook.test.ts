@@ -1,0 +1,141 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
+import { handleNetworkHook } from '../../src/hooks/network-handler.js';
+import { makeContext, type HookContext } from '../../src/hooks/context.js';
+import type { Paths } from '../../src/paths.js';
+import { mustRun } from '../../src/host/run.js';
+import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
+import { domainXml, fixture, tempDir, writeFiles } from './helpers.js';
+
+const UUID_A = '6f1f6a0e-0000-4000-8000-00000000000a';
+const UUID_B = '6f1f6a0e-0000-4000-8000-00000000000b';
+const NAME_A = `web-"quoted" it's ünï\ncode`;
+
+/**
+ * The qemu hook handler end to end on this host's real nft and iptables, in
+ * a throwaway netns with chains shaped like libvirt 9's, with temp dirs for
+ * templates, ledger and libvirt's status files.
+ */
+describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
+  let ns: ScratchNetns;
+  let ctx: HookContext;
+  let paths: Paths;
+  const hook = (op: string, xml: string, name = 'vm') => handleQemuHook(ctx, [name, op, op === 'release' ? 'end' : 'begin', '-'], async () => xml);
+
+  beforeEach(async () => {
+    ns = new ScratchNetns();
+    const root = tempDir();
+    paths = { configFile: join(root, 'virtwire.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'), logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt') };
+    writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n  - {proto: udp, host: 5353}\n' });
+    writeFiles(join(paths.libvirtRunDir, 'network'), { 'default.xml': fixture('network-default.xml') });
+    ctx = makeContext(paths, ns.run, () => [], 'test');
+    await mustRun(ns.run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
+    await mustRun(ns.run, ['iptables', '-w', '-A', 'LIBVIRT_FWI', '-o', 'virbr0', '-j', 'REJECT']);
+    await mustRun(ns.run, ['iptables', '-w', '-A', 'FORWARD', '-j', 'LIBVIRT_FWI']);
+  });
+  afterEach(() => ns.delete());
+
+  const vmA = () => domainXml(NAME_A, [{ mac: '52:54:00:77:00:10' }], '', UUID_A);
+  const vmB = () => domainXml('web-b', [{ mac: '52:54:00:77:00:11' }], '', UUID_B);
+  const table = async () => (await ns.run(['nft', 'list', 'table', 'inet', 'virtwire'])).stdout;
+  const forwardRule = async () => (await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n').filter((l) => l.includes('virtwire'));
+
+  it('prepare reserves, start applies, stopped and release remove exactly it', async () => {
+    expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+    expect(JSON.parse(readFileSync(join(paths.runDir, 'vms', `${UUID_A}.json`), 'utf8'))).toMatchObject({ name: NAME_A, state: 'reserved' });
+    expect(await table()).toBe('');
+    expect(await hook('start', vmA())).toEqual({ exitCode: 0 });
+    expect(await table()).toContain('0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80');
+    expect(await forwardRule()).toHaveLength(1);
+    expect(await hook('started', '')).toEqual({ exitCode: 0 });
+    expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
+    expect(await table()).toBe('');
+    expect(await forwardRule()).toEqual([]);
+    expect(existsSync(join(paths.runDir, 'vms', `${UUID_A}.json`))).toBe(false);
+    expect(await hook('release', vmA())).toEqual({ exitCode: 0 });
+    const log = readFileSync(paths.logFile, 'utf8');
+    expect(log).toContain('prepare: reserved 2 forward(s)');
+    expect(log.split('\n').every((l) => l === '' || /^\d{4}-/.test(l)), 'a VM name with a newline must not forge a log line').toBe(true);
+  });
+
+  it('a second VM claiming the same host port is refused at prepare; the first keeps its forward', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    writeFiles(join(paths.libvirtRunDir, 'qemu'), { [`${NAME_A.replace(/\//g, '')}.xml`]: `<domstatus state='running' pid='${process.pid}'><domain><uuid>${UUID_A}</uuid></domain></domstatus>` });
+    const r = await hook('prepare', vmB());
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe(`virtwire: VM "web-b": tcp port 8080 on every host IPv4 address is already forwarded to running VM ${JSON.stringify(NAME_A)} (${paths.templatesDir}/web.yaml:4:5); use another host port or stop ${JSON.stringify(NAME_A)}`);
+    expect(r.stderr).not.toContain('\n');
+    expect(await table()).toContain('192.168.122.10 . 80');
+    expect(await hook('release', vmB())).toEqual({ exitCode: 0 });
+    expect(await table()).toContain('192.168.122.10 . 80');
+  });
+
+  it('an entry whose VM died without release does not block the port', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    // No status file for A: libvirt no longer runs it. Age the reservation past its grace period.
+    const f = join(paths.runDir, 'vms', `${UUID_A}.json`);
+    writeFileSync(f, JSON.stringify({ ...JSON.parse(readFileSync(f, 'utf8')), updatedAt: '2000-01-01T00:00:00Z' }));
+    expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
+  });
+
+  it('reconnect re-asserts after libvirt put its rules back on top, and never fails', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    await mustRun(ns.run, ['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
+    await mustRun(ns.run, ['nft', 'delete', 'table', 'inet', 'virtwire']);
+    expect(await hook('reconnect', vmA())).toEqual({ exitCode: 0 });
+    expect((await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n')[1]).toContain('virtwire');
+    expect(await table()).toContain('192.168.122.10 . 80');
+    // Broken input on reconnect must not kill the VM.
+    expect(await hook('reconnect', '<domain')).toEqual({ exitCode: 0 });
+  });
+
+  it('the network hook re-asserts on started/updated only', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    await mustRun(ns.run, ['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
+    expect(await handleNetworkHook(ctx, ['default', 'port-created', 'begin', '-'])).toEqual({ exitCode: 0 });
+    expect((await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n')[1]).not.toContain('virtwire');
+    expect(await handleNetworkHook(ctx, ['default', 'started', 'begin', '-'])).toEqual({ exitCode: 0 });
+    expect((await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n')[1]).toContain('virtwire');
+  });
+
+  it('a template error refuses the start with one line naming file:line:column and the fix; nothing is reserved', async () => {
+    writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 80800}\n' });
+    const r = await hook('prepare', vmA());
+    expect(r).toEqual({ exitCode: 1, stderr: `virtwire: VM ${JSON.stringify(NAME_A)}: template ${paths.templatesDir}/web.yaml is invalid (${paths.templatesDir}/web.yaml:4:24: host: a port is 1-65535, found 80800); fix it — "virtwire templates check" lists every problem` });
+    expect(existsSync(join(paths.runDir, 'vms'))).toBe(false);
+  });
+
+  it('a start whose apply fails aborts the start (fail closed) and release cleans up', async () => {
+    await hook('prepare', vmA());
+    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
+    const r = await handleQemuHook(failing, ['vm', 'start', 'begin', '-'], async () => vmA());
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^virtwire: internal error: nft -f - failed \(exit 1\): Error: simulated/);
+    expect(await hook('release', vmA())).toEqual({ exitCode: 0 });
+    expect(existsSync(join(paths.runDir, 'vms', `${UUID_A}.json`))).toBe(false);
+  });
+});
+
+describe('operations with nothing to do', () => {
+  it('exit 0 without reading stdin', async () => {
+    const ctx = makeContext({ configFile: '/nonexistent', templatesDir: '/nonexistent', runDir: '/nonexistent', logFile: '/dev/null', libvirtRunDir: '/nonexistent' }, async () => { throw new Error('no command expected'); }, () => [], 't');
+    for (const op of ['started', 'migrate', 'restore', 'attach']) {
+      expect(await handleQemuHook(ctx, ['vm', op, 'begin', '-'], async () => { throw new Error('stdin read'); })).toEqual({ exitCode: 0 });
+    }
+  });
+
+  it('a VM no template matches exits 0 and touches nothing', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'templates'));
+    const ctx = makeContext({ configFile: join(root, 'c.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'), logFile: join(root, 'log'), libvirtRunDir: root }, async () => { throw new Error('no command expected'); }, () => [], 't');
+    expect(await handleQemuHook(ctx, ['db', 'prepare', 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
+    expect(await handleQemuHook(ctx, ['db', 'start', 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
+    expect(existsSync(join(root, 'run'))).toBe(false);
+  });
+});

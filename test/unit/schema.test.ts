@@ -1,0 +1,34 @@
+import { ROOT } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import AjvModule from 'ajv';
+import { parse } from 'yaml';
+import { parseTemplate } from '../../src/policy/template.js';
+
+const schema = JSON.parse(readFileSync(join(ROOT, 'templates', 'schema', 'template.schema.json'), 'utf8'));
+// ajv is CommonJS: its class is the default export's .default under NodeNext.
+const Ajv = (AjvModule as unknown as { default: typeof AjvModule }).default ?? AjvModule;
+const ajv = new (Ajv as unknown as new (o: object) => { compile: (s: object) => ((d: unknown) => boolean) & { errors?: unknown } })({ allErrors: true, strict: false, validateFormats: false });
+const validate = ajv.compile(schema);
+
+/** The JSON Schema (for editors) and virtwire's validator must agree. */
+describe('template JSON Schema', () => {
+  const examples = readdirSync(join(ROOT, 'templates')).filter((f) => f.endsWith('.yaml'));
+  it.each(examples)('accepts shipped example %s', (f) => {
+    expect(validate(parse(readFileSync(join(ROOT, 'templates', f), 'utf8'))), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it.each([
+    'match: {domains: [a]}\nbinding: nat\nforwardz: []\n',
+    'match: {domains: [a]}\nbinding: bridgez\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: sctp, host: 80}]\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp}]\n',
+    'match: {domains: [a], extra: 1}\nbinding: nat\n',
+    'binding: nat\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: 80, from: []}]\n',
+  ])('rejects what the validator rejects: %s', (yaml) => {
+    expect(parseTemplate('/t/x.yaml', yaml).template).toBeUndefined();
+    expect(validate(parse(yaml))).toBe(false);
+  });
+});
