@@ -81,6 +81,19 @@ async function netnsPids(ns: string): Promise<number[]> {
   return r.stdout.split('\n').filter(Boolean).map(Number);
 }
 
+/** Zombies in the PID namespace of `initPid` (seen from the host's /proc). */
+async function zombiesInPidNs(initPid: number): Promise<number[]> {
+  const ns = await fs.readlink(`/proc/${initPid}/ns/pid`);
+  const found: number[] = [];
+  for (const e of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    if ((await fs.readlink(`/proc/${e}/ns/pid`).catch(() => '')) !== ns) continue;
+    const stat = await fs.readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) found.push(Number(e));
+  }
+  return found;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -181,6 +194,8 @@ function sandboxSuite(spec: ModeSpec): void {
       const rules = await s().exec(['nft', 'list', 'ruleset']);
       expect(rules.stdout).toContain('LIBVIRT_FWI');
     }
+    // The repo is where virtwire's install.sh will be run from inside.
+    await s().exec(['test', '-f', path.join(s().repoDirInside, 'package.json')]);
     const net = await s().virsh('net-info', '--network', 'default');
     expect(net.stdout).toMatch(/Active:\s+yes/);
   });
@@ -230,6 +245,8 @@ function sandboxSuite(spec: ModeSpec): void {
     timing(`virsh destroy (${spec.mode})`, ms);
     // A slow reaper as PID 1 makes this ~1.6 s (LIBVIRT-NOTES); ours reaps at once.
     expect(ms).toBeLessThan(1200);
+    // PID 1 (bash in sandbox-init.sh) reaped QEMU's re-parented zombie.
+    expect(await zombiesInPidNs(s().initPid)).toEqual([]);
     const st = await s().virsh('domstate', '--domain', name);
     expect(st.stdout.trim()).toBe('shut off');
     await timed(`guest restart (${spec.mode})`, () => s().startGuest(name));

@@ -1,0 +1,146 @@
+// Issue 3's proof: port forwards to NAT guests on a plain `virsh start`,
+// against a real libvirtd in a sandbox (src/sandbox/), with virtwire
+// installed there by its own install.sh, a booted tiny guest serving HTTP on
+// 80 and UDP on 5353, and traffic from a client namespace — on Debian 12's
+// libvirt 9 (iptables backend) and on libvirt 11 in a Debian 13 root
+// (nftables backend, that root's own Node 20).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Sandbox } from '../../src/sandbox/sandbox.js';
+import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
+import { guestLabel } from '../../src/sandbox/domain-xml.js';
+
+const isRoot = process.getuid?.() === 0;
+const mustRun = process.env.CI === 'true';
+
+const WEB = 'match: {domains: ["web-*"], networks: [default]}\npriority: 50\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80, description: web}\n  - {proto: udp, host: 5353}\n';
+const ODD = 'match: {domains: ["odd *"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n';
+const WEB1 = { name: 'web-1', mac: '52:54:00:e2:00:10', ip: '192.168.122.10' };
+
+const MODES = [
+  { mode: 'Debian 12: libvirt 9, iptables backend', trixie: false },
+  { mode: 'Debian 13 root: libvirt 11, nftables backend', trixie: true },
+];
+
+describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
+  let sb: Sandbox;
+  const label = guestLabel(WEB1.name);
+
+  const httpFromClient = (port = 8080) => sb.clientHttpGet(sb.hostAddress, port);
+  const virtwire = async (...args: string[]) => (await sb.exec(['virtwire', ...args])).stdout;
+  const nftTable = async () => sb.exec(['nft', 'list', 'table', 'inet', 'virtwire'], { reject: false });
+  const libvirtdPid = async () => (await sb.exec(['pidof', 'libvirtd'], { reject: false })).stdout.trim();
+  const writeTemplate = (name: string, yaml: string) => sb.exec(['tee', `/etc/virtwire/templates/${name}.yaml`], { input: yaml });
+
+  /** The accept must be first in libvirt's own chain for this backend. */
+  async function acceptIsFirst(): Promise<boolean> {
+    if (trixie) {
+      const chain = (await sb.exec(['nft', 'list', 'chain', 'ip', 'libvirt_network', 'guest_input'])).stdout;
+      const rules = chain.split('\n').map((l) => l.trim()).filter((l) => /accept|reject/.test(l));
+      return rules[0]?.includes('virtwire') === true;
+    }
+    const rules = (await sb.exec(['iptables', '-w', '-S', 'FORWARD'])).stdout.split('\n').filter((l) => l.startsWith('-A'));
+    return rules[0]?.includes('virtwire') === true;
+  }
+
+  async function restartLibvirtd(): Promise<void> {
+    const pid = await libvirtdPid();
+    expect(pid).toMatch(/^\d+$/);
+    // bash's kill builtin: the Debian 13 root has no procps.
+    await sb.exec(['bash', '-c', 'kill -TERM "$1"', 'kill', pid]);
+    for (let i = 0; i < 100 && (await libvirtdPid()) === pid; i++) await new Promise((r) => setTimeout(r, 100));
+    await sb.exec(['libvirtd', '-d'], { env: { LIBVIRT_LOG_OUTPUTS: `3:file:${join(sb.dir, 'logs', 'libvirtd-restarted.log')}` } });
+    // Back once it answers and has reconnected to the running guest.
+    for (let i = 0; i < 100; i++) {
+      const st = await sb.virsh('domstate', WEB1.name).catch(() => undefined);
+      if (st?.stdout.trim() === 'running') return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`libvirtd did not come back with ${WEB1.name} running`);
+  }
+
+  beforeAll(async () => {
+    const rootfs = trixie ? await ensureTrixieRoot() : undefined;
+    sb = await Sandbox.start({ rootfs });
+    const inst = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
+    expect(inst.stdout).toContain('installed virtwire');
+    expect(inst.stdout).toMatch(/sent SIGHUP to libvirtd/);
+    await writeTemplate('web', WEB);
+    await sb.bootGuest(WEB1);
+  }, 600_000);
+
+  afterAll(async () => {
+    await sb?.stop();
+  }, 120_000);
+
+  it('a: the guest answers at host:8080 (tcp) and host:5353 (udp), from a client namespace and from the host itself', async () => {
+    expect((await httpFromClient()).trim()).toBe(`virtwire-guest ${label}`);
+    expect((await sb.clientUdp(sb.hostAddress, 5353, 'ping')).trim()).toBe(`udp-pong ${label}`);
+    expect((await sb.hostHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${label}`);
+    expect(await acceptIsFirst()).toBe(true);
+    const rows = JSON.parse(await virtwire('forwards', '--json')) as Array<Record<string, string>>;
+    expect(rows.map((r) => `${r.vm} ${r.state} ${r.proto} ${r.hostPort} ${r.guest}`)).toEqual([
+      'web-1 applied tcp 8080 192.168.122.10:80',
+      'web-1 applied udp 5353 192.168.122.10:5353',
+    ]);
+  }, 120_000);
+
+  it('b: virsh destroy leaves nothing of the VM in nft, libvirt\'s chains or the ledger; virsh start brings it back', async () => {
+    await sb.destroyGuest(WEB1.name);
+    expect((await nftTable()).exitCode).not.toBe(0);
+    expect(JSON.parse(await virtwire('forwards', '--json'))).toEqual([]);
+    const ruleset = (await sb.exec(['nft', 'list', 'ruleset'])).stdout;
+    expect(ruleset).not.toContain('virtwire');
+    expect((await sb.exec(['ls', '/run/virtwire/vms'])).stdout.trim()).toBe('');
+    await expect(httpFromClient()).rejects.toThrow();
+    await sb.startGuest(WEB1.name);
+    expect((await httpFromClient()).trim()).toBe(`virtwire-guest ${label}`);
+  }, 180_000);
+
+  it('c: a libvirtd restart under the running VM keeps the VM and the forward', async () => {
+    const before = (await sb.virsh('domid', WEB1.name)).stdout.trim();
+    await restartLibvirtd();
+    expect((await sb.virsh('domstate', WEB1.name)).stdout.trim()).toBe('running');
+    expect((await sb.virsh('domid', WEB1.name)).stdout.trim()).toBe(before);
+    expect((await httpFromClient()).trim()).toBe(`virtwire-guest ${label}`);
+    expect(await acceptIsFirst()).toBe(true);
+    expect((await sb.exec(['cat', '/var/log/virtwire.log'])).stdout).toMatch(/reconnect: re-asserted/);
+  }, 180_000);
+
+  it.skipIf(trixie)('d: after a network restart the forward comes back with no virtwire command; `virtwire reconcile` restores a deleted table', async () => {
+    await sb.virsh('net-destroy', 'default');
+    await sb.virsh('net-start', 'default');
+    // The guest's tap left the bridge with the network; a daemon restart re-plugs it.
+    await restartLibvirtd();
+    expect((await httpFromClient()).trim()).toBe(`virtwire-guest ${label}`);
+    expect(await acceptIsFirst()).toBe(true);
+    await sb.exec(['nft', 'delete', 'table', 'inet', 'virtwire']);
+    await expect(httpFromClient()).rejects.toThrow();
+    expect(await virtwire('reconcile')).toContain('nft table inet virtwire: 2 forward(s)');
+    expect((await httpFromClient()).trim()).toBe(`virtwire-guest ${label}`);
+  }, 180_000);
+
+  it.skipIf(trixie)('e: a second VM claiming the same host port is refused with one clear line; the first keeps its forward', async () => {
+    const web2 = { name: 'web-2', mac: '52:54:00:e2:00:11', ip: '192.168.122.11' };
+    const err = await sb.bootGuest(web2).then(() => undefined, (e: Error) => e.message);
+    expect(err).toBeDefined();
+    expect(err).toContain('virtwire: VM "web-2": tcp port 8080 on every host IPv4 address is already forwarded to running VM "web-1" (/etc/virtwire/templates/web.yaml:5:5); use another host port or stop "web-1"');
+    expect((await sb.virsh('domstate', 'web-2')).stdout.trim()).toBe('shut off');
+    expect((await httpFromClient()).trim()).toBe(`virtwire-guest ${label}`);
+    expect(JSON.parse(await virtwire('forwards', '--json'))).toHaveLength(2);
+  }, 180_000);
+
+  it.skipIf(trixie)('f: a VM named with spaces, quotes and non-ASCII gets its forward; nothing is injected; `virtwire forwards` shows the name intact', async () => {
+    const name = `odd "q" it's ü 1; $(touch .pwned) \`id\``;
+    await writeTemplate('odd', ODD);
+    await sb.bootGuest({ name, mac: '52:54:00:e2:00:12', ip: '192.168.122.12' });
+    expect((await httpFromClient(9090)).trim()).toBe(`virtwire-guest ${guestLabel(name)}`);
+    const rows = JSON.parse(await virtwire('forwards', '--json')) as Array<Record<string, string>>;
+    expect(rows.filter((r) => r.vm === name).map((r) => r.hostPort)).toEqual(['9090']);
+    expect(await virtwire('forwards')).toContain(JSON.stringify(name));
+    // Hooks run with cwd /: an injected `touch .pwned` would leave /.pwned.
+    expect((await sb.exec(['ls', '/.pwned'], { reject: false })).exitCode).not.toBe(0);
+    await sb.destroyGuest(name);
+    expect(JSON.parse(await virtwire('forwards', '--json'))).toHaveLength(2);
+  }, 180_000);
+});
