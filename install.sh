@@ -55,7 +55,9 @@ install_deps() {
     if [ "$p" = nodejs ] && node_ok; then continue; fi
     pkgs+=("$p")
   done
-  [ -f "$SRC/dist/virtwire.mjs" ] || pkgs+=("${BUILD_PKGS[@]}")
+  # npm only to build, and only if there is none (NodeSource's nodejs bundles
+  # its own npm and conflicts with Debian's package).
+  if [ ! -f "$SRC/dist/virtwire.mjs" ] && ! command -v npm >/dev/null 2>&1; then pkgs+=("${BUILD_PKGS[@]}"); fi
   say "installing Debian packages: ${pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

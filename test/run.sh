@@ -9,7 +9,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash ./install.sh --deps-only
 # Test-only tools: npm to install the dev toolchain, debootstrap for the
 # Debian 13 root the e2e suite runs libvirt 11 in, virt-xml-validate.
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  npm ca-certificates debootstrap libxml2-utils >/dev/null
+pkgs=(ca-certificates debootstrap libxml2-utils)
+# Debian's npm, unless one came with the Node already installed (NodeSource's
+# nodejs bundles npm and conflicts with Debian's package).
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 npm ci --no-audit --no-fund --loglevel=error
 npm test
