@@ -263,6 +263,9 @@ function sandboxSuite(spec: ModeSpec): void {
     const names = await netnsNames();
     expect(names).not.toContain(sandbox.hostNetns);
     expect(names).not.toContain(sandbox.clientNetns);
+    // The kernel kills the PID namespace when its init dies, but the host's
+    // PID 1 reaps the re-parented corpses only every ~1.5 s (LIBVIRT-NOTES): wait for that.
+    for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
     expect(pids.filter(alive)).toEqual([]);
     await expect(fs.stat(sandbox.dir)).rejects.toThrow();
     const mounts = await fs.readFile('/proc/self/mountinfo', 'utf8');
