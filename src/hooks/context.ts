@@ -6,6 +6,8 @@ import type { HostSocket } from '../host/listening.js';
 import { Ledger } from '../state/ledger.js';
 import { Log } from '../log.js';
 import { parseNetwork, type NetworkInfo } from '../xml/network.js';
+import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
+import { errorMessage } from '../errors.js';
 
 /** Everything a hook touches outside itself, so tests can point it at temp dirs and a recording runner. */
 export interface HookContext {
@@ -38,4 +40,19 @@ export function readNetworkStatus(libvirtRunDir: string, name: string): NetworkI
     return undefined;
   }
   return parseNetwork(xml);
+}
+
+/**
+ * The conntrack mark for operations that must not fail (stopped, release,
+ * reconnect, network re-assert): a virtwire.yaml broken after the VM started
+ * must not leave its forwards behind, so fall back to the mark in use.
+ */
+export function markForCleanup(ctx: HookContext): number {
+  try {
+    return loadConfig(ctx.paths.configFile).firewall.mark;
+  } catch (err) {
+    const inUse = ctx.ledger.getHost().mark ?? DEFAULT_CONFIG.firewall.mark;
+    ctx.log.error(`${errorMessage(err)}; using the mark in use (0x${inUse.toString(16)}) to clean up`);
+    return inUse;
+  }
 }

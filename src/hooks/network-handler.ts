@@ -1,8 +1,7 @@
 import { withLock } from '../state/lock.js';
 import { converge } from '../host/converge.js';
-import { loadConfig } from '../policy/config.js';
 import { errorMessage, quoted } from '../errors.js';
-import type { HookContext } from './context.js';
+import { markForCleanup, type HookContext } from './context.js';
 import type { HookResult } from './qemu-handler.js';
 
 /**
@@ -16,7 +15,7 @@ export async function handleNetworkHook(ctx: HookContext, argv: string[]): Promi
   if (!ctx.ledger.listVms().some((e) => e.state === 'applied')) return { exitCode: 0 };
   try {
     const done = await withLock(ctx.ledger.lockFile, () =>
-      converge({ run: ctx.run, ledger: ctx.ledger, mark: loadConfig(ctx.paths.configFile).firewall.mark }));
+      converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx) }));
     ctx.log.info(`network ${quoted(argv[0] ?? '')} ${op}: re-asserted; ${done.join('; ')}`);
   } catch (err) {
     ctx.log.error(`network ${quoted(argv[0] ?? '')} ${op}: ${errorMessage(err)}`);

@@ -9,7 +9,7 @@ import { vmIsRunning } from '../state/liveness.js';
 import { LEDGER_SCHEMA, NAT_BINDING_VERSION } from '../state/ledger.js';
 import { UserError, errorMessage, quoted } from '../errors.js';
 import { describeForward } from '../plan/describe.js';
-import type { HookContext } from './context.js';
+import { markForCleanup, type HookContext } from './context.js';
 
 export interface HookResult {
   exitCode: number;
@@ -111,7 +111,7 @@ async function cleanupOrReconnect(ctx: HookContext, op: string, xml: string): Pr
     if (!ctx.ledger.hasVm(domain.uuid)) return { exitCode: 0 };
     const done = await withLock(ctx.ledger.lockFile, async () => {
       if (op !== 'reconnect' && !ctx.ledger.removeVm(domain.uuid)) return [];
-      return converge({ run: ctx.run, ledger: ctx.ledger, mark: loadConfig(ctx.paths.configFile).firewall.mark });
+      return converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx) });
     });
     ctx.log.info(`VM ${quoted(name)} ${op}: ${op === 'reconnect' ? 're-asserted' : 'removed its forwards'}; ${done.join('; ') || 'nothing else to change'}`);
   } catch (err) {

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { YamlFile, didYouMean, kindOf } from './yaml-doc.js';
+import { YamlFile, didYouMean, kindOf, formatProblem } from './yaml-doc.js';
 import { parsePortRange, type PortRange } from './ports.js';
 import { UserError } from '../errors.js';
-import { formatProblem } from './yaml-doc.js';
 import { assertTrustedFile } from './trust.js';
 
 /** /etc/virtwire/virtwire.yaml: host-wide settings. Every key is optional. */

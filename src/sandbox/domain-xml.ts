@@ -17,6 +17,8 @@ export interface GuestDomainOptions {
   memoryMiB?: number;
   /** vw.name value the guest reports; must match SAFE_LABEL. Default: guestLabel(name). */
   label?: string;
+  /** IPv4:PORT the guest GETs / from every second, printing the answer (see guest-image.ts). */
+  fetch?: string;
 }
 
 /** What may go on the kernel command line as vw.name (the guest filters to the same set). */
@@ -53,7 +55,10 @@ export function guestDomainXml(o: GuestDomainOptions): string {
   os.ele('type', { arch: 'x86_64' }).txt('hvm');
   os.ele('kernel').txt(o.kernel);
   os.ele('initrd').txt(o.initrd);
-  os.ele('cmdline').txt(`console=ttyS0 quiet vw.name=${label}`);
+  if (o.fetch !== undefined && !/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(o.fetch)) {
+    throw new Error(`guestDomainXml: invalid fetch ${JSON.stringify(o.fetch)} (want IPv4:PORT)`);
+  }
+  os.ele('cmdline').txt(`console=ttyS0 quiet vw.name=${label}${o.fetch ? ` vw.fetch=${o.fetch}` : ''}`);
   d.ele('clock', { offset: 'utc' });
   d.ele('on_poweroff').txt('destroy');
   d.ele('on_reboot').txt('restart');

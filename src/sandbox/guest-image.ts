@@ -31,6 +31,7 @@ const ROOT_MODULES = ['virtio_pci', 'virtio_net'];
 export const GUEST_HTTP_PORT = 80;
 export const GUEST_UDP_PORT = 5353;
 export const GUEST_READY_PREFIX = 'VIRTWIRE-GUEST-READY';
+export const GUEST_FETCH_PREFIX = 'VIRTWIRE-GUEST-FETCH';
 
 // /init runs as PID 1 of the guest. vw.name is a sanitized token (domain-xml.ts
 // makes it), re-filtered here so nothing from the command line reaches a shell
@@ -43,10 +44,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 name=guest
 debug=
+fetch=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vw.name=*) name="\${arg#vw.name=}" ;;
     vw.debug=1) debug=1 ;;
+    vw.fetch=*) fetch="\${arg#vw.fetch=}" ;;
   esac
 done
 # vw.debug=1 on the kernel command line: uptime stamps of each step on the console.
@@ -74,6 +77,17 @@ echo "virtwire-guest $name" > /www/index.html
 httpd -p 80 -h /www
 /bin/udp-pong "udp-pong $name" &
 echo "${GUEST_READY_PREFIX} name=$name ip=$ip"
+# vw.fetch=IP:PORT makes the guest a client too: every second it GETs / from
+# IP:PORT and prints the answer's last line, so tests can prove traffic that
+# starts in a guest (hairpin through a host port). Filtered to an address.
+fetch=$(printf '%s' "$fetch" | tr -cd '0-9.:')
+if [ -n "$fetch" ]; then
+  (while :; do
+    body=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "\${fetch%:*}" "\${fetch##*:}" 2>/dev/null | tail -n 1)
+    echo "${GUEST_FETCH_PREFIX} $fetch \${body:-(no answer)}"
+    sleep 1
+  done) &
+fi
 # PID 1 must never exit (kernel panic); sleep in a loop and reap.
 while :; do sleep 3600; done
 `;

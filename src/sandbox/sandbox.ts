@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { create } from 'xmlbuilder2';
 import { guestDomainXml, guestLabel } from './domain-xml.js';
-import { ensureGuestImage, GUEST_READY_PREFIX } from './guest-image.js';
+import { ensureGuestImage, GUEST_FETCH_PREFIX, GUEST_READY_PREFIX } from './guest-image.js';
 
 export interface SandboxStartOptions {
   /** A prepared Debian 13 root (e.g. from ensureTrixieRoot()): run its libvirt 11 instead of the host's. */
@@ -50,6 +50,8 @@ export interface GuestSpec {
   ip: string;
   /** vw.name the guest reports (default guestLabel(name)). */
   label?: string;
+  /** IPv4:PORT the guest keeps fetching as a client (waitForGuestFetch reads the answers). */
+  fetch?: string;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -337,7 +339,7 @@ export class Sandbox {
     const serialDir = path.join(this.dir, 'serial');
     await fs.mkdir(serialDir, { recursive: true, mode: 0o755 });
     const serialLog = path.join(serialDir, `${label}.log`);
-    const xml = guestDomainXml({ name: g.name, mac: g.mac, label, serialLog, ...image });
+    const xml = guestDomainXml({ name: g.name, mac: g.mac, label, serialLog, fetch: g.fetch, ...image });
     const xmlFile = path.join(this.dir, `domain-${label}.xml`);
     await fs.writeFile(xmlFile, xml);
     await this.virsh('define', '--file', xmlFile);
@@ -386,6 +388,24 @@ export class Sandbox {
       `sandbox: guest ${name} printed no "${want}" within ${timeoutMs / 1000} s (domstate: ${state}). ` +
         `Serial log ${g.serialLog}:\n${this.logTail(text)}\nSee also ${this.dir}/logs/ and /var/log/libvirt/qemu/ inside the sandbox.`,
     );
+  }
+
+  /**
+   * Waits until a guest booted with `fetch` reports an answer containing
+   * `want` on its console; returns that line. Throws with the last lines seen.
+   */
+  async waitForGuestFetch(name: string, want: string, timeoutMs = 30_000): Promise<string> {
+    const g = this.guest(name);
+    const deadline = Date.now() + timeoutMs;
+    let lines: string[] = [];
+    while (Date.now() < deadline) {
+      const text = await fs.readFile(g.serialLog, 'utf8').catch(() => '');
+      lines = text.split('\n').filter((l) => l.startsWith(GUEST_FETCH_PREFIX));
+      const hit = lines.find((l) => l.includes(want));
+      if (hit) return hit.trim();
+      await sleep(200);
+    }
+    throw new Error(`sandbox: guest ${name} fetched no answer containing ${JSON.stringify(want)} within ${timeoutMs / 1000} s; last: ${lines.slice(-3).join(' | ') || '(no fetch lines)'}`);
   }
 
   private logTail(text: string): string {

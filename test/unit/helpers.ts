@@ -1,4 +1,5 @@
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { afterAll } from 'vitest';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +19,17 @@ export function defaultNetwork(): NetworkInfo {
   return parseNetwork(fixture('network-default.xml'));
 }
 
+const tempDirs: string[] = [];
+// Registered in every test file that imports these helpers.
+afterAll(() => {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temp dir removed when the test file ends. */
 export function tempDir(prefix = 'vw-unit-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
 }
 
 export function writeFiles(dir: string, files: Record<string, string>): string {

@@ -111,6 +111,16 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(existsSync(join(paths.runDir, 'vms'))).toBe(false);
   });
 
+  it('a virtwire.yaml broken while the VM runs does not leave its forwards behind at stop', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    writeFileSync(paths.configFile, 'firewall: {mark: nope}\n');
+    expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
+    expect(await table()).toBe('');
+    expect(await forwardRule()).toEqual([]);
+    expect(readFileSync(paths.logFile, 'utf8')).toContain('firewall.mark must be a single bit');
+  });
+
   it('a start whose apply fails aborts the start (fail closed) and release cleans up', async () => {
     await hook('prepare', vmA());
     const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
