@@ -100,7 +100,8 @@ NODE=$(command -v node)
 NODE=$(readlink -f "$NODE")
 
 # Build the bundle unless a build at least as new as every source is there.
-if [ ! -f "$SRC/dist/virtwire.mjs" ] || [ -n "$(find "$SRC/src" "$SRC/package.json" -newer "$SRC/dist/virtwire.mjs" -print -quit 2>/dev/null)" ]; then
+# An installed copy (LIBDIR, run by `virtwire demo`) has no src/: it is its own build.
+if [ ! -f "$SRC/dist/virtwire.mjs" ] || { [ -d "$SRC/src" ] && [ -n "$(find "$SRC/src" "$SRC/package.json" -newer "$SRC/dist/virtwire.mjs" -print -quit 2>/dev/null)" ]; }; then
   command -v npm >/dev/null || die "npm is needed to build virtwire: run ./install.sh --with-deps"
   say "building (npm ci && npm run build)"
   (cd "$SRC" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)

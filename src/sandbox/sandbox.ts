@@ -11,7 +11,7 @@
 // namespace, so stop() never has anything to unmount on the host.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, promises as fs, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -101,6 +101,29 @@ function installExitHook(): void {
   });
 }
 
+const OWNER_FILE = 'OWNER';
+
+interface Owner { pidns: string; pid: number; start: string; hostNetns: string; clientNetns: string }
+
+/** Start time of a process (field 22 of /proc/PID/stat), '' if it does not exist: pids get reused. */
+function processStart(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function parseOwner(text: string): Owner | undefined {
+  try {
+    const o = JSON.parse(text) as Owner;
+    return typeof o.pidns === 'string' && Number.isInteger(o.pid) ? o : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -178,6 +201,11 @@ export class Sandbox {
     // QEMU runs as libvirt-qemu and must traverse DIR to reach the guest image.
     await fs.chmod(dir, 0o755);
     const sb = new Sandbox(dir, `vw-h-${process.pid}-${id}`, `vw-c-${process.pid}-${id}`, opts.rootfs, opts.repoDir ?? PROJECT_ROOT, !!opts.keep);
+    const owner: Owner = {
+      pidns: await fs.readlink('/proc/self/ns/pid'), pid: process.pid, start: processStart(process.pid),
+      hostNetns: sb.hostNetns, clientNetns: sb.clientNetns,
+    };
+    await fs.writeFile(path.join(dir, OWNER_FILE), JSON.stringify(owner));
     live.add(sb);
     installExitHook();
     try {
@@ -499,30 +527,39 @@ export class Sandbox {
    * /tmp/virtwire-sandbox-PID-… dirs whose PID is dead, killing (by pid) any
    * process still inside such a netns.
    */
+  /**
+   * Removes what a killed run left: its temp dir and its two netns. Only
+   * sandboxes whose OWNER file says they were made in this PID namespace by a
+   * process that no longer exists: /tmp is shared with sandboxes nested in
+   * other PID namespaces (the demo inside the e2e sandbox), where a pid means
+   * something else — judging those would delete a live sandbox's overlays.
+   */
   static async cleanupStale(): Promise<string[]> {
     const removed: string[] = [];
-    const names = await fs.readdir('/run/netns').catch(() => [] as string[]);
-    for (const ns of names) {
-      const m = NETNS_RE.exec(ns);
-      if (!m || pidAlive(Number(m[1]))) continue;
-      const pids = await execa('ip', ['netns', 'pids', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
-      for (const p of (pids.stdout ?? '').split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(p), 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      await execa('ip', ['netns', 'del', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
-      removed.push(ns);
-    }
+    const ourPidns = await fs.readlink('/proc/self/ns/pid').catch(() => '');
     for (const d of await fs.readdir('/tmp').catch(() => [] as string[])) {
-      const m = new RegExp(`^${TMP_PREFIX}(\\d+)-`).exec(d);
-      if (!m || pidAlive(Number(m[1]))) continue;
-      if (await fs.stat(path.join('/tmp', d, KEPT_MARK)).catch(() => undefined)) continue;
-      await fs.rm(path.join('/tmp', d), { recursive: true, force: true });
-      removed.push(path.join('/tmp', d));
+      if (!d.startsWith(TMP_PREFIX)) continue;
+      const dir = path.join('/tmp', d);
+      const owner = parseOwner(await fs.readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => ''));
+      if (!owner || owner.pidns !== ourPidns || processStart(owner.pid) === owner.start) continue;
+      if (await fs.stat(path.join(dir, KEPT_MARK)).catch(() => undefined)) continue;
+      for (const ns of [owner.hostNetns, owner.clientNetns]) {
+        if (!NETNS_RE.test(ns)) continue;
+        const pids = await execa('ip', ['netns', 'pids', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
+        for (const p of (pids.stdout ?? '').split('\n').filter(Boolean)) {
+          try {
+            process.kill(Number(p), 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+        const del = await execa('ip', ['netns', 'del', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
+        if (del.exitCode === 0) removed.push(ns);
+      }
+      await fs.rm(dir, { recursive: true, force: true });
+      removed.push(dir);
     }
     return removed;
   }
+
 }
