@@ -7,7 +7,10 @@ export interface Paths {
   templatesDir: string;
   runDir: string;
   logFile: string;
+  /** libvirt's run-time state: qemu/NAME.xml domain status, network/NAME.xml live networks. */
   libvirtRunDir: string;
+  /** libvirt's persistent state: dnsmasq/BRIDGE.status DHCP leases. */
+  libvirtLibDir: string;
 }
 
 export const DEFAULT_PATHS: Paths = {
@@ -16,4 +19,5 @@ export const DEFAULT_PATHS: Paths = {
   runDir: '/run/virtwire',
   logFile: '/var/log/virtwire.log',
   libvirtRunDir: '/run/libvirt',
+  libvirtLibDir: '/var/lib/libvirt',
 };

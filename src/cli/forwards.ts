@@ -1,5 +1,6 @@
 import type { Ledger } from '../state/ledger.js';
 import { formatRange } from '../policy/ports.js';
+import { quoted } from '../errors.js';
 
 /** Rows for `virtwire forwards`: one per forward in the ledger. */
 export function forwardRows(ledger: Ledger): Array<Record<string, string>> {
@@ -23,7 +24,8 @@ export function renderTable(rows: Array<Record<string, string>>): string {
   const cols: Array<[string, string]> = [['VM', 'vm'], ['STATE', 'state'], ['PROTO', 'proto'], ['LISTEN', 'listen'], ['HOST PORT', 'hostPort'], ['-> GUEST', 'guest'], ['FROM', 'from'], ['ORIGIN', 'origin']];
   const cell = (r: Record<string, string>, k: string): string => {
     const v = r[k] ?? '';
-    return k === 'vm' && /[\s\u0000-\u001f"]/.test(v) ? JSON.stringify(v) : v;
+    // Quoted when quoting changes it (quotes, controls, bidi) or it holds spaces.
+    return k === 'vm' && (quoted(v) !== `"${v}"` || /\s/.test(v)) ? quoted(v) : v;
   };
   const width = (i: number): number => Math.max(...[cols[i]![0], ...rows.map((r) => cell(r, cols[i]![1]))].map((s) => [...s].length));
   const widths = cols.map((_, i) => width(i));

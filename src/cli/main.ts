@@ -3,7 +3,6 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_PATHS, type Paths } from '../paths.js';
 import { Ledger } from '../state/ledger.js';
 import { withLock } from '../state/lock.js';
-import { pruneStale } from '../state/liveness.js';
 import { converge } from '../host/converge.js';
 import { runCommand } from '../host/run.js';
 import { loadConfig } from '../policy/config.js';
@@ -11,7 +10,11 @@ import { loadTemplates } from '../policy/load.js';
 import { formatProblem } from '../policy/yaml-doc.js';
 import { forwardRows, renderTable } from './forwards.js';
 import { Log } from '../log.js';
-import { UserError, errorMessage } from '../errors.js';
+import { UserError, errorMessage, quoted } from '../errors.js';
+import { makeContext, hostInterfaceAddresses } from '../hooks/context.js';
+import { canonicalIp, ipFamily } from '../policy/addr.js';
+import { hostSockets } from '../host/listening.js';
+import { reconcile } from './reconcile.js';
 import { VERSION } from '../version.js';
 
 export const HELP = `virtwire ${VERSION} — wire libvirt guests' networks from admin templates
@@ -66,6 +69,9 @@ export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s
     case 'forwards': {
       const rows = forwardRows(ledger);
       out(values.json ? `${JSON.stringify(rows, null, 2)}\n` : renderTable(rows));
+      for (const c of ledger.readVms().corrupt) {
+        process.stderr.write(`virtwire: warning: ledger file ${c.file} is unreadable (${c.reason}); its VM's forwards are not listed or applied — run "virtwire reconcile"\n`);
+      }
       return 0;
     }
     case 'templates': {
@@ -73,24 +79,34 @@ export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s
       const dir = values.dir ?? paths.templatesDir;
       const set = loadTemplates(dir);
       for (const b of set.broken) for (const p of b.problems) out(`${formatProblem(p)}\n`);
+      const local = new Set(hostInterfaceAddresses().map((a) => (ipFamily(a) ? canonicalIp(a) : a)));
       for (const t of set.templates) {
+        for (const f of t.forwards) {
+          if (f.listen && !local.has(f.listen)) out(`${f.origin}: warning: listen ${f.listen} is not an address of this host now; the forward matches nothing until it is\n`);
+        }
         out(`ok  ${t.file}: binding ${t.binding}, priority ${t.priority}, ${t.forwards.length} forward(s), domains ${JSON.stringify(t.match.domains)}${t.match.networks ? `, networks ${JSON.stringify(t.match.networks)}` : ''}${t.match.optIn ? ', opt-in allowed' : ''}\n`);
       }
       if (set.templates.length + set.broken.length === 0) out(`no templates in ${dir}\n`);
       return set.broken.length ? 1 : 0;
     }
-    case 'reconcile':
+    case 'reconcile': {
+      const ctx = makeContext(paths, runCommand, { hostSockets: () => hostSockets() }, 'cli');
+      const { notes, unresolved } = await reconcile(ctx);
+      ctx.log.info(`reconcile: ${notes.join('; ') || 'nothing to do'}`);
+      for (const u of unresolved) ctx.log.error(`reconcile: ${u}`);
+      out(`${notes.length ? notes.map((d) => `reconcile: ${d}`).join('\n') : 'reconcile: nothing to do'}\n`);
+      for (const u of unresolved) out(`reconcile: error: ${u}\n`);
+      return unresolved.length ? 1 : 0;
+    }
     case 'purge': {
       const log = new Log(paths.logFile, 'cli');
       const mark = loadConfig(paths.configFile).firewall.mark;
       const done = await withLock(ledger.lockFile, async () => {
-        const notes = cmd === 'purge'
-          ? ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${JSON.stringify(e.name)}`; })
-          : pruneStale(ledger, paths.libvirtRunDir).map((n) => `dropped ${JSON.stringify(n)} (no longer running)`);
+        const notes = ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${quoted(e.name)}`; });
         return [...notes, ...(await converge({ run: runCommand, ledger, mark }))];
       });
-      log.info(`${cmd}: ${done.join('; ') || 'nothing to do'}`);
-      out(`${done.length ? done.map((d) => `${cmd}: ${d}`).join('\n') : `${cmd}: nothing to do`}\n`);
+      log.info(`purge: ${done.join('; ') || 'nothing to do'}`);
+      out(`${done.length ? done.map((d) => `purge: ${d}`).join('\n') : 'purge: nothing to do'}\n`);
       return 0;
     }
     case 'demo': {

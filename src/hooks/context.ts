@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import type { Paths } from '../paths.js';
 import type { Runner } from '../host/run.js';
 import type { HostSocket } from '../host/listening.js';
 import { Ledger } from '../state/ledger.js';
 import { Log } from '../log.js';
-import { parseNetwork, type NetworkInfo } from '../xml/network.js';
+import type { NetworkInfo } from '../xml/network.js';
+import { readLeases, readNetworkStatus, runningDomains, runningUuids, type Lease, type RunningDomain } from '../host/libvirt-status.js';
 import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
 import { errorMessage } from '../errors.js';
 
@@ -16,30 +16,43 @@ export interface HookContext {
   ledger: Ledger;
   log: Log;
   hostSockets: () => HostSocket[];
+  /** The host's own addresses (every interface of this network namespace). */
+  hostAddresses: () => string[];
   /** The live network from libvirt's status file — never the libvirt API (the daemon is waiting for us). */
   network: (name: string) => NetworkInfo | undefined;
+  /** Domains libvirt runs now, from its status files. */
+  runningDomains: () => RunningDomain[];
+  /** Just their UUIDs (liveness: never by name). */
+  runningUuids: () => Set<string>;
+  /** DHCP leases on a live network. */
+  leases: (network: string) => Lease[];
 }
 
-export function makeContext(paths: Paths, run: Runner, hostSockets: () => HostSocket[], tag: string): HookContext {
+export interface HostProbes {
+  hostSockets: () => HostSocket[];
+  hostAddresses?: () => string[];
+}
+
+export function makeContext(paths: Paths, run: Runner, probes: HostProbes, tag: string): HookContext {
+  const log = new Log(paths.logFile, tag);
+  const network = (name: string): NetworkInfo | undefined => readNetworkStatus(paths.libvirtRunDir, name);
   return {
     paths,
     run,
     ledger: new Ledger(paths.runDir),
-    log: new Log(paths.logFile, tag),
-    hostSockets,
-    network: (name) => readNetworkStatus(paths.libvirtRunDir, name),
+    log,
+    hostSockets: probes.hostSockets,
+    hostAddresses: probes.hostAddresses ?? hostInterfaceAddresses,
+    network,
+    runningDomains: () => runningDomains(paths.libvirtRunDir, (m) => log.error(m)),
+    runningUuids: () => runningUuids(paths.libvirtRunDir),
+    leases: (name) => readLeases(paths.libvirtLibDir, network(name)?.bridge),
   };
 }
 
-export function readNetworkStatus(libvirtRunDir: string, name: string): NetworkInfo | undefined {
-  if (!/^[^/\0]+$/.test(name) || name === '.' || name === '..') return undefined;
-  let xml: string;
-  try {
-    xml = readFileSync(join(libvirtRunDir, 'network', `${name}.xml`), 'utf8');
-  } catch {
-    return undefined;
-  }
-  return parseNetwork(xml);
+/** Addresses of every interface in this network namespace (getifaddrs). */
+export function hostInterfaceAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address.replace(/%.*$/, '')));
 }
 
 /**

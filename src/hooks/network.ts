@@ -9,6 +9,6 @@ import { hostSockets } from '../host/listening.js';
 
 const argv = process.argv.slice(2);
 if (argv[1] !== 'started' && argv[1] !== 'updated') process.exit(0);
-const r = await handleNetworkHook(makeContext(DEFAULT_PATHS, runCommand, () => hostSockets(), 'network-hook'), argv);
+const r = await handleNetworkHook(makeContext(DEFAULT_PATHS, runCommand, { hostSockets: () => hostSockets() }, 'network-hook'), argv);
 if (r.stderr) process.stderr.write(`${r.stderr}\n`);
 process.exitCode = r.exitCode;

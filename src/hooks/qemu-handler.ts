@@ -1,12 +1,8 @@
-import { loadTemplates } from '../policy/load.js';
-import { loadConfig } from '../policy/config.js';
-import { parseDomain } from '../xml/domain.js';
-import { resolveForwards } from '../plan/resolve.js';
-import { checkConflicts, forwardsCollide } from '../plan/conflicts.js';
+import { parseDomain, type DomainInfo } from '../xml/domain.js';
 import { converge } from '../host/converge.js';
 import { withLock } from '../state/lock.js';
-import { vmIsRunning } from '../state/liveness.js';
-import { LEDGER_SCHEMA, NAT_BINDING_VERSION } from '../state/ledger.js';
+import { loadConfig } from '../policy/config.js';
+import { planVm, claim } from '../engine/reserve.js';
 import { UserError, errorMessage, quoted } from '../errors.js';
 import { describeForward } from '../plan/describe.js';
 import { markForCleanup, type HookContext } from './context.js';
@@ -33,52 +29,41 @@ export function qemuOpIsActive(op: string | undefined): boolean {
 export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin: () => Promise<string>): Promise<HookResult> {
   const op = argv[1];
   if (!qemuOpIsActive(op)) return { exitCode: 0 };
-  const xml = await readStdin();
-  try {
-    switch (op) {
-      case 'prepare': return await prepare(ctx, xml);
-      case 'start': return await start(ctx, xml);
-      default: return await cleanupOrReconnect(ctx, op as string, xml);
+  if (op === 'prepare' || op === 'start') {
+    try {
+      const xml = await readStdin();
+      return op === 'prepare' ? await prepare(ctx, xml) : await start(ctx, xml);
+    } catch (err) {
+      const msg = err instanceof UserError ? err.message : `internal error: ${errorMessage(err)} (details in ${ctx.paths.logFile})`;
+      ctx.log.error(`qemu ${op} ${quoted(argv[0] ?? '')}: ${err instanceof UserError ? msg : String((err as Error)?.stack ?? err)}`);
+      return { exitCode: 1, stderr: `virtwire: ${msg}` };
     }
-  } catch (err) {
-    const msg = err instanceof UserError ? err.message : `internal error: ${errorMessage(err)} (details in ${ctx.paths.logFile})`;
-    ctx.log.error(`qemu ${op} ${quoted(argv[0] ?? '')}: ${err instanceof UserError ? msg : String((err as Error)?.stack ?? err)}`);
-    return { exitCode: 1, stderr: `virtwire: ${msg}` };
   }
+  return cleanupOrReconnect(ctx, op as string, readStdin);
 }
 
 async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {
   const domain = parseDomain(xml, 'the domain XML on stdin');
-  const templates = loadTemplates(ctx.paths.templatesDir);
-  const hasWork = templates.templates.length + templates.broken.length > 0 || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
-  if (!hasWork && !ctx.ledger.hasVm(domain.uuid)) return { exitCode: 0 };
-  const config = loadConfig(ctx.paths.configFile);
-  const plan = resolveForwards({ domain, templates, config, network: ctx.network });
+  const planned = planVm(domain, ctx);
+  if (!planned && !ctx.ledger.hasVm(domain.uuid)) return { exitCode: 0 };
+  const forwards = planned?.plan.forwards ?? [];
+  // Read before the lock: parsing every status file is the slow part.
+  const running = forwards.length ? ctx.runningDomains() : [];
+  const runningUuids = forwards.length ? ctx.runningUuids() : new Set<string>();
   await withLock(ctx.ledger.lockFile, async () => {
-    if (plan.forwards.length === 0) {
+    if (!planned || forwards.length === 0) {
       // A leftover entry (e.g. a crash skipped release) must not linger.
       if (ctx.ledger.removeVm(domain.uuid)) ctx.log.info(`VM ${quoted(domain.name)} prepare: dropped a stale ledger entry`);
       return;
     }
-    const others = [];
-    for (const e of ctx.ledger.listVms()) {
-      if (e.uuid === domain.uuid) continue;
-      // An entry that collides but whose VM is gone (crash without release) must not block this start.
-      if (plan.forwards.some((f) => e.forwards.some((g) => forwardsCollide(f, g))) && !vmIsRunning(ctx.paths.libvirtRunDir, e)) {
-        ctx.ledger.removeVm(e.uuid);
-        ctx.log.info(`VM ${quoted(e.name)}: dropped its ledger entry, the VM is no longer running`);
-        continue;
-      }
-      others.push(e);
-    }
-    checkConflicts(domain.name, plan.forwards, others, ctx.hostSockets());
-    ctx.ledger.putVm({
-      schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state: 'reserved', binding: 'nat',
-      bindingVersion: NAT_BINDING_VERSION, forwards: plan.forwards, updatedAt: new Date().toISOString(),
-    });
+    const entry = claim(domain, planned.plan, planned.config, {
+      ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
+      hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
+    }, 'reserved');
+    ctx.ledger.putVm(entry);
   });
-  if (plan.forwards.length) {
-    ctx.log.info(`VM ${quoted(domain.name)} prepare: reserved ${plan.forwards.length} forward(s): ${plan.forwards.map(describeForward).join('; ')}`);
+  if (forwards.length) {
+    ctx.log.info(`VM ${quoted(domain.name)} prepare: reserved ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`);
   }
   return { exitCode: 0 };
 }
@@ -86,36 +71,60 @@ async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {
 async function start(ctx: HookContext, xml: string): Promise<HookResult> {
   const domain = parseDomain(xml, 'the domain XML on stdin');
   if (!ctx.ledger.hasVm(domain.uuid)) return { exitCode: 0 };
+  const mark = loadConfig(ctx.paths.configFile).firewall.mark;
+  const running = ctx.runningUuids();
   const done = await withLock(ctx.ledger.lockFile, async () => {
     const entry = ctx.ledger.getVm(domain.uuid);
     if (!entry) return [];
-    if (entry.state !== 'applied') ctx.ledger.putVm({ ...entry, state: 'applied', updatedAt: new Date().toISOString() });
-    try {
-      return await converge({ run: ctx.run, ledger: ctx.ledger, mark: loadConfig(ctx.paths.configFile).firewall.mark });
-    } catch (err) {
-      // Fail closed: the start is aborted; release will clean the reservation up.
-      ctx.ledger.putVm({ ...entry, state: 'reserved' });
-      throw err;
-    }
+    // Applied first, recorded after: a hook killed in between leaves a
+    // "reserved" entry, which the aborted start's release removes.
+    const applied = { ...entry, state: 'applied' as const, updatedAt: new Date().toISOString() };
+    const notes = await converge({ run: ctx.run, ledger: ctx.ledger, mark, running, include: applied });
+    ctx.ledger.putVm(applied);
+    return notes;
   });
   ctx.log.info(`VM ${quoted(domain.name)} start: applied; ${done.join('; ') || 'host already up to date'}`);
   return { exitCode: 0 };
 }
 
-/** stopped / release / reconnect: best effort, logged, always exit 0 (a reconnect failure would kill the VM). */
-async function cleanupOrReconnect(ctx: HookContext, op: string, xml: string): Promise<HookResult> {
+/**
+ * stopped / release / reconnect: best effort, logged, always exit 0 (a
+ * reconnect failure would kill the VM). reconnect also rebuilds a VM's
+ * entry that was found corrupt, from the live XML libvirt hands it.
+ */
+async function cleanupOrReconnect(ctx: HookContext, op: string, readStdin: () => Promise<string>): Promise<HookResult> {
   let name = '?';
   try {
-    const domain = parseDomain(xml, 'the domain XML on stdin');
+    const domain = parseDomain(await readStdin(), 'the domain XML on stdin');
     name = domain.name;
-    if (!ctx.ledger.hasVm(domain.uuid)) return { exitCode: 0 };
+    const rebuild = op === 'reconnect' && !ctx.ledger.hasVm(domain.uuid) && ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid);
+    if (!ctx.ledger.hasVm(domain.uuid) && !rebuild) return { exitCode: 0 };
+    const running = ctx.runningUuids();
     const done = await withLock(ctx.ledger.lockFile, async () => {
-      if (op !== 'reconnect' && !ctx.ledger.removeVm(domain.uuid)) return [];
-      return converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx) });
+      const notes: string[] = [];
+      if (rebuild) notes.push(rebuildEntry(ctx, domain, running));
+      else if (op !== 'reconnect' && !ctx.ledger.removeVm(domain.uuid)) return [];
+      return [...notes, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
     });
     ctx.log.info(`VM ${quoted(name)} ${op}: ${op === 'reconnect' ? 're-asserted' : 'removed its forwards'}; ${done.join('; ') || 'nothing else to change'}`);
   } catch (err) {
     ctx.log.error(`VM ${quoted(name)} ${op}: ${errorMessage(err)}`);
   }
   return { exitCode: 0 };
+}
+
+/** Re-plans a running VM whose ledger entry was lost to corruption. Caller holds the lock. */
+export function rebuildEntry(ctx: HookContext, domain: DomainInfo, runningUuids: ReadonlySet<string>): string {
+  const planned = planVm(domain, ctx);
+  if (!planned || planned.plan.forwards.length === 0) {
+    ctx.ledger.dropCorrupt(domain.uuid);
+    return `rebuilt the corrupt entry of ${quoted(domain.name)}: no forwards`;
+  }
+  const entry = claim(domain, planned.plan, planned.config, {
+    ledger: ctx.ledger, network: ctx.network, running: ctx.runningDomains(), runningUuids, leases: ctx.leases,
+    hostSockets: () => [], log: (m) => ctx.log.info(m),
+  }, 'applied');
+  ctx.ledger.putVm(entry);
+  ctx.ledger.dropCorrupt(domain.uuid);
+  return `rebuilt the corrupt entry of ${quoted(domain.name)}: ${entry.forwards.length} forward(s)`;
 }

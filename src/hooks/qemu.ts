@@ -6,7 +6,7 @@ import { runCommand } from '../host/run.js';
 import { hostSockets } from '../host/listening.js';
 import { readAllStdin } from './stdin.js';
 
-const ctx = makeContext(DEFAULT_PATHS, runCommand, () => hostSockets(), 'qemu-hook');
+const ctx = makeContext(DEFAULT_PATHS, runCommand, { hostSockets: () => hostSockets() }, 'qemu-hook');
 const r = await handleQemuHook(ctx, process.argv.slice(2), readAllStdin);
 if (r.stderr) process.stderr.write(`${r.stderr}\n`);
 process.exitCode = r.exitCode;

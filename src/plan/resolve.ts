@@ -7,7 +7,8 @@ import { globMatches } from '../policy/glob.js';
 import { rangeInside, formatRange } from '../policy/ports.js';
 import { ipFamily } from '../policy/addr.js';
 import { formatProblem } from '../policy/yaml-doc.js';
-import { UserError, quoted } from '../errors.js';
+import { UserError, quoted, shellWord } from '../errors.js';
+import { canonicalIp } from '../policy/addr.js';
 import type { ResolvedForward, VmPlan } from './types.js';
 
 export interface ResolveInput {
@@ -16,6 +17,8 @@ export interface ResolveInput {
   config: GlobalConfig;
   /** Live network by name (status file); undefined if the network is not active. */
   network: (name: string) => NetworkInfo | undefined;
+  /** The host's own addresses (canonical): a metadata `listen` must be one of them. */
+  hostAddresses: () => readonly string[];
 }
 
 /** Which template wires each NIC, or undefined. Throws on a priority tie. */
@@ -71,6 +74,11 @@ export function resolveForwards(input: ResolveInput): VmPlan {
     usedTemplates.add(t);
     for (const spec of t.forwards) requests.push({ nic, spec, template: t });
   }
+  const metaLimit = input.config.limits.metadataForwardsPerVm;
+  if (domain.metadata.forwards.length > metaLimit) {
+    throw new UserError(`VM ${vm}: its metadata asks for ${domain.metadata.forwards.length} forwards, over limits.metadataForwardsPerVm = ${metaLimit} of /etc/virtwire/virtwire.yaml; remove some from the domain's <metadata>, or ask the admin for a template`);
+  }
+  let hostAddresses: ReadonlySet<string> | undefined;
   for (const { attrs, index } of domain.metadata.forwards) {
     const where = `VM ${vm} metadata forward #${index + 1}`;
     const unknown = Object.keys(attrs).filter((k) => k !== 'nic' && (!(FORWARD_KEYS as readonly string[]).includes(k) || k === 'allowHostConflict'));
@@ -82,6 +90,12 @@ export function resolveForwards(input: ResolveInput): VmPlan {
       throw new UserError(`${where}: ${msg}; fix the domain's <metadata>`);
     });
     if (!spec) continue;
+    if (spec.listen) {
+      hostAddresses ??= new Set(input.hostAddresses().map(canonicalIp));
+      if (!hostAddresses.has(spec.listen)) {
+        throw new UserError(`${where}: listen ${spec.listen} is not an address of this host; use one of the host's addresses, or remove listen to mean all of them`);
+      }
+    }
     if (!rangeInside(spec.host, input.config.forwards.allowedHostPorts)) {
       throw new UserError(`${where}: host port ${formatRange(spec.host)} is outside forwards.allowedHostPorts (${input.config.forwards.allowedHostPorts.map(formatRange).join(', ')}) of /etc/virtwire/virtwire.yaml; use a port inside it, or ask the admin to widen it or add a template`);
     }
@@ -104,7 +118,15 @@ function resolveOne(input: ResolveInput, nic: DomainNic, spec: ForwardSpec, temp
   const netName = nic.network as string;
   const where = `VM ${quoted(domain.name)} NIC ${nic.mac} (network ${quoted(netName)})`;
   const net = input.network(netName);
-  if (!net) throw new UserError(`${where}: network ${quoted(netName)} is not active, so its address reservations cannot be read; start it (virsh net-start ${netName})`);
+  const netWord = shellWord(netName, 'NETWORK');
+  if (!net) throw new UserError(`${where}: network ${quoted(netName)} is not active, so its address reservations cannot be read; start it (virsh net-start ${netWord})`);
+  // binding nat forwards into a NAT network only. An isolated or open network
+  // is closed to the outside on purpose, and a routed one's guests are
+  // reachable at their own addresses: an accept for a DNAT there would open
+  // what the admin chose to keep closed, or duplicate what routing gives.
+  if (net.forwardMode !== 'nat') {
+    throw new UserError(`${where}: binding nat needs a NAT network (<forward mode='nat'/>), but network ${quoted(netName)} has forward mode ${quoted(net.forwardMode)}; attach the NIC to a NAT network, or limit the template with match.networks`);
+  }
   const listenFamily = spec.listen ? ipFamily(spec.listen) : undefined;
   const families: Array<4 | 6> = listenFamily ? [listenFamily] : [4, 6];
   const out: ResolvedForward[] = [];
@@ -117,9 +139,11 @@ function resolveOne(input: ResolveInput, nic: DomainNic, spec: ForwardSpec, temp
     const guestAddr = fixed ?? reserved?.ip;
     if (!guestAddr) {
       if (family === 6 && !listenFamily) continue; // IPv6 follows only where the guest has a reserved IPv6 address
+      // A name goes into the suggested command only when it is plain: it sits in XML inside shell quotes.
+      const plainName = /^[A-Za-z0-9._+:@-]+$/.test(domain.name) ? domain.name : 'DOMAIN-NAME';
       const hint = family === 4
-        ? `virsh net-update ${netName} add ip-dhcp-host "<host mac='${nic.mac}' ip='ADDRESS'/>" --live --config`
-        : `virsh net-update ${netName} add ip-dhcp-host "<host name='${domain.name}' ip='ADDRESS'/>" --live --config --parent-index 1`;
+        ? `virsh net-update ${netWord} add ip-dhcp-host "<host mac='${nic.mac}' ip='ADDRESS'/>" --live --config`
+        : `virsh net-update ${netWord} add ip-dhcp-host "<host name='${plainName}' ip='ADDRESS'/>" --live --config --parent-index 1`;
       throw new UserError(`${where}: no IPv${family} address to forward to; reserve one with: ${hint}${template ? `, or set address: in ${template.file}` : ''}`);
     }
     const subnet = reserved?.subnet ?? subnetHolding(net, guestAddr);

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import type { ResolvedForward } from '../plan/types.js';
 import type { AcceptTarget } from '../host/libvirt-firewall.js';
+import { UserError } from '../errors.js';
 
 export const LEDGER_SCHEMA = 1;
 export const NAT_BINDING_VERSION = 1;
@@ -30,9 +31,18 @@ export interface HostEntry {
   updatedAt: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** A VM file that cannot be read as an entry. It is never dropped: set aside as `<uuid>.json.corrupt…` and reported. */
+export interface CorruptEntry {
+  uuid: string;
+  /** Where it is now. */
+  file: string;
+  reason: string;
+}
 
-/** Files under the run dir (/run/virtwire): vms/<uuid>.json, host.json, lock. Callers hold the lock. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const CORRUPT = /^([0-9a-f-]{36})\.json\.corrupt(?:-\d+)?$/;
+
+/** Files under the run dir (/run/virtwire): vms/<uuid>.json, host.json, lock. Writers hold the lock. */
 export class Ledger {
   constructor(readonly dir: string) {}
 
@@ -40,9 +50,13 @@ export class Ledger {
     return join(this.dir, 'lock');
   }
 
+  private get vmsDir(): string {
+    return join(this.dir, 'vms');
+  }
+
   private vmFile(uuid: string): string {
     if (!UUID.test(uuid)) throw new Error(`invalid uuid ${JSON.stringify(uuid)}`);
-    return join(this.dir, 'vms', `${uuid}.json`);
+    return join(this.vmsDir, `${uuid}.json`);
   }
 
   /** Cheap check for hooks with nothing to do. */
@@ -51,20 +65,51 @@ export class Ledger {
   }
 
   getVm(uuid: string): VmEntry | undefined {
-    return readJson<VmEntry>(this.vmFile(uuid));
+    const r = readEntry(this.vmFile(uuid), uuid);
+    return typeof r === 'object' ? r : undefined;
+  }
+
+  /** Every readable entry, and the files that are not (still in place, or already set aside). */
+  readVms(): { entries: VmEntry[]; corrupt: CorruptEntry[] } {
+    const entries: VmEntry[] = [];
+    const corrupt: CorruptEntry[] = [];
+    for (const n of this.vmFileNames()) {
+      const file = join(this.vmsDir, n);
+      const set = CORRUPT.exec(n);
+      if (set) { corrupt.push({ uuid: set[1] as string, file, reason: 'set aside earlier' }); continue; }
+      if (!n.endsWith('.json') || !UUID.test(n.slice(0, -5))) continue;
+      const r = readEntry(file, n.slice(0, -5));
+      if (typeof r === 'object') entries.push(r);
+      else if (r !== 'gone') corrupt.push({ uuid: n.slice(0, -5), file, reason: r });
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { entries, corrupt };
   }
 
   listVms(): VmEntry[] {
-    let names: string[];
-    try {
-      names = readdirSync(join(this.dir, 'vms'));
-    } catch {
-      return [];
+    return this.readVms().entries;
+  }
+
+  /**
+   * Moves unreadable entries aside (`<uuid>.json.corrupt`), so they are kept
+   * for the admin and never mistaken for a VM with no forwards. Returns every
+   * corrupt file, including ones set aside before. Caller holds the lock.
+   */
+  setAsideCorrupt(): CorruptEntry[] {
+    const out: CorruptEntry[] = [];
+    for (const c of this.readVms().corrupt) {
+      if (CORRUPT.test(c.file.slice(c.file.lastIndexOf('/') + 1))) { out.push(c); continue; }
+      let to = `${c.file}.corrupt`;
+      if (existsSync(to)) to = `${to}-${Date.now()}`;
+      renameSync(c.file, to);
+      out.push({ ...c, file: to });
     }
-    return names.filter((n) => n.endsWith('.json') && UUID.test(n.slice(0, -5)))
-      .map((n) => readJson<VmEntry>(join(this.dir, 'vms', n)))
-      .filter((e): e is VmEntry => e !== undefined)
-      .sort((a, b) => a.name.localeCompare(b.name));
+    return out;
+  }
+
+  /** Forgets set-aside copies for a VM once its entry is rebuilt. */
+  dropCorrupt(uuid: string): void {
+    for (const n of this.vmFileNames()) if (CORRUPT.exec(n)?.[1] === uuid) rmSync(join(this.vmsDir, n), { force: true });
   }
 
   putVm(entry: VmEntry): void {
@@ -79,37 +124,82 @@ export class Ledger {
   }
 
   getHost(): HostEntry {
-    return readJson<HostEntry>(join(this.dir, 'host.json')) ?? { schema: LEDGER_SCHEMA, table: false, mark: null, accepts: [], updatedAt: '' };
+    const h = readJson(join(this.dir, 'host.json'));
+    return isHostEntry(h) ? h : { schema: LEDGER_SCHEMA, table: false, mark: null, accepts: [], updatedAt: '' };
   }
 
   putHost(entry: HostEntry): void {
     writeAtomic(join(this.dir, 'host.json'), entry);
   }
+
+  private vmFileNames(): string[] {
+    try {
+      return readdirSync(this.vmsDir).sort();
+    } catch {
+      return [];
+    }
+  }
 }
 
-function readJson<T>(file: string): T | undefined {
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The entry, 'gone' if the file vanished meanwhile, or why it is not an entry. */
+function readEntry(file: string, uuid: string): VmEntry | 'gone' | string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : `unreadable: ${(err as Error).message}`;
   }
+  let v: unknown;
   try {
-    return JSON.parse(text) as T;
+    v = JSON.parse(text);
   } catch {
-    // Never happens with atomic writes; a hand-edited file must not crash a hook.
-    return undefined;
+    return 'not valid JSON';
   }
+  return entryProblem(v, uuid) ?? (v as VmEntry);
 }
 
-/** Write to a temp file, fsync, rename: readers see the old or the new file, never half of one. */
+/** Shape check: a ledger file is root's, but a truncated or hand-edited one must not crash a hook. */
+function entryProblem(v: unknown, uuid: string): string | undefined {
+  if (typeof v !== 'object' || v === null) return 'not an object';
+  const e = v as Partial<VmEntry>;
+  if (e.uuid !== uuid) return 'uuid does not match the file name';
+  if (typeof e.name !== 'string') return 'no name';
+  if (e.state !== 'reserved' && e.state !== 'applied') return 'bad state';
+  if (!Array.isArray(e.forwards) || !e.forwards.every((f) => typeof f === 'object' && f !== null)) return 'bad forwards';
+  if (typeof e.updatedAt !== 'string') return 'no updatedAt';
+  return undefined;
+}
+
+function isHostEntry(v: unknown): v is HostEntry {
+  const h = v as Partial<HostEntry> | undefined;
+  return typeof h === 'object' && h !== null && typeof h.table === 'boolean' && Array.isArray(h.accepts);
+}
+
+/**
+ * Write to a temp file, fsync, rename: readers see the old or the new file,
+ * never half of one. A failed write (a full /run) leaves no temp file and
+ * says so in one line.
+ */
 function writeAtomic(file: string, value: unknown): void {
   const dir = file.slice(0, file.lastIndexOf('/'));
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(value, null, 1)}\n`, { mode: 0o644 });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, file);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    writeFileSync(tmp, `${JSON.stringify(value, null, 1)}\n`, { mode: 0o644 });
+    const fd = openSync(tmp, 'r');
+    try { fsyncSync(fd); } finally { closeSync(fd); }
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`cannot write virtwire's ledger ${file}: ${code ?? (err as Error).message}${code === 'ENOSPC' ? ' (no space left on the device holding it; free space there: df -h /run)' : ''}`);
+  }
 }

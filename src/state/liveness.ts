@@ -1,35 +1,19 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Ledger, VmEntry } from './ledger.js';
-
-/** A reserved entry younger than this belongs to a VM still starting (prepare → start). */
-const RESERVATION_GRACE_MS = 5 * 60 * 1000;
+import type { VmEntry } from './ledger.js';
 
 /**
- * Whether libvirt still runs the VM, from its status file
- * (/run/libvirt/qemu/NAME.xml, <domstatus pid=…>) — files only, so hooks can use it.
+ * An entry younger than this belongs to a VM still starting: between
+ * prepare/start and the moment libvirt writes its status file, the VM is
+ * not yet "running" in libvirt's files.
  */
-export function vmIsRunning(libvirtRunDir: string, entry: VmEntry, now = Date.now()): boolean {
-  if (entry.state === 'reserved' && now - Date.parse(entry.updatedAt) < RESERVATION_GRACE_MS) return true;
-  const status = join(libvirtRunDir, 'qemu', `${entry.name}.xml`);
-  let text: string;
-  try {
-    text = readFileSync(status, 'utf8');
-  } catch {
-    return false;
-  }
-  if (!text.includes(entry.uuid)) return false;
-  const pid = /<domstatus[^>]*\bpid=['"](\d+)['"]/.exec(text)?.[1];
-  return pid === undefined || existsSync(`/proc/${pid}`);
-}
+export const STARTING_GRACE_MS = 5 * 60 * 1000;
 
-/** Drops ledger entries of VMs that are gone (a crash skipped their stopped/release hooks). Returns their names. */
-export function pruneStale(ledger: Ledger, libvirtRunDir: string, keepUuid?: string): string[] {
-  const gone: string[] = [];
-  for (const e of ledger.listVms()) {
-    if (e.uuid === keepUuid || vmIsRunning(libvirtRunDir, e)) continue;
-    ledger.removeVm(e.uuid);
-    gone.push(e.name);
-  }
-  return gone;
+/**
+ * Whether an entry's VM still runs: its UUID is among the domains libvirt
+ * runs (see host/libvirt-status.ts; never decided by name), or it was
+ * written moments ago by a start in progress.
+ */
+export function entryIsLive(entry: VmEntry, runningUuids: ReadonlySet<string>, now = Date.now()): boolean {
+  if (runningUuids.has(entry.uuid)) return true;
+  const age = now - Date.parse(entry.updatedAt);
+  return age >= 0 && age < STARTING_GRACE_MS;
 }

@@ -1,5 +1,5 @@
-import { parseXml, child, children, attr, text, elementEntries, type XmlElement } from './parse.js';
-import { UserError, quoted } from '../errors.js';
+import { parseXml, child, children, attr, text, elementEntries, decodeXmlText, type XmlElement } from './parse.js';
+import { UserError, quoted, oneLine } from '../errors.js';
 
 /** XML namespace of virtwire's element in a domain's <metadata>. */
 export const METADATA_NS = 'https://virtwire.dev/xmlns/domain/1';
@@ -30,19 +30,45 @@ export interface DomainInfo {
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Reads what virtwire needs from a domain XML (live or inactive). Throws UserError on malformed input. */
+/**
+ * Reads what virtwire needs from a domain XML (live or inactive), or from
+ * libvirt's status file (<domstatus><domain>…). The name is kept byte for
+ * byte: it is how libvirt and the ledger know the VM. Throws UserError on
+ * malformed input.
+ */
 export function parseDomain(xml: string, source = 'domain XML'): DomainInfo {
+  return parseDomainDocument(xml, source).domain;
+}
+
+/** libvirt's status file /run/libvirt/qemu/NAME.xml: the live domain plus the QEMU pid. */
+export function parseDomainStatus(xml: string, source: string): { domain: DomainInfo; pid?: number } {
+  const r = parseDomainDocument(xml, source);
+  const pid = r.pid === undefined || !/^\d+$/.test(r.pid) ? undefined : Number(r.pid);
+  return { domain: r.domain, pid };
+}
+
+function parseDomainDocument(xml: string, source: string): { domain: DomainInfo; pid?: string } {
   let root: XmlElement;
   try {
     root = parseXml(xml);
   } catch (err) {
-    throw new UserError(`${source} is not well-formed XML: ${(err as Error).message.split('\n')[0]}`);
+    throw new UserError(`${source} is not well-formed XML: ${oneLine((err as Error).message)}`);
   }
-  const dom = child(root, 'domain');
+  const status = child(root, 'domstatus');
+  const dom = child(root, 'domain') ?? child(status, 'domain');
   if (!dom) throw new UserError(`${source} has no <domain> element`);
+  try {
+    return { domain: readDomain(dom, source), pid: attr(status, 'pid') };
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(`${source}: ${oneLine((err as Error).message)}`); // e.g. an undecodable entity
+  }
+}
+
+function readDomain(dom: XmlElement, source: string): DomainInfo {
   const name = text(child(dom, 'name'));
+  const uuid = (text(child(dom, 'uuid')) ?? '').trim().toLowerCase();
   if (!name) throw new UserError(`${source} has no <name>`);
-  const uuid = (text(child(dom, 'uuid')) ?? '').toLowerCase();
   if (!UUID.test(uuid)) throw new UserError(`VM ${quoted(name)}: its XML has no valid <uuid>`);
   const nics = children(child(dom, 'devices'), 'interface').map((iface, index): DomainNic => {
     const src = child(iface, 'source');
@@ -82,7 +108,7 @@ function readMetadata(meta: XmlElement | undefined): DomainMetadata {
         if (n !== undefined) out.templates.push(n);
       } else if (local === 'forward') {
         const attrs: Record<string, string> = {};
-        for (const [k, v] of Object.entries(c)) if (k.startsWith('@_') && typeof v === 'string') attrs[k.slice(2)] = v;
+        for (const [k, v] of Object.entries(c)) if (k.startsWith('@_') && typeof v === 'string') attrs[k.slice(2)] = decodeXmlText(v);
         out.forwards.push({ attrs, index: index++ });
       }
     }

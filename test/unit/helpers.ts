@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseNetwork, type NetworkInfo } from '../../src/xml/network.js';
 import { parseTemplate, type Template } from '../../src/policy/template.js';
 import type { TemplateSet } from '../../src/policy/load.js';
+import type { Paths } from '../../src/paths.js';
 
 /** The repository root (import.meta.dirname needs Node 20.11; Debian 12 has 18). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -70,4 +71,12 @@ export function domainXml(name: string, nics: TestNic[] = [{ network: 'default' 
     ${ifaces}
   </devices>
 </domain>`;
+}
+
+/** Paths for a hook or CLI run confined to a temp dir. */
+export function testPaths(root: string): Paths {
+  return {
+    configFile: join(root, 'virtwire.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'),
+    logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt'), libvirtLibDir: join(root, 'libvirt-lib'),
+  };
 }

@@ -7,7 +7,7 @@ import { makeContext, type HookContext } from '../../src/hooks/context.js';
 import type { Paths } from '../../src/paths.js';
 import { mustRun } from '../../src/host/run.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
-import { domainXml, fixture, tempDir, writeFiles } from './helpers.js';
+import { domainXml, fixture, tempDir, testPaths, writeFiles } from './helpers.js';
 
 const UUID_A = '6f1f6a0e-0000-4000-8000-00000000000a';
 const UUID_B = '6f1f6a0e-0000-4000-8000-00000000000b';
@@ -27,10 +27,10 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
   beforeEach(async () => {
     ns = new ScratchNetns();
     const root = tempDir();
-    paths = { configFile: join(root, 'virtwire.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'), logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt') };
+    paths = testPaths(root);
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n  - {proto: udp, host: 5353}\n' });
     writeFiles(join(paths.libvirtRunDir, 'network'), { 'default.xml': fixture('network-default.xml') });
-    ctx = makeContext(paths, ns.run, () => [], 'test');
+    ctx = makeContext(paths, ns.run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');
     await mustRun(ns.run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
     await mustRun(ns.run, ['iptables', '-w', '-A', 'LIBVIRT_FWI', '-o', 'virbr0', '-j', 'REJECT']);
     await mustRun(ns.run, ['iptables', '-w', '-A', 'FORWARD', '-j', 'LIBVIRT_FWI']);
@@ -134,7 +134,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
 describe('operations with nothing to do', () => {
   it('exit 0 without reading stdin', async () => {
-    const ctx = makeContext({ configFile: '/nonexistent', templatesDir: '/nonexistent', runDir: '/nonexistent', logFile: '/dev/null', libvirtRunDir: '/nonexistent' }, async () => { throw new Error('no command expected'); }, () => [], 't');
+    const ctx = makeContext(testPaths(join(tempDir(), 'nonexistent')), async () => { throw new Error('no command expected'); }, { hostSockets: () => [] }, 't');
     for (const op of ['started', 'migrate', 'restore', 'attach']) {
       expect(await handleQemuHook(ctx, ['vm', op, 'begin', '-'], async () => { throw new Error('stdin read'); })).toEqual({ exitCode: 0 });
     }
@@ -143,7 +143,7 @@ describe('operations with nothing to do', () => {
   it('a VM no template matches exits 0 and touches nothing', async () => {
     const root = tempDir();
     mkdirSync(join(root, 'templates'));
-    const ctx = makeContext({ configFile: join(root, 'c.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'), logFile: join(root, 'log'), libvirtRunDir: root }, async () => { throw new Error('no command expected'); }, () => [], 't');
+    const ctx = makeContext(testPaths(root), async () => { throw new Error('no command expected'); }, { hostSockets: () => [] }, 't');
     expect(await handleQemuHook(ctx, ['db', 'prepare', 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
     expect(await handleQemuHook(ctx, ['db', 'start', 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
     expect(existsSync(join(root, 'run'))).toBe(false);

@@ -8,9 +8,10 @@ import type { TemplateSet } from '../../src/policy/load.js';
 import { defaultNetwork, domainXml, set, template } from './helpers.js';
 
 const WEB = template('web', 'match: {domains: ["web-*"], networks: [default]}\npriority: 50\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n  - {proto: udp, host: 5353}\n');
+const HOST_ADDRESSES = ['192.0.2.1', '2001:db8:77::1'];
 const net = (name: string) => (name === 'default' ? defaultNetwork() : undefined);
 const plan = (xml: string, templates: TemplateSet = set(WEB), config = DEFAULT_CONFIG) =>
-  resolveForwards({ domain: parseDomain(xml), templates, config, network: net });
+  resolveForwards({ domain: parseDomain(xml), templates, config, network: net, hostAddresses: () => HOST_ADDRESSES });
 
 describe('matching and priority', () => {
   it('matches by glob and network; the highest priority wins per NIC', () => {

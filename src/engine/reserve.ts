@@ -1,0 +1,100 @@
+// The decisions a VM start needs, shared by the qemu hook (prepare), its
+// rebuild on reconnect, and `virtwire reconcile`: one code path.
+import type { DomainInfo } from '../xml/domain.js';
+import type { NetworkInfo } from '../xml/network.js';
+import { loadTemplates } from '../policy/load.js';
+import { loadConfig, type GlobalConfig } from '../policy/config.js';
+import { resolveForwards } from '../plan/resolve.js';
+import { checkVmLimits, checkHostLimit, totalElements } from '../plan/limits.js';
+import { checkConflicts } from '../plan/conflicts.js';
+import { checkOwnership, reservedAddressesOf, type Lease, type OtherVmView } from '../plan/ownership.js';
+import type { VmPlan } from '../plan/types.js';
+import type { HostSocket } from '../host/listening.js';
+import type { RunningDomain } from '../host/libvirt-status.js';
+import { LEDGER_SCHEMA, NAT_BINDING_VERSION, type Ledger, type VmEntry } from '../state/ledger.js';
+import { entryIsLive } from '../state/liveness.js';
+import type { Paths } from '../paths.js';
+import { quoted } from '../errors.js';
+
+/** What planning reads from the host (files only: hooks must never call libvirt). */
+export interface PlanSources {
+  paths: Paths;
+  network: (name: string) => NetworkInfo | undefined;
+  hostAddresses: () => readonly string[];
+}
+
+/**
+ * Templates + metadata → this VM's forwards, with the per-forward and
+ * per-VM bounds checked. Pure apart from reading templates and config;
+ * runs before the lock is taken. Returns undefined when nothing concerns
+ * the VM (no template, no metadata): the caller has nothing to do.
+ */
+export function planVm(domain: DomainInfo, src: PlanSources): { plan: VmPlan; config: GlobalConfig } | undefined {
+  const templates = loadTemplates(src.paths.templatesDir);
+  const concerned = templates.templates.length + templates.broken.length > 0
+    || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
+  if (!concerned) return undefined;
+  const config = loadConfig(src.paths.configFile);
+  const plan = resolveForwards({ domain, templates, config, network: src.network, hostAddresses: src.hostAddresses });
+  checkVmLimits(domain.name, plan.forwards, config.limits);
+  return { plan, config };
+}
+
+export interface ClaimSources {
+  ledger: Ledger;
+  network: (name: string) => NetworkInfo | undefined;
+  /** Other domains libvirt runs (status files), for MACs and reservations. */
+  running: readonly RunningDomain[];
+  runningUuids: ReadonlySet<string>;
+  leases: (network: string) => readonly Lease[];
+  hostSockets: () => HostSocket[];
+  log: (msg: string) => void;
+}
+
+/**
+ * Under the lock: refuses a plan that would reach another VM, take a port
+ * another VM or the host holds, or exceed the host-wide bound; otherwise
+ * returns the entry to record. Entries of VMs that no longer run are
+ * dropped first, so they never block a start.
+ */
+export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, src: ClaimSources, state: VmEntry['state']): VmEntry {
+  const others: VmEntry[] = [];
+  for (const e of src.ledger.listVms()) {
+    if (e.uuid === domain.uuid) continue;
+    if (!entryIsLive(e, src.runningUuids)) {
+      src.ledger.removeVm(e.uuid);
+      src.log(`VM ${quoted(e.name)}: dropped its ledger entry, the VM no longer runs`);
+      continue;
+    }
+    others.push(e);
+  }
+  checkOwnership(domain, plan.forwards, otherViews(domain.uuid, src.running, others, src.network), src.leases);
+  checkConflicts(domain.name, plan.forwards, others, src.hostSockets());
+  checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap((e) => e.forwards)), config.limits);
+  return {
+    schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, binding: 'nat',
+    bindingVersion: NAT_BINDING_VERSION, forwards: plan.forwards, updatedAt: new Date().toISOString(),
+  };
+}
+
+/** Other VMs as libvirt's status files and the ledger know them, merged by UUID. */
+function otherViews(self: string, running: readonly RunningDomain[], entries: readonly VmEntry[], network: (name: string) => NetworkInfo | undefined): OtherVmView[] {
+  const views = new Map<string, { uuid: string; name: string; macs: string[]; addresses: Map<string, string> }>();
+  for (const { domain } of running) {
+    if (domain.uuid === self) continue;
+    views.set(domain.uuid, {
+      uuid: domain.uuid, name: domain.name,
+      macs: domain.nics.map((n) => n.mac).filter(Boolean),
+      addresses: reservedAddressesOf(domain, network),
+    });
+  }
+  for (const e of entries) {
+    const v = views.get(e.uuid) ?? { uuid: e.uuid, name: e.name, macs: [], addresses: new Map<string, string>() };
+    for (const f of e.forwards) {
+      if (!v.macs.includes(f.nic)) v.macs.push(f.nic);
+      if (!v.addresses.has(f.guestAddr)) v.addresses.set(f.guestAddr, 'the target of its forwards');
+    }
+    views.set(e.uuid, v);
+  }
+  return [...views.values()];
+}

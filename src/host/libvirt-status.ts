@@ -1,0 +1,124 @@
+// libvirt's own run-time files, read-only: what hooks may consult instead of
+// the libvirt API (the daemon is waiting for them).
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDomainStatus, type DomainInfo } from '../xml/domain.js';
+import { parseNetwork, type NetworkInfo } from '../xml/network.js';
+import { errorMessage } from '../errors.js';
+
+/** A domain libvirt runs now, from /run/libvirt/qemu/*.xml whose QEMU pid is alive. */
+export interface RunningDomain {
+  domain: DomainInfo;
+  /** The domain's live XML, as libvirt keeps it (for rebuilding a lost ledger entry). */
+  xml: string;
+}
+
+/**
+ * Every running domain, keyed by nothing but what the files say: a status
+ * file's name is the domain name, which can hold anything, so liveness is
+ * decided by the UUID inside, never by building a path from a name.
+ * Unreadable files are reported through `problem` and skipped.
+ */
+export function runningDomains(libvirtRunDir: string, problem: (msg: string) => void = () => {}): RunningDomain[] {
+  const dir = join(libvirtRunDir, 'qemu');
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.xml'));
+  } catch {
+    return [];
+  }
+  const out: RunningDomain[] = [];
+  for (const n of names) {
+    const file = join(dir, n);
+    let xml: string;
+    try {
+      xml = readFileSync(file, 'utf8');
+    } catch {
+      continue; // removed meanwhile: the domain stopped
+    }
+    try {
+      const { domain, pid } = parseDomainStatus(xml, file);
+      if (pid === undefined || existsSync(`/proc/${pid}`)) out.push({ domain, xml });
+    } catch (err) {
+      problem(`cannot read libvirt status file ${file}: ${errorMessage(err)}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * UUIDs of the domains libvirt runs now. Deliberately lighter than
+ * runningDomains(): only the UUID and the pid are read, so a status file
+ * virtwire's parser would choke on still counts as a running VM — liveness
+ * decides whether a VM's forwards are dropped, and must not err that way.
+ */
+export function runningUuids(libvirtRunDir: string): Set<string> {
+  const dir = join(libvirtRunDir, 'qemu');
+  const out = new Set<string>();
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.xml'));
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    let xml: string;
+    try {
+      xml = readFileSync(join(dir, n), 'utf8');
+    } catch {
+      continue;
+    }
+    const pid = /<domstatus\b[^>]*\bpid=['"](\d+)['"]/.exec(xml)?.[1];
+    const uuid = /<domain\b[\s\S]*?<uuid>\s*([0-9a-fA-F-]{36})\s*<\/uuid>/.exec(xml)?.[1];
+    if (uuid && (pid === undefined || existsSync(`/proc/${pid}`))) out.add(uuid.toLowerCase());
+  }
+  return out;
+}
+
+/** The live network from libvirt's status file (/run/libvirt/network/NAME.xml). */
+export function readNetworkStatus(libvirtRunDir: string, name: string): NetworkInfo | undefined {
+  if (!/^[^/\0]+$/.test(name) || name === '.' || name === '..') return undefined;
+  let xml: string;
+  try {
+    xml = readFileSync(join(libvirtRunDir, 'network', `${name}.xml`), 'utf8');
+  } catch {
+    return undefined;
+  }
+  return parseNetwork(xml);
+}
+
+/** One DHCP lease dnsmasq handed out on a libvirt network (libvirt's leaseshelper keeps them as JSON). */
+export interface Lease {
+  ip: string;
+  mac?: string;
+  hostname?: string;
+  /** Seconds since the epoch; 0 = never expires. */
+  expiry: number;
+}
+
+/** Leases on a network's bridge, from /var/lib/libvirt/dnsmasq/BRIDGE.status; [] when there is none. */
+export function readLeases(libvirtLibDir: string, bridge: string | undefined): Lease[] {
+  if (!bridge || !/^[A-Za-z0-9_.:-]{1,15}$/.test(bridge)) return [];
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(join(libvirtLibDir, 'dnsmasq', `${bridge}.status`), 'utf8'));
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(doc)) return [];
+  const out: Lease[] = [];
+  for (const l of doc as Array<Record<string, unknown>>) {
+    const ip = l?.['ip-address'];
+    if (typeof ip !== 'string') continue;
+    const mac = l['mac-address'];
+    const hostname = l.hostname;
+    const expiry = l['expiry-time'];
+    out.push({
+      ip,
+      mac: typeof mac === 'string' ? mac.toLowerCase() : undefined,
+      hostname: typeof hostname === 'string' ? hostname : undefined,
+      expiry: typeof expiry === 'number' ? expiry : 0,
+    });
+  }
+  return out;
+}
