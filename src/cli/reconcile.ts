@@ -1,9 +1,8 @@
 import { withLock } from '../state/lock.js';
 import { converge } from '../host/converge.js';
 import { runningDomains } from '../host/libvirt-status.js';
-import { rebuildEntry } from '../hooks/qemu-handler.js';
+import { rebuildCorrupt } from '../engine/reserve.js';
 import { markForCleanup, type HookContext } from '../hooks/context.js';
-import { errorMessage, quoted } from '../errors.js';
 
 /**
  * `virtwire reconcile`: the host state made to match the ledger again (after
@@ -15,24 +14,11 @@ import { errorMessage, quoted } from '../errors.js';
 export async function reconcile(ctx: HookContext): Promise<{ notes: string[]; unresolved: string[] }> {
   return withLock(ctx.ledger.lockFile, async () => {
     const notes: string[] = [];
-    const unresolved: string[] = [];
-    const corrupt = ctx.ledger.setAsideCorrupt();
     const running = runningDomains(ctx.paths.libvirtRunDir, (m) => notes.push(m));
     const runningUuids = ctx.runningUuids();
-    for (const c of corrupt) {
-      const vm = running.find((r) => r.domain.uuid === c.uuid);
-      if (!vm) {
-        unresolved.push(`${c.file}: unreadable (${c.reason}) and no running VM has UUID ${c.uuid}; remove the file once you have looked at it`);
-        continue;
-      }
-      if (ctx.ledger.hasVm(c.uuid)) { ctx.ledger.dropCorrupt(c.uuid); continue; }
-      try {
-        notes.push(rebuildEntry(ctx, vm.domain, runningUuids));
-      } catch (err) {
-        unresolved.push(`${c.file}: could not rebuild the entry of running VM ${quoted(vm.domain.name)}: ${errorMessage(err)}`);
-      }
-    }
+    const rebuilt = rebuildCorrupt(ctx, () => running, runningUuids);
+    notes.push(...rebuilt.notes);
     notes.push(...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids })));
-    return { notes, unresolved };
+    return { notes, unresolved: rebuilt.unresolved.map((u) => u.message) };
   });
 }

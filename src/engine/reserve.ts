@@ -14,7 +14,7 @@ import type { RunningDomain } from '../host/libvirt-status.js';
 import { LEDGER_SCHEMA, NAT_BINDING_VERSION, type Ledger, type VmEntry } from '../state/ledger.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
-import { quoted } from '../errors.js';
+import { errorMessage, quoted } from '../errors.js';
 
 /** What planning reads from the host (files only: hooks must never call libvirt). */
 export interface PlanSources {
@@ -49,6 +49,50 @@ export interface ClaimSources {
   leases: (network: string) => readonly Lease[];
   hostSockets: () => HostSocket[];
   log: (msg: string) => void;
+}
+
+/** What rebuilding a lost entry needs: planning's sources and claim's. */
+export interface EngineContext extends PlanSources {
+  ledger: Ledger;
+  leases: (network: string) => readonly Lease[];
+  log: { info: (msg: string) => void };
+}
+
+/**
+ * Sets corrupt ledger files aside and rebuilds the entries of running VMs
+ * among them from their live XML (libvirt's status file, or the XML a hook
+ * was handed), re-planned and re-checked like a start. Caller holds the
+ * lock. `unresolved` lists what could not be rebuilt, with why.
+ */
+export function rebuildCorrupt(ctx: EngineContext, readRunning: () => readonly RunningDomain[], runningUuids: ReadonlySet<string>): { notes: string[]; unresolved: Array<{ uuid: string; running: boolean; message: string }> } {
+  const notes: string[] = [];
+  const unresolved: Array<{ uuid: string; running: boolean; message: string }> = [];
+  const corrupt = ctx.ledger.setAsideCorrupt();
+  const running = corrupt.length ? readRunning() : [];
+  for (const c of corrupt) {
+    if (ctx.ledger.hasVm(c.uuid)) { ctx.ledger.dropCorrupt(c.uuid); continue; } // rewritten since
+    const vm = running.find((r) => r.domain.uuid === c.uuid);
+    if (!vm) {
+      unresolved.push({ uuid: c.uuid, running: false, message: `${c.file}: unreadable (${c.reason}) and no running VM has UUID ${c.uuid}; remove the file once you have looked at it` });
+      continue;
+    }
+    try {
+      const planned = planVm(vm.domain, ctx);
+      if (planned && planned.plan.forwards.length > 0) {
+        const entry = claim(vm.domain, planned.plan, planned.config, {
+          ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
+          // It already runs with these ports: the host's own sockets were checked at its start.
+          hostSockets: () => [], log: (m) => ctx.log.info(m),
+        }, 'applied');
+        ctx.ledger.putVm(entry);
+      }
+      ctx.ledger.dropCorrupt(c.uuid);
+      notes.push(`rebuilt the corrupt entry of ${quoted(vm.domain.name)}: ${planned?.plan.forwards.length ?? 0} forward(s)`);
+    } catch (err) {
+      unresolved.push({ uuid: c.uuid, running: true, message: `${c.file}: could not rebuild the entry of running VM ${quoted(vm.domain.name)}: ${errorMessage(err)}` });
+    }
+  }
+  return { notes, unresolved };
 }
 
 /**

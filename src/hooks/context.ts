@@ -8,6 +8,8 @@ import type { NetworkInfo } from '../xml/network.js';
 import { readLeases, readNetworkStatus, runningDomains, runningUuids, type Lease, type RunningDomain } from '../host/libvirt-status.js';
 import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
 import { errorMessage } from '../errors.js';
+import { rebuildCorrupt } from '../engine/reserve.js';
+import type { DomainInfo } from '../xml/domain.js';
 
 /** Everything a hook touches outside itself, so tests can point it at temp dirs and a recording runner. */
 export interface HookContext {
@@ -68,4 +70,16 @@ export function markForCleanup(ctx: HookContext): number {
     ctx.log.error(`${errorMessage(err)}; using the mark in use (0x${inUse.toString(16)}) to clean up`);
     return inUse;
   }
+}
+
+/**
+ * Before a hook converges: rebuilds corrupt ledger entries of running VMs
+ * (see engine rebuildCorrupt), so an unreadable file never silently drops
+ * a running VM's forwards. `self` is a running VM whose live XML the hook
+ * holds. Returns notes for the log. Caller holds the lock.
+ */
+export function recoverLedger(ctx: HookContext, runningUuids: ReadonlySet<string>, self?: DomainInfo): string[] {
+  const readRunning = (): RunningDomain[] => [...ctx.runningDomains().filter((d) => d.domain.uuid !== self?.uuid), ...(self ? [{ domain: self }] : [])];
+  const r = rebuildCorrupt(ctx, readRunning, runningUuids);
+  return [...r.notes, ...r.unresolved.map((u) => u.message)];
 }

@@ -1,7 +1,7 @@
 import { withLock } from '../state/lock.js';
 import { converge } from '../host/converge.js';
 import { errorMessage, quoted } from '../errors.js';
-import { markForCleanup, type HookContext } from './context.js';
+import { markForCleanup, recoverLedger, type HookContext } from './context.js';
 import type { HookResult } from './qemu-handler.js';
 
 /**
@@ -12,10 +12,15 @@ import type { HookResult } from './qemu-handler.js';
 export async function handleNetworkHook(ctx: HookContext, argv: string[]): Promise<HookResult> {
   const op = argv[1];
   if (op !== 'started' && op !== 'updated') return { exitCode: 0 };
-  if (!ctx.ledger.listVms().some((e) => e.state === 'applied')) return { exitCode: 0 };
+  const { entries, corrupt } = ctx.ledger.readVms();
+  // A corrupt entry may hide applied forwards: rebuild what can be, report the rest.
+  if (!entries.some((e) => e.state === 'applied') && corrupt.every((c) => c.file.includes('.json.corrupt'))) return { exitCode: 0 };
   try {
-    const done = await withLock(ctx.ledger.lockFile, () =>
-      converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx) }));
+    const running = ctx.runningUuids();
+    const done = await withLock(ctx.ledger.lockFile, async () => [
+      ...recoverLedger(ctx, running),
+      ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running })),
+    ]);
     ctx.log.info(`network ${quoted(argv[0] ?? '')} ${op}: re-asserted; ${done.join('; ')}`);
   } catch (err) {
     ctx.log.error(`network ${quoted(argv[0] ?? '')} ${op}: ${errorMessage(err)}`);

@@ -1,11 +1,11 @@
-import { parseDomain, type DomainInfo } from '../xml/domain.js';
+import { parseDomain } from '../xml/domain.js';
 import { converge } from '../host/converge.js';
 import { withLock } from '../state/lock.js';
 import { loadConfig } from '../policy/config.js';
-import { planVm, claim } from '../engine/reserve.js';
+import { planVm, claim, rebuildCorrupt } from '../engine/reserve.js';
 import { UserError, errorMessage, quoted } from '../errors.js';
 import { describeForward } from '../plan/describe.js';
-import { markForCleanup, type HookContext } from './context.js';
+import { markForCleanup, recoverLedger, type HookContext } from './context.js';
 
 export interface HookResult {
   exitCode: number;
@@ -51,6 +51,12 @@ async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {
   const running = forwards.length ? ctx.runningDomains() : [];
   const runningUuids = forwards.length ? ctx.runningUuids() : new Set<string>();
   await withLock(ctx.ledger.lockFile, async () => {
+    if (forwards.length) {
+      // An unreadable entry hides what its VM holds: rebuild it before checking against it.
+      const { unresolved } = rebuildCorrupt(ctx, () => running, runningUuids);
+      const blocking = unresolved.find((u) => u.running);
+      if (blocking) throw new UserError(`VM ${quoted(domain.name)}: cannot check its forwards against the other VMs: ${blocking.message}; run "virtwire reconcile" once that is fixed`);
+    }
     if (!planned || forwards.length === 0) {
       // A leftover entry (e.g. a crash skipped release) must not linger.
       if (ctx.ledger.removeVm(domain.uuid)) ctx.log.info(`VM ${quoted(domain.name)} prepare: dropped a stale ledger entry`);
@@ -79,7 +85,7 @@ async function start(ctx: HookContext, xml: string): Promise<HookResult> {
     // Applied first, recorded after: a hook killed in between leaves a
     // "reserved" entry, which the aborted start's release removes.
     const applied = { ...entry, state: 'applied' as const, updatedAt: new Date().toISOString() };
-    const notes = await converge({ run: ctx.run, ledger: ctx.ledger, mark, running, include: applied });
+    const notes = [...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running, include: applied }))];
     ctx.ledger.putVm(applied);
     return notes;
   });
@@ -97,34 +103,19 @@ async function cleanupOrReconnect(ctx: HookContext, op: string, readStdin: () =>
   try {
     const domain = parseDomain(await readStdin(), 'the domain XML on stdin');
     name = domain.name;
-    const rebuild = op === 'reconnect' && !ctx.ledger.hasVm(domain.uuid) && ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid);
-    if (!ctx.ledger.hasVm(domain.uuid) && !rebuild) return { exitCode: 0 };
+    const corrupt = ctx.ledger.readVms().corrupt.length > 0;
+    if (!ctx.ledger.hasVm(domain.uuid) && !corrupt) return { exitCode: 0 };
     const running = ctx.runningUuids();
     const done = await withLock(ctx.ledger.lockFile, async () => {
-      const notes: string[] = [];
-      if (rebuild) notes.push(rebuildEntry(ctx, domain, running));
-      else if (op !== 'reconnect' && !ctx.ledger.removeVm(domain.uuid)) return [];
-      return [...notes, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
+      if (op !== 'reconnect') ctx.ledger.removeVm(domain.uuid);
+      // On reconnect this VM's live XML is on stdin: it counts as running whatever its status file says.
+      const alive = op === 'reconnect' ? { domain, uuids: new Set([...running, domain.uuid]) } : { uuids: running };
+      const recovered = recoverLedger(ctx, alive.uuids, alive.domain);
+      return [...recovered, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
     });
     ctx.log.info(`VM ${quoted(name)} ${op}: ${op === 'reconnect' ? 're-asserted' : 'removed its forwards'}; ${done.join('; ') || 'nothing else to change'}`);
   } catch (err) {
     ctx.log.error(`VM ${quoted(name)} ${op}: ${errorMessage(err)}`);
   }
   return { exitCode: 0 };
-}
-
-/** Re-plans a running VM whose ledger entry was lost to corruption. Caller holds the lock. */
-export function rebuildEntry(ctx: HookContext, domain: DomainInfo, runningUuids: ReadonlySet<string>): string {
-  const planned = planVm(domain, ctx);
-  if (!planned || planned.plan.forwards.length === 0) {
-    ctx.ledger.dropCorrupt(domain.uuid);
-    return `rebuilt the corrupt entry of ${quoted(domain.name)}: no forwards`;
-  }
-  const entry = claim(domain, planned.plan, planned.config, {
-    ledger: ctx.ledger, network: ctx.network, running: ctx.runningDomains(), runningUuids, leases: ctx.leases,
-    hostSockets: () => [], log: (m) => ctx.log.info(m),
-  }, 'applied');
-  ctx.ledger.putVm(entry);
-  ctx.ledger.dropCorrupt(domain.uuid);
-  return `rebuilt the corrupt entry of ${quoted(domain.name)}: ${entry.forwards.length} forward(s)`;
 }

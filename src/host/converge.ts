@@ -24,15 +24,13 @@ export interface HostDeps {
  * Makes the host match the ledger: the whole `inet virtwire` table in one
  * nft transaction, and virtwire's accept first in every libvirt firewall
  * chain present. With no forwards left, removes both. Idempotent, so every
- * crash point converges at the next call. The caller holds the ledger lock.
+ * crash point converges at the next call. The caller holds the ledger lock
+ * and has dealt with corrupt entries first (engine/reserve.ts rebuildCorrupt).
  * Returns what it did, for the log.
  */
 export async function converge(deps: HostDeps): Promise<string[]> {
   const { run, ledger, mark, include } = deps;
   const done: string[] = [];
-  for (const c of ledger.setAsideCorrupt()) {
-    done.push(`ledger file ${c.file} is unreadable (${c.reason}): kept aside, its VM's forwards are not applied; run "virtwire reconcile" to rebuild it`);
-  }
   let entries = ledger.listVms().filter((e) => e.uuid !== include?.uuid);
   if (deps.running) {
     const running = deps.running;

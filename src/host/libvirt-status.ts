@@ -9,8 +9,6 @@ import { errorMessage } from '../errors.js';
 /** A domain libvirt runs now, from /run/libvirt/qemu/*.xml whose QEMU pid is alive. */
 export interface RunningDomain {
   domain: DomainInfo;
-  /** The domain's live XML, as libvirt keeps it (for rebuilding a lost ledger entry). */
-  xml: string;
 }
 
 /**
@@ -38,7 +36,7 @@ export function runningDomains(libvirtRunDir: string, problem: (msg: string) => 
     }
     try {
       const { domain, pid } = parseDomainStatus(xml, file);
-      if (pid === undefined || existsSync(`/proc/${pid}`)) out.push({ domain, xml });
+      if (pid === undefined || existsSync(`/proc/${pid}`)) out.push({ domain });
     } catch (err) {
       problem(`cannot read libvirt status file ${file}: ${errorMessage(err)}`);
     }

@@ -1,5 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { reconcile } from '../../src/cli/reconcile.js';
+import { quoted } from '../../src/errors.js';
 import { join } from 'node:path';
 import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
 import { handleNetworkHook } from '../../src/hooks/network-handler.js';
@@ -38,6 +41,10 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
   afterEach(() => ns.delete());
 
   const vmA = () => domainXml(NAME_A, [{ mac: '52:54:00:77:00:10' }], '', UUID_A);
+  /** libvirt's status file for a running domain (QEMU's pid: this test process, which is alive). */
+  const runs = (fileName: string, xml: string) => writeFiles(join(paths.libvirtRunDir, 'qemu'), { [`${fileName.replace(/\//g, '')}.xml`]: `<domstatus state='running' pid='${process.pid}'>\n${xml}\n</domstatus>` });
+  const entryFile = (uuid: string) => join(paths.runDir, 'vms', `${uuid}.json`);
+  const age = (uuid: string) => writeFileSync(entryFile(uuid), JSON.stringify({ ...JSON.parse(readFileSync(entryFile(uuid), 'utf8')), updatedAt: '2000-01-01T00:00:00Z' }));
   const vmB = () => domainXml('web-b', [{ mac: '52:54:00:77:00:11' }], '', UUID_B);
   const table = async () => (await ns.run(['nft', 'list', 'table', 'inet', 'virtwire'])).stdout;
   const forwardRule = async () => (await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n').filter((l) => l.includes('virtwire'));
@@ -63,7 +70,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
   it('a second VM claiming the same host port is refused at prepare; the first keeps its forward', async () => {
     await hook('prepare', vmA());
     await hook('start', vmA());
-    writeFiles(join(paths.libvirtRunDir, 'qemu'), { [`${NAME_A.replace(/\//g, '')}.xml`]: `<domstatus state='running' pid='${process.pid}'><domain><uuid>${UUID_A}</uuid></domain></domstatus>` });
+    runs(NAME_A, vmA());
     const r = await hook('prepare', vmB());
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toBe(`virtwire: VM "web-b": tcp port 8080 on every host IPv4 address is already forwarded to running VM ${JSON.stringify(NAME_A)} (${paths.templatesDir}/web.yaml:4:5); use another host port or stop ${JSON.stringify(NAME_A)}`);
@@ -77,9 +84,98 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     await hook('prepare', vmA());
     await hook('start', vmA());
     // No status file for A: libvirt no longer runs it. Age the reservation past its grace period.
-    const f = join(paths.runDir, 'vms', `${UUID_A}.json`);
-    writeFileSync(f, JSON.stringify({ ...JSON.parse(readFileSync(f, 'utf8')), updatedAt: '2000-01-01T00:00:00Z' }));
+    age(UUID_A);
     expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
+  });
+
+  it('liveness is decided by UUID, not by a name: a VM named with a trailing space keeps its forwards through reconcile', async () => {
+    const name = 'web-a ';
+    const xml = domainXml(name, [{ mac: '52:54:00:77:00:10' }], '', UUID_A);
+    await hook('prepare', xml);
+    await hook('start', xml);
+    runs(name, xml);
+    age(UUID_A);
+    const r = await reconcile(ctx);
+    expect(r.unresolved).toEqual([]);
+    expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8')).name).toBe(name);
+    expect(await table()).toContain('192.168.122.10 . 80');
+    // Gone for real: dropped, and its forwards with it.
+    rmSync(join(paths.libvirtRunDir, 'qemu'), { recursive: true });
+    await reconcile(ctx);
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
+    expect(await table()).toBe('');
+  });
+
+  it("refuses a domain that copies a running VM's MAC, naming both", async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    runs(NAME_A, vmA());
+    const copycat = domainXml('db-copy', [{ mac: '52:54:00:77:00:10' }], '', UUID_B);
+    writeFiles(paths.templatesDir, { 'db.yaml': 'match: {domains: ["db-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 2222, guest: 22}\n' });
+    const r = await hook('prepare', copycat);
+    expect(r).toEqual({ exitCode: 1, stderr: `virtwire: VM "db-copy" NIC 52:54:00:77:00:10: running VM ${quoted(NAME_A)} has a NIC with the same MAC; a forward may only reach this VM's own NIC — give this NIC its own MAC (virsh edit)` });
+    expect(existsSync(entryFile(UUID_B))).toBe(false);
+  });
+
+  it("a corrupt ledger entry is never silently dropped: another VM's start rebuilds it from libvirt's status file before checking against it", async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    runs(NAME_A, vmA());
+    writeFileSync(entryFile(UUID_A), '{"schema": 1, "uuid": "trunc');
+    // B wants A's ports: with A's entry unreadable, only the rebuild keeps B out.
+    const r = await hook('prepare', vmB());
+    expect(r.stderr).toBe(`virtwire: VM "web-b": tcp port 8080 on every host IPv4 address is already forwarded to running VM ${quoted(NAME_A)} (${paths.templatesDir}/web.yaml:4:5); use another host port or stop ${quoted(NAME_A)}`);
+    expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8'))).toMatchObject({ state: 'applied', name: NAME_A });
+    expect(existsSync(`${entryFile(UUID_A)}.corrupt`)).toBe(false);
+  });
+
+  it('a corrupt entry of a VM libvirt does not list is kept aside and logged; reconnect rebuilds it from the XML libvirt hands the hook', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    writeFileSync(entryFile(UUID_A), 'not json');
+    expect(await handleNetworkHook(ctx, ['default', 'started', 'begin', '-'])).toEqual({ exitCode: 0 });
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
+    expect(existsSync(`${entryFile(UUID_A)}.corrupt`)).toBe(true);
+    expect(readFileSync(paths.logFile, 'utf8')).toContain(`${entryFile(UUID_A)}.corrupt: unreadable (not valid JSON) and no running VM has UUID ${UUID_A}; remove the file once you have looked at it`);
+    expect(await hook('reconnect', vmA())).toEqual({ exitCode: 0 });
+    expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8'))).toMatchObject({ state: 'applied', name: NAME_A });
+    expect(existsSync(`${entryFile(UUID_A)}.corrupt`)).toBe(false);
+    expect(await table()).toContain('192.168.122.10 . 80');
+  });
+
+  it('reconcile rebuilds a corrupt entry of a running VM from its status file, and reports one it cannot', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    runs(NAME_A, vmA());
+    writeFileSync(entryFile(UUID_A), '[]');
+    writeFiles(join(paths.runDir, 'vms'), { [`${UUID_B}.json`]: 'garbage' });
+    const r = await reconcile(ctx);
+    expect(r.notes).toContain(`rebuilt the corrupt entry of ${quoted(NAME_A)}: 2 forward(s)`);
+    expect(r.unresolved).toEqual([`${entryFile(UUID_B)}.corrupt: unreadable (not valid JSON) and no running VM has UUID ${UUID_B}; remove the file once you have looked at it`]);
+    expect(await table()).toContain('192.168.122.10 . 80');
+  });
+
+  it('a full ledger disk refuses the start with one line and leaves no temp file and nothing applied', async () => {
+    mkdirSync(paths.runDir, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'vw-full', paths.runDir]);
+    try {
+      mkdirSync(join(paths.runDir, 'vms'));
+      // Fill it: a write of the entry (~1 KB) cannot fit.
+      try { writeFileSync(join(paths.runDir, 'filler'), Buffer.alloc(64 * 1024)); } catch { /* full */ }
+      const r = await hook('prepare', vmA());
+      expect(r).toEqual({ exitCode: 1, stderr: `virtwire: cannot write virtwire's ledger ${entryFile(UUID_A)}: ENOSPC (no space left on the device holding it; free space there: df -h /run)` });
+      expect(readdirSync(join(paths.runDir, 'vms'))).toEqual([]);
+      expect(await table()).toBe('');
+    } finally {
+      execFileSync('umount', [paths.runDir]);
+    }
+  });
+
+  it('a start whose host apply fails leaves the entry "reserved": nothing is recorded as applied that the host does not have', async () => {
+    await hook('prepare', vmA());
+    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
+    expect((await handleQemuHook(failing, ['vm', 'start', 'begin', '-'], async () => vmA())).exitCode).toBe(1);
+    expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8')).state).toBe('reserved');
   });
 
   it('reconnect re-asserts after libvirt put its rules back on top, and never fails', async () => {
