@@ -42,17 +42,31 @@ die() { echo "install.sh: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it writes /etc/libvirt/hooks and /usr/local)"
 
+# Whether the Node at path $1 runs and is >= 18.19.
 node_ok() {
-  command -v node >/dev/null 2>&1 && node -e '
+  [ -f "$1" ] && [ -x "$1" ] && "$1" -e '
     const [a, b] = process.versions.node.split(".").map(Number);
-    process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)'
+    process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)' 2>/dev/null
+}
+
+# The Node the hooks will run, as a path that stays put: Debian's
+# /usr/bin/node first, then /usr/local/bin/node, then whatever PATH finds
+# (possibly an nvm or user install, which may later move or vanish). Never
+# resolved through symlinks: /usr/bin/node survives package upgrades, the
+# versioned file behind it may not.
+pick_node() {
+  local c
+  for c in /usr/bin/node /usr/local/bin/node "$(command -v node 2>/dev/null || true)"; do
+    if [ -n "$c" ] && node_ok "$c"; then echo "$c"; return 0; fi
+  done
+  return 1
 }
 
 install_deps() {
   local pkgs=() p
   for p in "${RUNTIME_PKGS[@]}" "${DEMO_PKGS[@]}"; do
     # Keep a Node the admin installed if it is new enough; Debian's own is fine too (>= 18.19).
-    if [ "$p" = nodejs ] && node_ok; then continue; fi
+    if [ "$p" = nodejs ] && pick_node >/dev/null; then continue; fi
     pkgs+=("$p")
   done
   # npm only to build, and only if there is none (NodeSource's nodejs bundles
@@ -95,9 +109,12 @@ fi
 [ "$with_deps" = 1 ] && install_deps
 [ "$deps_only" = 1 ] && exit 0
 
-node_ok || die "Node.js >= 18.19 is needed (Debian 12's nodejs is fine): run ./install.sh --with-deps"
-NODE=$(command -v node)
-NODE=$(readlink -f "$NODE")
+NODE=$(pick_node) || die "Node.js >= 18.19 is needed (Debian 12's nodejs is fine): run ./install.sh --with-deps"
+case "$NODE" in
+  /home/*|/root/*|*/.nvm/*|*/.volta/*|*/.fnm/*|*/.asdf/*|*/.local/*|*/versions/node/*)
+    say "warning: $NODE is in a home directory or a Node version manager's tree; if it moves or goes, virtwire's hooks refuse to start VMs (running VMs keep running). Prefer a system Node: apt-get install nodejs, then run install.sh again" ;;
+esac
+say "hooks will run Node $NODE ($("$NODE" --version))"
 
 # Build the bundle unless a build at least as new as every source is there.
 # An installed copy (LIBDIR, run by `virtwire demo`) has no src/: it is its own build.
@@ -114,20 +131,22 @@ install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/tem
 # meanwhile sees the old or the new file, never half of one.
 if [ "$SRC" != "$LIBDIR" ]; then
   install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config"
-  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/sandbox-init.sh hooks/qemu hooks/network hooks/virtwire \
+  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/sandbox-init.sh \
+           hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh \
            templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
     install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"
   done
   for f in "$SRC"/templates/*.yaml; do install -m 0644 "$f" "$LIBDIR/templates/"; done
   chmod 0755 "$LIBDIR/install.sh" "$LIBDIR"/hooks/*
 fi
-node -p 'require(process.argv[1]).version' "$SRC/package.json" > "$LIBDIR/VERSION"
+"$NODE" -p 'require(process.argv[1]).version' "$SRC/package.json" > "$LIBDIR/VERSION"
 
-# Shims: absolute Node path (libvirt clears PATH for hooks), written via a temp
-# file and rename so a hook never runs a half-written file.
+# Shims: absolute Node path (libvirt clears PATH for hooks), rendered by
+# hooks/render.sh, written via a temp file and rename so a hook never runs a
+# half-written file.
 shim() {
   local from=$1 to=$2
-  sed -e "s|@NODE@|$NODE|g" -e "s|@LIBDIR@|$LIBDIR/dist|g" "$SRC/hooks/$from" > "$to.new"
+  sh "$SRC/hooks/render.sh" "$from" "$NODE" "$LIBDIR/dist" > "$to.new" || { rm -f "$to.new"; die "could not render the $from shim"; }
   chmod 0755 "$to.new"
   mv -f "$to.new" "$to"
 }
@@ -142,4 +161,4 @@ done
 chmod 0755 "$ETC" "$ETC/templates"
 
 reload_libvirt
-say "installed virtwire $(cat "$LIBDIR/VERSION") (Node $("$NODE" --version)); templates go in $ETC/templates (examples in $ETC/examples)"
+say "installed virtwire $(cat "$LIBDIR/VERSION") (Node $NODE $("$NODE" --version)); templates go in $ETC/templates (examples in $ETC/examples)"

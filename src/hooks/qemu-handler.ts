@@ -33,8 +33,8 @@ export function qemuOpIsActive(op: string | undefined): boolean {
 export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin: () => Promise<string>): Promise<HookResult> {
   const op = argv[1];
   if (!qemuOpIsActive(op)) return { exitCode: 0 };
-  const xml = await readStdin();
   try {
+    const xml = await readStdin();
     switch (op) {
       case 'prepare': return await prepare(ctx, xml);
       case 'start': return await start(ctx, xml);
