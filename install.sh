@@ -3,7 +3,7 @@
 #
 #   ./install.sh [--with-deps] [--no-restart]   install (or update)
 #   ./install.sh --deps-only                    only install the Debian packages
-#   ./install.sh --uninstall [--no-restart]     remove all it installed except /etc/virtwire
+#   ./install.sh --uninstall [--no-restart]     remove all it installed except /etc/virtwire (needs no Node)
 #
 # Installs the bundle in /usr/local/lib/virtwire, the hooks as
 # /etc/libvirt/hooks/{qemu.d,network.d}/virtwire, the `virtwire` command in
@@ -95,11 +95,47 @@ reload_libvirt() {
   [ "$found" = 1 ] || say "no libvirt daemon is running; it will find the hooks when it starts"
 }
 
-if [ "$uninstall" = 1 ]; then
-  if [ -x "$BINDIR/virtwire" ]; then
-    "$BINDIR/virtwire" purge || say "warning: virtwire purge failed; check 'nft list table inet virtwire'"
+# What `virtwire purge` removes, done from the shell for when it cannot run
+# (Node or the bundle already gone): the nft table, and every rule carrying
+# virtwire's comment (any mark) in libvirt's chains — nft rules by handle,
+# iptables rules by deleting the exact rule `-S` printed. Rule text is split
+# into arguments, never evaluated as shell code. Reports only what it removed.
+sweep_firewall() {
+  local fam h line tool
+  local -a args
+  if command -v nft >/dev/null 2>&1; then
+    if nft list table inet virtwire >/dev/null 2>&1 && nft delete table inet virtwire; then
+      say "fallback: removed nft table inet virtwire"
+    fi
+    for fam in ip ip6; do
+      while read -r h; do
+        nft delete rule "$fam" libvirt_network guest_input handle "$h" &&
+          say "fallback: removed virtwire's accept from nft $fam libvirt_network guest_input"
+      done < <(nft -a list chain "$fam" libvirt_network guest_input 2>/dev/null |
+                 sed -nE 's/.*comment "virtwire:mark=0x[0-9a-f]{8}".* # handle ([0-9]+)$/\1/p')
+    done
   fi
-  rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire" "$BINDIR/virtwire"
+  for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null 2>&1 || continue
+    while IFS= read -r line; do
+      read -ra args <<<"${line//\"/}"
+      args[0]=-D
+      "$tool" -w "${args[@]}" && say "fallback: removed virtwire's accept from $tool filter FORWARD"
+    done < <("$tool" -w -S FORWARD 2>/dev/null | grep -E '^-A FORWARD .*virtwire:mark=0x[0-9a-f]{8}')
+  done
+  return 0
+}
+
+if [ "$uninstall" = 1 ]; then
+  # Hooks first, so that no VM starting meanwhile applies new forwards.
+  rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire"
+  if [ -x "$BINDIR/virtwire" ] && "$BINDIR/virtwire" purge; then
+    :
+  else
+    say "warning: virtwire purge could not run; removing virtwire's firewall rules from the shell"
+  fi
+  sweep_firewall
+  rm -f "$BINDIR/virtwire"
   rm -rf "$LIBDIR" /run/virtwire
   reload_libvirt
   say "uninstalled; $ETC was kept (remove it yourself if you want)"

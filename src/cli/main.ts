@@ -4,8 +4,8 @@ import { DEFAULT_PATHS, type Paths } from '../paths.js';
 import { Ledger } from '../state/ledger.js';
 import { withLock } from '../state/lock.js';
 import { pruneStale } from '../state/liveness.js';
-import { converge } from '../host/converge.js';
-import { runCommand } from '../host/run.js';
+import { converge, purgeHost } from '../host/converge.js';
+import { runCommand, type Runner } from '../host/run.js';
 import { loadConfig } from '../policy/config.js';
 import { loadTemplates } from '../policy/load.js';
 import { formatProblem } from '../policy/yaml-doc.js';
@@ -24,8 +24,9 @@ Commands:
                              reload, "nft flush ruleset", or a crash); drops entries of VMs
                              that no longer run.
   templates check [--dir D]  Validate every template; prints each problem as file:line:column.
-  purge                      Remove every forward virtwire applied (nft table, accepts in
-                             libvirt's firewall, ledger). Running VMs lose their forwards.
+  purge                      Remove everything virtwire applied (the nft table, every accept
+                             it put in libvirt's firewall, the ledger), whatever the ledger
+                             and virtwire.yaml say. Running VMs lose their forwards.
   demo [--keep]              Show virtwire at work in a throwaway sandbox: a private libvirtd,
                              a tiny guest, and a request through a forwarded port. Needs root.
   help                       This text.
@@ -45,7 +46,12 @@ Files: templates ${DEFAULT_PATHS.templatesDir}/*.yaml, settings ${DEFAULT_PATHS.
 ledger ${DEFAULT_PATHS.runDir}, log ${DEFAULT_PATHS.logFile}. See README.md for the template reference.
 `;
 
-export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  paths: Paths = DEFAULT_PATHS,
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  run: Runner = runCommand,
+): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -82,12 +88,13 @@ export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s
     case 'reconcile':
     case 'purge': {
       const log = new Log(paths.logFile, 'cli');
-      const mark = loadConfig(paths.configFile).firewall.mark;
+      // purge reads no configuration: a broken or untrusted virtwire.yaml must not keep forwards alive.
+      const mark = cmd === 'reconcile' ? loadConfig(paths.configFile).firewall.mark : undefined;
       const done = await withLock(ledger.lockFile, async () => {
-        const notes = cmd === 'purge'
-          ? ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${JSON.stringify(e.name)}`; })
-          : pruneStale(ledger, paths.libvirtRunDir).map((n) => `dropped ${JSON.stringify(n)} (no longer running)`);
-        return [...notes, ...(await converge({ run: runCommand, ledger, mark }))];
+        log.rotate(); // under the ledger lock: one rotating process at a time
+        if (mark === undefined) return purgeHost(run, ledger);
+        const notes = pruneStale(ledger, paths.libvirtRunDir).map((n) => `dropped ${JSON.stringify(n)} (no longer running)`);
+        return [...notes, ...(await converge({ run, ledger, mark }))];
       });
       log.info(`${cmd}: ${done.join('; ') || 'nothing to do'}`);
       out(`${done.length ? done.map((d) => `${cmd}: ${d}`).join('\n') : `${cmd}: nothing to do`}\n`);
