@@ -3,7 +3,7 @@
 #
 #   ./install.sh [--with-deps] [--no-restart]   install (or update)
 #   ./install.sh --deps-only                    only install the Debian packages
-#   ./install.sh --uninstall [--no-restart]     remove all it installed except /etc/virtwire
+#   ./install.sh --uninstall [--no-restart]     remove all it installed except /etc/virtwire (needs no Node)
 #
 # Installs the bundle in /usr/local/lib/virtwire, the hooks as
 # /etc/libvirt/hooks/{qemu.d,network.d}/virtwire, the `virtwire` command in
@@ -42,17 +42,31 @@ die() { echo "install.sh: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it writes /etc/libvirt/hooks and /usr/local)"
 
+# Whether the Node at path $1 runs and is >= 18.19.
 node_ok() {
-  command -v node >/dev/null 2>&1 && node -e '
+  [ -f "$1" ] && [ -x "$1" ] && "$1" -e '
     const [a, b] = process.versions.node.split(".").map(Number);
-    process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)'
+    process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)' 2>/dev/null
+}
+
+# The Node the hooks will run, as a path that stays put: Debian's
+# /usr/bin/node first, then /usr/local/bin/node, then whatever PATH finds
+# (possibly an nvm or user install, which may later move or vanish). Never
+# resolved through symlinks: /usr/bin/node survives package upgrades, the
+# versioned file behind it may not.
+pick_node() {
+  local c
+  for c in /usr/bin/node /usr/local/bin/node "$(command -v node 2>/dev/null || true)"; do
+    if [ -n "$c" ] && node_ok "$c"; then echo "$c"; return 0; fi
+  done
+  return 1
 }
 
 install_deps() {
   local pkgs=() p
   for p in "${RUNTIME_PKGS[@]}" "${DEMO_PKGS[@]}"; do
     # Keep a Node the admin installed if it is new enough; Debian's own is fine too (>= 18.19).
-    if [ "$p" = nodejs ] && node_ok; then continue; fi
+    if [ "$p" = nodejs ] && pick_node >/dev/null; then continue; fi
     pkgs+=("$p")
   done
   # npm only to build, and only if there is none (NodeSource's nodejs bundles
@@ -81,11 +95,47 @@ reload_libvirt() {
   [ "$found" = 1 ] || say "no libvirt daemon is running; it will find the hooks when it starts"
 }
 
-if [ "$uninstall" = 1 ]; then
-  if [ -x "$BINDIR/virtwire" ]; then
-    "$BINDIR/virtwire" purge || say "warning: virtwire purge failed; check 'nft list table inet virtwire'"
+# What `virtwire purge` removes, done from the shell for when it cannot run
+# (Node or the bundle already gone): the nft table, and every rule carrying
+# virtwire's comment (any mark) in libvirt's chains — nft rules by handle,
+# iptables rules by deleting the exact rule `-S` printed. Rule text is split
+# into arguments, never evaluated as shell code. Reports only what it removed.
+sweep_firewall() {
+  local fam h line tool
+  local -a args
+  if command -v nft >/dev/null 2>&1; then
+    if nft list table inet virtwire >/dev/null 2>&1 && nft delete table inet virtwire; then
+      say "fallback: removed nft table inet virtwire"
+    fi
+    for fam in ip ip6; do
+      while read -r h; do
+        nft delete rule "$fam" libvirt_network guest_input handle "$h" &&
+          say "fallback: removed virtwire's accept from nft $fam libvirt_network guest_input"
+      done < <(nft -a list chain "$fam" libvirt_network guest_input 2>/dev/null |
+                 sed -nE 's/.*comment "virtwire:mark=0x[0-9a-f]{8}".* # handle ([0-9]+)$/\1/p')
+    done
   fi
-  rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire" "$BINDIR/virtwire"
+  for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null 2>&1 || continue
+    while IFS= read -r line; do
+      read -ra args <<<"${line//\"/}"
+      args[0]=-D
+      "$tool" -w "${args[@]}" && say "fallback: removed virtwire's accept from $tool filter FORWARD"
+    done < <("$tool" -w -S FORWARD 2>/dev/null | grep -E '^-A FORWARD .*virtwire:mark=0x[0-9a-f]{8}')
+  done
+  return 0
+}
+
+if [ "$uninstall" = 1 ]; then
+  # Hooks first, so that no VM starting meanwhile applies new forwards.
+  rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire"
+  if [ -x "$BINDIR/virtwire" ] && "$BINDIR/virtwire" purge; then
+    :
+  else
+    say "warning: virtwire purge could not run; removing virtwire's firewall rules from the shell"
+  fi
+  sweep_firewall
+  rm -f "$BINDIR/virtwire"
   rm -rf "$LIBDIR" /run/virtwire
   reload_libvirt
   say "uninstalled; $ETC was kept (remove it yourself if you want)"
@@ -95,9 +145,12 @@ fi
 [ "$with_deps" = 1 ] && install_deps
 [ "$deps_only" = 1 ] && exit 0
 
-node_ok || die "Node.js >= 18.19 is needed (Debian 12's nodejs is fine): run ./install.sh --with-deps"
-NODE=$(command -v node)
-NODE=$(readlink -f "$NODE")
+NODE=$(pick_node) || die "Node.js >= 18.19 is needed (Debian 12's nodejs is fine): run ./install.sh --with-deps"
+case "$NODE" in
+  /home/*|/root/*|*/.nvm/*|*/.volta/*|*/.fnm/*|*/.asdf/*|*/.local/*|*/versions/node/*)
+    say "warning: $NODE is in a home directory or a Node version manager's tree; if it moves or goes, virtwire's hooks refuse to start VMs (running VMs keep running). Prefer a system Node: apt-get install nodejs, then run install.sh again" ;;
+esac
+say "hooks will run Node $NODE ($("$NODE" --version))"
 
 # Build the bundle unless a build at least as new as every source is there.
 # An installed copy (LIBDIR, run by `virtwire demo`) has no src/: it is its own build.
@@ -114,20 +167,22 @@ install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/tem
 # meanwhile sees the old or the new file, never half of one.
 if [ "$SRC" != "$LIBDIR" ]; then
   install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config"
-  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/sandbox-init.sh hooks/qemu hooks/network hooks/virtwire \
+  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/sandbox-init.sh \
+           hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh \
            templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
     install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"
   done
   for f in "$SRC"/templates/*.yaml; do install -m 0644 "$f" "$LIBDIR/templates/"; done
   chmod 0755 "$LIBDIR/install.sh" "$LIBDIR"/hooks/*
 fi
-node -p 'require(process.argv[1]).version' "$SRC/package.json" > "$LIBDIR/VERSION"
+"$NODE" -p 'require(process.argv[1]).version' "$SRC/package.json" > "$LIBDIR/VERSION"
 
-# Shims: absolute Node path (libvirt clears PATH for hooks), written via a temp
-# file and rename so a hook never runs a half-written file.
+# Shims: absolute Node path (libvirt clears PATH for hooks), rendered by
+# hooks/render.sh, written via a temp file and rename so a hook never runs a
+# half-written file.
 shim() {
   local from=$1 to=$2
-  sed -e "s|@NODE@|$NODE|g" -e "s|@LIBDIR@|$LIBDIR/dist|g" "$SRC/hooks/$from" > "$to.new"
+  sh "$SRC/hooks/render.sh" "$from" "$NODE" "$LIBDIR/dist" > "$to.new" || { rm -f "$to.new"; die "could not render the $from shim"; }
   chmod 0755 "$to.new"
   mv -f "$to.new" "$to"
 }
@@ -142,4 +197,4 @@ done
 chmod 0755 "$ETC" "$ETC/templates"
 
 reload_libvirt
-say "installed virtwire $(cat "$LIBDIR/VERSION") (Node $("$NODE" --version)); templates go in $ETC/templates (examples in $ETC/examples)"
+say "installed virtwire $(cat "$LIBDIR/VERSION") (Node $NODE $("$NODE" --version)); templates go in $ETC/templates (examples in $ETC/examples)"

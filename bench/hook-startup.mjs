@@ -12,7 +12,7 @@ const runs = Number(process.argv[2] ?? 30);
 const dir = mkdtempSync(join(tmpdir(), 'vw-bench-'));
 const shim = join(dir, 'qemu');
 // The installed shim, pointed at this checkout's bundle.
-writeFileSync(shim, spawnSync('sed', ['-e', `s|@NODE@|${process.execPath}|`, '-e', `s|@LIBDIR@|${join(process.cwd(), 'dist')}|`, 'hooks/qemu']).stdout);
+writeFileSync(shim, spawnSync('sh', ['hooks/render.sh', 'qemu', process.execPath, join(process.cwd(), 'dist')]).stdout);
 chmodSync(shim, 0o755);
 const domain = "<domain type='qemu'><name>bench</name><uuid>6f1f6a0e-0000-4000-8000-0000000000be</uuid><devices/></domain>";
 

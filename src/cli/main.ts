@@ -3,9 +3,8 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_PATHS, type Paths } from '../paths.js';
 import { Ledger } from '../state/ledger.js';
 import { withLock } from '../state/lock.js';
-import { converge } from '../host/converge.js';
-import { runCommand } from '../host/run.js';
-import { loadConfig } from '../policy/config.js';
+import { purgeHost } from '../host/converge.js';
+import { runCommand, type Runner } from '../host/run.js';
 import { loadTemplates } from '../policy/load.js';
 import { formatProblem } from '../policy/yaml-doc.js';
 import { forwardRows, renderTable } from './forwards.js';
@@ -27,8 +26,9 @@ Commands:
                              reload, "nft flush ruleset", or a crash); drops entries of VMs
                              that no longer run.
   templates check [--dir D]  Validate every template; prints each problem as file:line:column.
-  purge                      Remove every forward virtwire applied (nft table, accepts in
-                             libvirt's firewall, ledger). Running VMs lose their forwards.
+  purge                      Remove everything virtwire applied (the nft table, every accept
+                             it put in libvirt's firewall, the ledger), whatever the ledger
+                             and virtwire.yaml say. Running VMs lose their forwards.
   demo [--keep]              Show virtwire at work in a throwaway sandbox: a private libvirtd,
                              a tiny guest, and a request through a forwarded port. Needs root.
   help                       This text.
@@ -48,7 +48,12 @@ Files: templates ${DEFAULT_PATHS.templatesDir}/*.yaml, settings ${DEFAULT_PATHS.
 ledger ${DEFAULT_PATHS.runDir}, log ${DEFAULT_PATHS.logFile}. See README.md for the template reference.
 `;
 
-export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  paths: Paths = DEFAULT_PATHS,
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  run: Runner = runCommand,
+): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -90,7 +95,7 @@ export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s
       return set.broken.length ? 1 : 0;
     }
     case 'reconcile': {
-      const ctx = makeContext(paths, runCommand, { hostSockets: () => hostSockets() }, 'cli');
+      const ctx = makeContext(paths, run, { hostSockets: () => hostSockets() }, 'cli');
       const { notes, unresolved } = await reconcile(ctx);
       ctx.log.info(`reconcile: ${notes.join('; ') || 'nothing to do'}`);
       for (const u of unresolved) ctx.log.error(`reconcile: ${u}`);
@@ -100,10 +105,10 @@ export async function main(argv: string[], paths: Paths = DEFAULT_PATHS, out: (s
     }
     case 'purge': {
       const log = new Log(paths.logFile, 'cli');
-      const mark = loadConfig(paths.configFile).firewall.mark;
+      // purge reads no configuration: a broken or untrusted virtwire.yaml must not keep forwards alive.
       const done = await withLock(ledger.lockFile, async () => {
-        const notes = ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${quoted(e.name)}`; });
-        return [...notes, ...(await converge({ run: runCommand, ledger, mark }))];
+        log.rotate(); // under the ledger lock: one rotating process at a time
+        return purgeHost(run, ledger);
       });
       log.info(`purge: ${done.join('; ') || 'nothing to do'}`);
       out(`${done.length ? done.map((d) => `purge: ${d}`).join('\n') : 'purge: nothing to do'}\n`);

@@ -3,6 +3,8 @@ import { converge } from '../host/converge.js';
 import { runningDomains } from '../host/libvirt-status.js';
 import { rebuildCorrupt } from '../engine/reserve.js';
 import { markForCleanup, type HookContext } from '../hooks/context.js';
+import { loadConfig } from '../policy/config.js';
+import { errorMessage } from '../errors.js';
 
 /**
  * `virtwire reconcile`: the host state made to match the ledger again (after
@@ -13,12 +15,26 @@ import { markForCleanup, type HookContext } from '../hooks/context.js';
  */
 export async function reconcile(ctx: HookContext): Promise<{ notes: string[]; unresolved: string[] }> {
   return withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate(); // under the lock: one rotating process at a time
     const notes: string[] = [];
     const running = runningDomains(ctx.paths.libvirtRunDir, (m) => notes.push(m));
     const runningUuids = ctx.runningUuids();
     const rebuilt = rebuildCorrupt(ctx, () => running, runningUuids);
     notes.push(...rebuilt.notes);
+    const unresolved = rebuilt.unresolved.map((u) => u.message);
+    // A broken virtwire.yaml does not stop the restore (the mark in use is kept) but is an error to fix.
+    const config = configProblem(ctx.paths.configFile);
+    if (config) unresolved.push(config);
     notes.push(...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids })));
-    return { notes, unresolved: rebuilt.unresolved.map((u) => u.message) };
+    return { notes, unresolved };
   });
+}
+
+function configProblem(file: string): string | undefined {
+  try {
+    loadConfig(file);
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
+  }
 }

@@ -17,10 +17,10 @@ export async function handleNetworkHook(ctx: HookContext, argv: string[]): Promi
   if (!entries.some((e) => e.state === 'applied') && corrupt.every((c) => c.file.includes('.json.corrupt'))) return { exitCode: 0 };
   try {
     const running = ctx.runningUuids();
-    const done = await withLock(ctx.ledger.lockFile, async () => [
-      ...recoverLedger(ctx, running),
-      ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running })),
-    ]);
+    const done = await withLock(ctx.ledger.lockFile, async () => {
+      ctx.log.rotate(); // under the lock: one rotating process at a time
+      return [...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
+    });
     ctx.log.info(`network ${quoted(argv[0] ?? '')} ${op}: re-asserted; ${done.join('; ')}`);
   } catch (err) {
     ctx.log.error(`network ${quoted(argv[0] ?? '')} ${op}: ${errorMessage(err)}`);

@@ -39,7 +39,7 @@ export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin
       return { exitCode: 1, stderr: `virtwire: ${msg}` };
     }
   }
-  return cleanupOrReconnect(ctx, op as string, readStdin);
+  return cleanupOrReconnect(ctx, op as string, argv[0] ?? '?', readStdin);
 }
 
 async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {
@@ -51,6 +51,7 @@ async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {
   const running = forwards.length ? ctx.runningDomains() : [];
   const runningUuids = forwards.length ? ctx.runningUuids() : new Set<string>();
   await withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate(); // under the lock: one rotating process at a time
     if (forwards.length) {
       // An unreadable entry hides what its VM holds: rebuild it before checking against it.
       const { unresolved } = rebuildCorrupt(ctx, () => running, runningUuids);
@@ -80,6 +81,7 @@ async function start(ctx: HookContext, xml: string): Promise<HookResult> {
   const mark = loadConfig(ctx.paths.configFile).firewall.mark;
   const running = ctx.runningUuids();
   const done = await withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate(); // under the lock: one rotating process at a time
     const entry = ctx.ledger.getVm(domain.uuid);
     if (!entry) return [];
     // Applied first, recorded after: a hook killed in between leaves a
@@ -98,8 +100,8 @@ async function start(ctx: HookContext, xml: string): Promise<HookResult> {
  * reconnect failure would kill the VM). reconnect also rebuilds a VM's
  * entry that was found corrupt, from the live XML libvirt hands it.
  */
-async function cleanupOrReconnect(ctx: HookContext, op: string, readStdin: () => Promise<string>): Promise<HookResult> {
-  let name = '?';
+async function cleanupOrReconnect(ctx: HookContext, op: string, argvName: string, readStdin: () => Promise<string>): Promise<HookResult> {
+  let name = argvName;
   try {
     const domain = parseDomain(await readStdin(), 'the domain XML on stdin');
     name = domain.name;
@@ -107,6 +109,7 @@ async function cleanupOrReconnect(ctx: HookContext, op: string, readStdin: () =>
     if (!ctx.ledger.hasVm(domain.uuid) && !corrupt) return { exitCode: 0 };
     const running = ctx.runningUuids();
     const done = await withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate(); // under the lock: one rotating process at a time
       if (op !== 'reconnect') ctx.ledger.removeVm(domain.uuid);
       // On reconnect this VM's live XML is on stdin: it counts as running whatever its status file says.
       const alive = op === 'reconnect' ? { domain, uuids: new Set([...running, domain.uuid]) } : { uuids: running };

@@ -1,12 +1,20 @@
 // Entry point of /etc/libvirt/hooks/qemu.d/virtwire. Thin: argv + stdin → handler.
+// Whatever fails here, only prepare/start may exit non-zero (entry.ts).
 import { handleQemuHook } from './qemu-handler.js';
 import { makeContext } from './context.js';
+import { guardProcess, qemuOpMayFail, runHook, type HookEntry } from './entry.js';
 import { DEFAULT_PATHS } from '../paths.js';
 import { runCommand } from '../host/run.js';
 import { hostSockets } from '../host/listening.js';
+import { Log } from '../log.js';
 import { readAllStdin } from './stdin.js';
 
-const ctx = makeContext(DEFAULT_PATHS, runCommand, { hostSockets: () => hostSockets() }, 'qemu-hook');
-const r = await handleQemuHook(ctx, process.argv.slice(2), readAllStdin);
-if (r.stderr) process.stderr.write(`${r.stderr}\n`);
-process.exitCode = r.exitCode;
+const TAG = 'qemu-hook';
+const argv = process.argv.slice(2);
+const entry: HookEntry = { driver: 'qemu', mayFail: qemuOpMayFail, handle: (ctx, a) => handleQemuHook(ctx, a, readAllStdin) };
+const deps = {
+  fallbackLog: () => new Log(DEFAULT_PATHS.logFile, TAG),
+  stderr: (line: string) => { process.stderr.write(`${line}\n`); },
+};
+guardProcess(entry, argv, deps);
+process.exitCode = await runHook(entry, argv, { ...deps, makeContext: () => makeContext(DEFAULT_PATHS, runCommand, { hostSockets: () => hostSockets() }, TAG) });

@@ -1,6 +1,6 @@
 import type { Runner } from './run.js';
 import { mustRun } from './run.js';
-import { renderTable, renderDeleteTable } from './nft-script.js';
+import { renderTable, renderDeleteTable, TABLE } from './nft-script.js';
 import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from './libvirt-firewall.js';
 import { LEDGER_SCHEMA, type Ledger, type VmEntry } from '../state/ledger.js';
 import { entryIsLive } from '../state/liveness.js';
@@ -42,7 +42,6 @@ export async function converge(deps: HostDeps): Promise<string[]> {
   }
   const applied = [...entries.filter((e) => e.state === 'applied'), ...(include ? [include] : [])];
   const forwards = applied.flatMap((e) => e.forwards);
-  const before = ledger.getHost();
   const targets: AcceptTarget[] = await detectTargets(run);
   if (forwards.length > 0) {
     await mustRun(run, ['nft', '-f', '-'], renderTable(forwards, mark));
@@ -50,14 +49,44 @@ export async function converge(deps: HostDeps): Promise<string[]> {
     for (const t of targets) if (await setAccept(run, t, mark)) done.push(`accept placed first in ${targetName(t)}`);
     ledger.putHost({ schema: LEDGER_SCHEMA, table: true, mark, accepts: targets, updatedAt: new Date().toISOString() });
   } else {
-    // Deleted whatever host.json says: a crash may have left the table unrecorded.
-    const r = await run(['nft', '-f', '-'], { input: renderDeleteTable() });
-    if (r.exitCode !== 0) throw new Error(`nft: could not delete table inet virtwire: ${r.stderr.trim()}`);
-    if (before.table) done.push('nft table inet virtwire removed');
-    for (const t of [...targets, ...before.accepts.filter((a) => !targets.some((b) => sameTarget(a, b)))]) {
-      if (await setAccept(run, t, null)) done.push(`accept removed from ${targetName(t)}`);
-    }
-    ledger.putHost({ schema: LEDGER_SCHEMA, table: false, mark: null, accepts: [], updatedAt: new Date().toISOString() });
+    // The live ruleset decides, not host.json: a hook killed after nft and before
+    // recording it must not leave the table behind.
+    done.push(...(await removeFromHost(run, ledger, targets, true)));
   }
+  return done;
+}
+
+/**
+ * Removes everything virtwire put on the host, whatever the ledger and
+ * virtwire.yaml say (either may be broken, stale or gone): every VM entry,
+ * the `inet virtwire` table if it exists, and every rule carrying
+ * virtwire's comment (any mark) in every libvirt firewall chain present.
+ * Needs no configuration. The caller holds the ledger lock.
+ */
+export async function purgeHost(run: Runner, ledger: Ledger): Promise<string[]> {
+  const done = ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${quoted(e.name)}`; });
+  return [...done, ...(await removeFromHost(run, ledger, await detectTargets(run), true))];
+}
+
+/**
+ * The table and the accepts, gone. `always`: look at the live ruleset (purge);
+ * otherwise trust the ledger's record of the table (a hook with nothing to
+ * remove then runs no nft command).
+ */
+async function removeFromHost(run: Runner, ledger: Ledger, present: AcceptTarget[], always: boolean): Promise<string[]> {
+  const done: string[] = [];
+  const before = ledger.getHost();
+  const hasTable = always
+    ? (await run(['nft', 'list', 'table', 'inet', TABLE], { timeoutMs: 15_000 })).exitCode === 0
+    : before.table || before.accepts.length > 0;
+  if (hasTable) {
+    await mustRun(run, ['nft', '-f', '-'], renderDeleteTable());
+    done.push(`nft table inet ${TABLE} removed`);
+  }
+  // setAccept(…, null) deletes every rule matching virtwire's comment, whatever its mark.
+  for (const t of [...present, ...before.accepts.filter((a) => !present.some((b) => sameTarget(a, b)))]) {
+    if (await setAccept(run, t, null)) done.push(`accept removed from ${targetName(t)}`);
+  }
+  ledger.putHost({ schema: LEDGER_SCHEMA, table: false, mark: null, accepts: [], updatedAt: new Date().toISOString() });
   return done;
 }

@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { YamlFile, didYouMean, kindOf, formatProblem } from './yaml-doc.js';
 import { parsePortRange, type PortRange } from './ports.js';
 import { UserError } from '../errors.js';
-import { assertTrustedFile } from './trust.js';
+import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
 
 /** /etc/virtwire/virtwire.yaml: host-wide settings. Every key is optional. */
 export interface GlobalConfig {
@@ -95,8 +94,7 @@ export function parseConfig(file: string, text: string): GlobalConfig {
 export function loadConfig(file: string): GlobalConfig {
   let text: string;
   try {
-    assertTrustedFile(file);
-    text = readFileSync(file, 'utf8');
+    text = readTrustedFile(file, MAX_POLICY_FILE_BYTES);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(DEFAULT_CONFIG);
     throw err;

@@ -1,7 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTemplate, type Template } from './template.js';
-import { assertTrustedFile } from './trust.js';
+import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
 import { errorMessage } from '../errors.js';
 import type { Problem } from './yaml-doc.js';
 
@@ -34,9 +34,10 @@ export function loadTemplates(dir: string): TemplateSet {
     const name = n.replace(/\.ya?ml$/, '');
     let text: string;
     try {
-      assertTrustedFile(file);
-      text = readFileSync(file, 'utf8');
+      text = readTrustedFile(file, MAX_POLICY_FILE_BYTES);
     } catch (err) {
+      // Removed between readdir and open: no longer a template.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       set.broken.push({ name, file, problems: [{ file, line: 1, column: 1, message: errorMessage(err) }] });
       continue;
     }

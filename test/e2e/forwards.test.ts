@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
 import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
 import { guestLabel } from '../../src/sandbox/domain-xml.js';
+import { restartLibvirtd as restartDaemon, virtwireLeftovers } from './support.js';
 
 const isRoot = process.getuid?.() === 0;
 const mustRun = process.env.CI === 'true';
@@ -46,7 +47,6 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
   }
   const virtwire = async (...args: string[]) => (await sb.exec(['virtwire', ...args])).stdout;
   const nftTable = async () => sb.exec(['nft', 'list', 'table', 'inet', 'virtwire'], { reject: false });
-  const libvirtdPid = async () => (await sb.exec(['pidof', 'libvirtd'], { reject: false })).stdout.trim();
   const writeTemplate = (name: string, yaml: string) => sb.exec(['tee', `/etc/virtwire/templates/${name}.yaml`], { input: yaml });
 
   /** The accept must be first in libvirt's own chain for this backend. */
@@ -65,13 +65,8 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
   /** Restarts libvirtd under the running guest and waits until virtwire's reconnect hook has run. */
   async function restartLibvirtd(): Promise<void> {
     const before = await reconnects();
-    const pid = await libvirtdPid();
-    expect(pid).toMatch(/^\d+$/);
-    // bash's kill builtin: the Debian 13 root has no procps.
-    await sb.exec(['bash', '-c', 'kill -TERM "$1"', 'kill', pid]);
-    for (let i = 0; i < 100 && (await libvirtdPid()) === pid; i++) await new Promise((r) => setTimeout(r, 100));
-    await sb.exec(['libvirtd', '-d'], { env: { LIBVIRT_LOG_OUTPUTS: `3:file:${join(sb.dir, 'logs', 'libvirtd-restarted.log')}` } });
-    // Back once it answers and has reconnected to the running guest.
+    await restartDaemon(sb);
+    // Back once it has reconnected to the running guest.
     for (let i = 0; i < 100; i++) {
       const st = await sb.virsh('domstate', WEB1.name).catch(() => undefined);
       if (st?.stdout.trim() === 'running' && (await reconnects()) > before) return;
@@ -117,8 +112,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
     await sb.destroyGuest(WEB1.name);
     expect((await nftTable()).exitCode).not.toBe(0);
     expect(JSON.parse(await virtwire('forwards', '--json'))).toEqual([]);
-    const ruleset = (await sb.exec(['nft', 'list', 'ruleset'])).stdout;
-    expect(ruleset).not.toContain('virtwire');
+    expect(await virtwireLeftovers(sb)).toEqual([]);
     expect((await sb.exec(['ls', '/run/virtwire/vms'])).stdout.trim()).toBe('');
     await expect(httpFromClient()).rejects.toThrow();
     await sb.startGuest(WEB1.name);
@@ -176,7 +170,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
     const out = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh'), '--uninstall']);
     expect(out.stdout).toContain('uninstalled');
     expect((await nftTable()).exitCode).not.toBe(0);
-    expect((await sb.exec(['nft', 'list', 'ruleset'])).stdout).not.toContain('virtwire');
+    expect(await virtwireLeftovers(sb)).toEqual([]);
     for (const f of ['/etc/libvirt/hooks/qemu.d/virtwire', '/etc/libvirt/hooks/network.d/virtwire', '/usr/local/bin/virtwire', '/usr/local/lib/virtwire', '/run/virtwire']) {
       expect((await sb.exec(['test', '-e', f], { reject: false })).exitCode, f).not.toBe(0);
     }

@@ -26,9 +26,16 @@ afterAll(() => {
   for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/**
+ * As root, temp dirs go under /run, not /tmp: /tmp is world-writable, and
+ * virtwire (rightly) refuses a template whose path passes through a directory
+ * others can write. Pass tmpdir() for files that must be executable.
+ */
+export const TEMP_BASE = process.getuid?.() === 0 ? '/run' : tmpdir();
+
 /** A temp dir removed when the test file ends. */
-export function tempDir(prefix = 'vw-unit-'): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
+export function tempDir(prefix = 'vw-unit-', base = TEMP_BASE): string {
+  const d = mkdtempSync(join(base, prefix));
   tempDirs.push(d);
   return d;
 }
