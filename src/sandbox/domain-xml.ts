@@ -19,6 +19,8 @@ export interface GuestDomainOptions {
   label?: string;
   /** IPv4:PORT the guest GETs / from every second, printing the answer (see guest-image.ts). */
   fetch?: string;
+  /** Also take a DHCPv6 lease and report it (vw.ip6=1; needs the image built with ipv6). */
+  ip6?: boolean;
 }
 
 /** What may go on the kernel command line as vw.name (the guest filters to the same set). */
@@ -58,7 +60,7 @@ export function guestDomainXml(o: GuestDomainOptions): string {
   if (o.fetch !== undefined && !/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(o.fetch)) {
     throw new Error(`guestDomainXml: invalid fetch ${JSON.stringify(o.fetch)} (want IPv4:PORT)`);
   }
-  os.ele('cmdline').txt(`console=ttyS0 quiet vw.name=${label}${o.fetch ? ` vw.fetch=${o.fetch}` : ''}`);
+  os.ele('cmdline').txt(`console=ttyS0 quiet vw.name=${label}${o.fetch ? ` vw.fetch=${o.fetch}` : ''}${o.ip6 ? ' vw.ip6=1' : ''}`);
   d.ele('clock', { offset: 'utc' });
   d.ele('on_poweroff').txt('destroy');
   d.ele('on_reboot').txt('restart');

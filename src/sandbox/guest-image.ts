@@ -14,6 +14,7 @@ import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
+import { findDebianMirror } from './rootfs.js';
 
 export interface GuestImage {
   kernel: string;
@@ -21,9 +22,17 @@ export interface GuestImage {
 }
 
 /** Bumped whenever the image layout changes in a way the hash would miss. */
-const FORMAT = 3;
+const FORMAT = 4;
 const KERNEL_META = 'linux-image-cloud-amd64';
 const BUSYBOX = 'busybox-static';
+/**
+ * The IPv6 image also holds Debian 13's busybox-static as /bin/busybox6, for
+ * its `udhcpc6`: Debian 12's busybox (static or not, 1.35) is built without
+ * udhcpc6 (checked: `busybox --list` of both). It comes from the host's Debian
+ * mirror through apt with a private source list and state dir
+ * (cacheDir/.apt-trixie), so the host's apt configuration is never touched.
+ */
+const BUSYBOX6_SUITE = 'trixie';
 /** virtio_pci is the transport (not a dependency of virtio_net), virtio_net the NIC. */
 const ROOT_MODULES = ['virtio_pci', 'virtio_net'];
 
@@ -45,11 +54,13 @@ mount -t devtmpfs devtmpfs /dev
 name=guest
 debug=
 fetch=
+ip6=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vw.name=*) name="\${arg#vw.name=}" ;;
     vw.debug=1) debug=1 ;;
     vw.fetch=*) fetch="\${arg#vw.fetch=}" ;;
+    vw.ip6=1) ip6=1 ;;
   esac
 done
 # vw.debug=1 on the kernel command line: uptime stamps of each step on the console.
@@ -65,18 +76,50 @@ step modules loaded
 ip link set lo up
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+# No duplicate address detection: a DHCPv6 address is usable at once (DAD
+# would hold it "tentative" for a second; the network is the test's own).
+[ -z "$ip6" ] || echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
 ip link set eth0 up || echo "VIRTWIRE-GUEST-ERROR no eth0 (virtio-net did not load)"
 step eth0 up
+# vw.ip6=1: also take the DHCPv6 lease, alongside the IPv4 one. udhcpc6
+# identifies itself by DUID-LL (00:03:00:01 + the NIC's MAC) and always sends
+# an empty Client FQDN option, so a libvirt reservation must name the guest by
+# that DUID: <host id='00:03:00:01:MAC' name=... ip=.../> (see sandbox.ts).
+if [ -n "$ip6" ]; then
+  if [ -x /bin/busybox6 ]; then
+    # udhcpc6 sends from the link-local address and exits at once without one.
+    (i=0
+     while ! ip -6 addr show dev eth0 scope link | grep -q inet6 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+     exec /bin/busybox6 udhcpc6 -i eth0 -s /etc/udhcpc6.script -t 60 -T 1 -A 1 -n -q >/tmp/udhcpc6.log 2>&1) &
+    dhcp6=$!
+  else
+    echo "VIRTWIRE-GUEST-ERROR vw.ip6=1 but this image has no /bin/busybox6 (build it with ensureGuestImage(dir, {ipv6: true}))"
+  fi
+fi
 # -q: exit once leased; the address stays (leases outlive any test).
 udhcpc -i eth0 -s /etc/udhcpc.script -t 60 -T 1 -A 1 -n -q >/dev/null 2>&1 ||
   echo "VIRTWIRE-GUEST-ERROR udhcpc got no lease on eth0"
 step leased
 ip=$(ip -4 -o addr show dev eth0 | awk '{ split($4, a, "/"); print a[1]; exit }')
+ready6=
+if [ -n "$ip6" ]; then
+  [ -z "$dhcp6" ] || wait "$dhcp6" || {
+    echo "VIRTWIRE-GUEST-ERROR udhcpc6 got no lease on eth0:"
+    sed 's/^/VIRTWIRE-GUEST-ERROR   /' /tmp/udhcpc6.log
+  }
+  # Replies to clients outside the network need the default route the host's
+  # router advertisement brings (dnsmasq enable-ra): wait for it, bounded.
+  i=0
+  while ! ip -6 route | grep -q '^default' && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  ip -6 route | grep -q '^default' || echo "VIRTWIRE-GUEST-ERROR no IPv6 default route (no router advertisement)"
+  step leased6
+  ready6=" ip6=$(ip -6 -o addr show dev eth0 scope global | awk '{ split($4, a, "/"); print a[1]; exit }')"
+fi
 mkdir -p /www
 echo "virtwire-guest $name" > /www/index.html
 httpd -p 80 -h /www
 /bin/udp-pong "udp-pong $name" &
-echo "${GUEST_READY_PREFIX} name=$name ip=$ip"
+echo "${GUEST_READY_PREFIX} name=$name ip=$ip$ready6"
 # vw.fetch=IP:PORT makes the guest a client too: every second it GETs / from
 # IP:PORT and prints the answer's last line, so tests can prove traffic that
 # starts in a guest (hairpin through a host port). Filtered to an address.
@@ -105,6 +148,17 @@ case "$1" in
     if [ -n "$router" ]; then
       ip route replace default via "\${router%% *}" dev "$interface"
     fi
+    ;;
+esac
+exit 0
+`;
+
+// udhcpc6 reports the lease; this applies it. The /64 (the network's prefix)
+// makes the subnet on-link; the default route comes from the router advertisement.
+const UDHCPC6_SCRIPT = `#!/bin/sh
+case "$1" in
+  bound|updated)
+    [ -n "$ipv6" ] && ip -6 addr replace "$ipv6/64" dev "$interface"
     ;;
 esac
 exit 0
@@ -284,6 +338,89 @@ async function aptDownload(dir: string, pkgs: string[]): Promise<void> {
   }
 }
 
+// ---------------------------------------------------------------- Debian 13 busybox (udhcpc6)
+
+/** apt options that use only aptDir: its own source list, lists, cache and an empty dpkg status. */
+function privateApt(aptDir: string): string[] {
+  const o = (k: string, v: string) => ['-o', `${k}=${v}`];
+  return [
+    ...o('Dir::Etc::SourceList', path.join(aptDir, 'sources.list')),
+    ...o('Dir::Etc::SourceParts', path.join(aptDir, 'sources.list.d')),
+    ...o('Dir::Etc::Preferences', path.join(aptDir, 'preferences')),
+    ...o('Dir::Etc::PreferencesParts', path.join(aptDir, 'preferences.d')),
+    ...o('Dir::State::Lists', path.join(aptDir, 'lists')),
+    ...o('Dir::State::status', path.join(aptDir, 'status')),
+    ...o('Dir::Cache', path.join(aptDir, 'cache')),
+    ...o('Acquire::Languages', 'none'),
+    ...o('APT::Sandbox::User', 'root'),
+  ];
+}
+
+async function aptPrivate(aptDir: string, [cmd, ...args]: ['apt-get' | 'apt-cache', ...string[]], timeoutMs: number, cwd?: string): Promise<string> {
+  return run(cmd, [...privateApt(aptDir), ...args], timeoutMs, cwd);
+}
+
+/** Creates aptDir for suite trixie of the host's mirror and runs `apt-get update` in it when it has no lists yet (or force). */
+async function busybox6Lists(aptDir: string, force: boolean): Promise<void> {
+  const lists = path.join(aptDir, 'lists');
+  const have = (await fs.readdir(lists).catch(() => [] as string[])).some((f) => f.endsWith('_Packages'));
+  if (have && !force) return;
+  for (const d of ['sources.list.d', 'preferences.d', 'lists/partial', 'cache/archives/partial']) {
+    await fs.mkdir(path.join(aptDir, d), { recursive: true });
+  }
+  await fs.writeFile(path.join(aptDir, 'sources.list'), `deb ${findDebianMirror()} ${BUSYBOX6_SUITE} main\n`);
+  await fs.writeFile(path.join(aptDir, 'status'), '');
+  try {
+    await aptPrivate(aptDir, ['apt-get', 'update', '-q'], 300_000);
+  } catch (err) {
+    throw new Error(
+      `guest image: cannot read Debian ${BUSYBOX6_SUITE}'s package list (needed for busybox udhcpc6 in the IPv6 guest). ` +
+        `Fix: run once with access to the Debian mirror; it is cached in ${aptDir} afterwards.\n${(err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * busybox-static's version in Debian 13. Read once from the private lists
+ * (fetched on first use) and remembered in aptDir/busybox6.version: apt-cache
+ * over Debian 13's 20 MB package list costs ~2 s, and this runs on every boot
+ * of an IPv6 sandbox. Refreshed together with the lists.
+ */
+async function busybox6Version(aptDir: string, refresh = false): Promise<string> {
+  const memo = path.join(aptDir, 'busybox6.version');
+  if (!refresh) {
+    const known = (await fs.readFile(memo, 'utf8').catch(() => '')).trim();
+    if (known) return known;
+  }
+  await busybox6Lists(aptDir, refresh);
+  const out = await aptPrivate(aptDir, ['apt-cache', 'show', '--no-all-versions', BUSYBOX], 30_000);
+  const v = /^Version:\s*(\S+)/m.exec(out)?.[1];
+  if (!v) throw new Error(`guest image: no ${BUSYBOX} in Debian ${BUSYBOX6_SUITE}'s package list (${aptDir})`);
+  await fs.writeFile(memo, `${v}\n`);
+  return v;
+}
+
+/** Downloads busybox-static=version from Debian 13 and returns its /bin/busybox (refreshing stale lists once). */
+async function fetchBusybox6(aptDir: string, version: string, tmp: string): Promise<Buffer> {
+  const dir = path.join(tmp, 'debs6');
+  const x = path.join(tmp, 'x6');
+  await fs.mkdir(dir, { recursive: true });
+  try {
+    await aptPrivate(aptDir, ['apt-get', 'download', `${BUSYBOX}=${version}`], 300_000, dir);
+  } catch {
+    // The mirror dropped that version since the lists were fetched: refresh
+    // them. The image is then built under the old key (the one being looked
+    // up); the next call keys on the new version.
+    await busybox6Version(aptDir, true);
+    await aptPrivate(aptDir, ['apt-get', 'download', BUSYBOX], 300_000, dir);
+  }
+  const deb = (await fs.readdir(dir)).find((f) => f.endsWith('.deb'));
+  if (!deb) throw new Error(`guest image: apt-get download ${BUSYBOX} (${BUSYBOX6_SUITE}) left no .deb in ${dir}`);
+  await run('dpkg', ['-x', path.join(dir, deb), x], 120_000);
+  for (const p of ['usr/bin/busybox', 'bin/busybox']) if (await exists(path.join(x, p))) return fs.readFile(path.join(x, p));
+  throw new Error(`guest image: ${deb} holds no busybox binary`);
+}
+
 // ---------------------------------------------------------------- modules
 
 async function walk(dir: string, out: string[] = []): Promise<string[]> {
@@ -347,7 +484,7 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-async function build(tmp: string, kernelPkg: string): Promise<void> {
+async function build(tmp: string, kernelPkg: string, busybox6?: { aptDir: string; version: string }): Promise<void> {
   const debs = path.join(tmp, 'debs');
   const x = path.join(tmp, 'x');
   const work = path.join(tmp, 'ko');
@@ -375,6 +512,10 @@ async function build(tmp: string, kernelPkg: string): Promise<void> {
   entries.push({ name: 'bin/udp-pong', mode: S_IFREG | 0o755, data: udpPongElf() });
   entries.push({ name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(INIT_SCRIPT) });
   entries.push({ name: 'etc/udhcpc.script', mode: S_IFREG | 0o755, data: Buffer.from(UDHCPC_SCRIPT) });
+  if (busybox6) {
+    entries.push({ name: 'bin/busybox6', mode: S_IFREG | 0o755, data: await fetchBusybox6(busybox6.aptDir, busybox6.version, tmp) });
+    entries.push({ name: 'etc/udhcpc6.script', mode: S_IFREG | 0o755, data: Buffer.from(UDHCPC6_SCRIPT) });
+  }
   for (const [i, ko] of mods.entries()) {
     const name = `lib/modules/${String(i).padStart(2, '0')}-${modName(ko)}.ko`;
     entries.push({ name, mode: S_IFREG | 0o644, data: await fs.readFile(ko) });
@@ -386,7 +527,7 @@ async function build(tmp: string, kernelPkg: string): Promise<void> {
   await fs.writeFile(path.join(out, 'initrd.gz'), gzipSync(cpioNewc(entries), { level: 6 }));
   await fs.writeFile(
     path.join(out, 'manifest.json'),
-    JSON.stringify({ kernelPkg, kver, modules: mods.map(modName), builtAt: new Date().toISOString() }, null, 2),
+    JSON.stringify({ kernelPkg, kver, modules: mods.map(modName), busybox6: busybox6?.version, builtAt: new Date().toISOString() }, null, 2),
   );
   // QEMU runs as an unprivileged user on real hosts: keep everything world-readable.
   await fs.chmod(out, 0o755);
@@ -397,30 +538,47 @@ function imageOf(dir: string): GuestImage {
   return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.gz') };
 }
 
-async function newestCached(cacheDir: string): Promise<string | undefined> {
+async function newestCached(cacheDir: string, ipv6: boolean): Promise<string | undefined> {
   const names = await fs.readdir(cacheDir).catch(() => [] as string[]);
   let best: { dir: string; t: number } | undefined;
   for (const n of names) {
     if (n.startsWith('.')) continue;
     const d = path.join(cacheDir, n);
     const st = await fs.stat(path.join(d, 'manifest.json')).catch(() => undefined);
+    if (ipv6 && st) {
+      const m = JSON.parse(await fs.readFile(path.join(d, 'manifest.json'), 'utf8').catch(() => '{}')) as { busybox6?: string };
+      if (!m.busybox6) continue;
+    }
     if (st && (!best || st.mtimeMs > best.t)) best = { dir: d, t: st.mtimeMs };
   }
   return best?.dir;
 }
 
+export interface GuestImageOptions {
+  /**
+   * Also put Debian 13's busybox (for udhcpc6) into the image, so a guest
+   * booted with vw.ip6=1 takes a DHCPv6 lease too. A separate cached image;
+   * its first build reads Debian 13's package list from the host's mirror.
+   */
+  ipv6?: boolean;
+}
+
 /**
  * Returns the kernel and initrd of the test guest, building them on first use.
- * The guest prints `VIRTWIRE-GUEST-READY name=<vw.name> ip=<IPv4>` on ttyS0,
+ * The guest prints `VIRTWIRE-GUEST-READY name=<vw.name> ip=<IPv4>` on ttyS0
+ * (with ` ip6=<IPv6>` appended when booted with vw.ip6=1 from an ipv6 image),
  * serves `virtwire-guest <vw.name>` on TCP 80 and answers UDP 5353 with
  * `udp-pong <vw.name>`.
  */
-export async function ensureGuestImage(cacheDir = '/var/cache/virtwire/guest'): Promise<GuestImage> {
+export async function ensureGuestImage(cacheDir = '/var/cache/virtwire/guest', opts: GuestImageOptions = {}): Promise<GuestImage> {
   let kernelPkg: string;
   let key: string;
+  const aptDir = path.join(cacheDir, '.apt-trixie');
+  let busybox6: { aptDir: string; version: string } | undefined;
   try {
     const v = await resolveVersions();
     kernelPkg = v.kernelPkg;
+    if (opts.ipv6) busybox6 = { aptDir, version: await busybox6Version(aptDir) };
     const inputs = {
       format: FORMAT,
       ...v,
@@ -428,11 +586,12 @@ export async function ensureGuestImage(cacheDir = '/var/cache/virtwire/guest'): 
       udhcpc: UDHCPC_SCRIPT,
       pong: UDP_PONG_CODE_HEX,
       modules: ROOT_MODULES,
+      ...(busybox6 ? { busybox6: busybox6.version, udhcpc6: UDHCPC6_SCRIPT } : {}),
     };
     key = createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
   } catch (err) {
     // apt metadata unusable: an image built earlier is still a working guest.
-    const old = await newestCached(cacheDir);
+    const old = await newestCached(cacheDir, !!opts.ipv6);
     if (old) return imageOf(old);
     throw err;
   }
@@ -443,7 +602,7 @@ export async function ensureGuestImage(cacheDir = '/var/cache/virtwire/guest'): 
   const tmp = path.join(cacheDir, `.build-${process.pid}-${randomBytes(4).toString('hex')}`);
   await fs.mkdir(tmp);
   try {
-    await build(tmp, kernelPkg);
+    await build(tmp, kernelPkg, busybox6);
     try {
       await fs.rename(path.join(tmp, 'image'), final);
     } catch (err) {

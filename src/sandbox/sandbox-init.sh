@@ -18,6 +18,9 @@
 # Protocol with sandbox.ts: DIR/ready once libvirtd answers and the `default`
 # network is active; DIR/failed (one line: what failed) and exit otherwise.
 # Daemon logs go to DIR/logs/.
+#
+# Environment: VW_SANDBOX_IPV6=1 gives the `default` network an IPv6 range too
+# (see below).
 set -euo pipefail
 
 dir=${1:?usage: sandbox-init.sh DIR [ROOTFS REPODIR]}
@@ -172,6 +175,17 @@ if ! virsh_ net-info default >/dev/null 2>&1; then
 EOF
   fi
   sed -i "s|<bridge name='virbr0'/>|<bridge name='virbr0' stp='off' delay='0'/>|" "$netxml"
+  # VW_SANDBOX_IPV6=1: a ULA range served by DHCPv6 (dnsmasq, with router
+  # advertisements for the default route), and NAT for IPv6 as for IPv4
+  # (<nat ipv6='yes'/>, libvirt >= 6.5): libvirt's IPv6 firewall then admits
+  # only replies into the network, exactly as for IPv4, so an inbound IPv6
+  # forward needs virtwire's accept. (Without it the range would be routed and
+  # libvirt would accept every connection to fd00:77::/64 by itself.)
+  if [ "${VW_SANDBOX_IPV6:-}" = 1 ]; then
+    sed -i "s|<forward/>|<forward mode='nat'><nat ipv6='yes'/></forward>|" "$netxml"
+    sed -i "s|</network>|  <ip family='ipv6' address='fd00:77::1' prefix='64'>\n    <dhcp>\n      <range start='fd00:77::100' end='fd00:77::1ff'/>\n    </dhcp>\n  </ip>\n</network>|" "$netxml"
+    grep -q "<nat ipv6='yes'/>" "$netxml" || fail "could not enable IPv6 NAT in $netxml"
+  fi
   virsh_ net-define "$netxml" >/dev/null || fail "virsh net-define $netxml failed (see $dir/logs/libvirtd.log)"
 fi
 virsh_ net-start default >/dev/null || fail "virsh net-start default failed (see $dir/logs/libvirtd.log)"

@@ -3,7 +3,7 @@
 //
 //   client netns (vw-c-…)            sandbox host netns (vw-h-…)
 //   eth0 192.0.2.2/24  <── veth ──>  uplink0 192.0.2.1/24   virbr0 192.168.122.1/24 ── guests
-//        2001:db8:77::2/64                   2001:db8:77::1/64
+//        2001:db8:77::2/64                   2001:db8:77::1/64      fd00:77::1/64 (start({ipv6: true}))
 //
 // Neither netns has a route anywhere else: test traffic cannot leave them.
 // sandbox-init.sh is PID 1 of the sandbox PID namespace; killing it tears
@@ -12,6 +12,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -26,6 +27,13 @@ export interface SandboxStartOptions {
   repoDir?: string;
   /** Keep the temp dir (logs, overlay upper dirs) after stop(). */
   keep?: boolean;
+  /**
+   * Give the `default` network an IPv6 range too (fd00:77::/64, DHCPv6 +
+   * router advertisements, <nat ipv6='yes'/>; see sandbox-init.sh), and boot
+   * guests from the image that holds udhcpc6 (its first build reads Debian
+   * 13's package list, see guest-image.ts).
+   */
+  ipv6?: boolean;
 }
 
 export interface ExecOptions {
@@ -52,6 +60,19 @@ export interface GuestSpec {
   label?: string;
   /** IPv4:PORT the guest keeps fetching as a client (waitForGuestFetch reads the answers). */
   fetch?: string;
+  /**
+   * The guest's DHCPv6 reservation, e.g. fd00:77::10 (needs start({ipv6: true})).
+   * Reserved as <host id='00:03:00:01:MAC' name=DOMAIN-NAME ip=…/>: busybox
+   * udhcpc6 identifies itself by that DUID-LL, and virtwire finds a guest's
+   * IPv6 reservation by name= (libvirt's IPv6 <host> has no MAC). dnsmasq can
+   * also match a name-only entry, but only by the client's FQDN option, which
+   * udhcpc6 always sends empty (checked in the sandbox).
+   * Boot such a guest once per sandbox: udhcpc6 picks a random IAID on every
+   * run, and dnsmasq keeps the reserved address leased to the previous
+   * (DUID, IAID) for the lease time (1 day), so a second boot gets an address
+   * from the range and guestReady() fails saying so (checked in the sandbox).
+   */
+  ip6?: string;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -160,6 +181,17 @@ function assertIp4(ip4: string): void {
   if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(ip4)) throw new Error(`sandbox: ${JSON.stringify(ip4)} is not an IPv4 address`);
 }
 
+function assertIp6(ip6: string): void {
+  if (!isIPv6(ip6) || ip6 !== ip6.toLowerCase() || /(^|:)0[0-9a-f]/.test(ip6)) {
+    throw new Error(`sandbox: ${JSON.stringify(ip6)} is not an IPv6 address in the short form the guest prints (e.g. fd00:77::10)`);
+  }
+}
+
+/** DUID-LL (RFC 8415 type 3, hardware type 1) of a MAC: what busybox udhcpc6 sends as its client id. */
+export function duidLL(mac: string): string {
+  return `00:03:00:01:${mac.toLowerCase()}`;
+}
+
 export class Sandbox {
   readonly hostAddress = '192.0.2.1';
   readonly hostAddress6 = '2001:db8:77::1';
@@ -172,7 +204,7 @@ export class Sandbox {
   /** Host pid of sandbox-init.sh (PID 1 of the sandbox PID namespace). */
   initPid = 0;
   private stopping: Promise<void> | undefined;
-  private readonly guests = new Map<string, { label: string; ip: string; serialLog: string }>();
+  private readonly guests = new Map<string, { label: string; ip: string; ip6?: string; serialLog: string }>();
 
   private constructor(
     /** The sandbox's temp dir (same path inside and outside). */
@@ -182,6 +214,8 @@ export class Sandbox {
     readonly rootfs: string | undefined,
     readonly repoDir: string,
     private readonly keep: boolean,
+    /** The default network has an IPv6 range (start({ipv6: true})). */
+    readonly ipv6: boolean,
   ) {
     this.mode = rootfs ? 'rootfs' : 'debian12';
     this.repoDirInside = rootfs ? '/opt/virtwire-src' : repoDir;
@@ -200,7 +234,7 @@ export class Sandbox {
     const dir = await fs.mkdtemp(path.join('/tmp', `${TMP_PREFIX}${process.pid}-`));
     // QEMU runs as libvirt-qemu and must traverse DIR to reach the guest image.
     await fs.chmod(dir, 0o755);
-    const sb = new Sandbox(dir, `vw-h-${process.pid}-${id}`, `vw-c-${process.pid}-${id}`, opts.rootfs, opts.repoDir ?? PROJECT_ROOT, !!opts.keep);
+    const sb = new Sandbox(dir, `vw-h-${process.pid}-${id}`, `vw-c-${process.pid}-${id}`, opts.rootfs, opts.repoDir ?? PROJECT_ROOT, !!opts.keep, !!opts.ipv6);
     const owner: Owner = {
       pidns: await fs.readlink('/proc/self/ns/pid'), pid: process.pid, start: processStart(process.pid),
       hostNetns: sb.hostNetns, clientNetns: sb.clientNetns,
@@ -248,7 +282,7 @@ export class Sandbox {
         'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--mount-proc', '--',
         'bash', INIT_SCRIPT, ...args,
       ],
-      { stdio: ['ignore', log, log], env: { PATH: PATH_INSIDE, LC_ALL: 'C', HOME: '/root' } },
+      { stdio: ['ignore', log, log], env: { PATH: PATH_INSIDE, LC_ALL: 'C', HOME: '/root', ...(this.ipv6 ? { VW_SANDBOX_IPV6: '1' } : {}) } },
     );
     closeSync(log);
     child.unref();
@@ -360,19 +394,32 @@ export class Sandbox {
    * test guest, and waits for its READY line with that ip.
    */
   async bootGuest(g: GuestSpec): Promise<void> {
+    await this.defineGuest(g);
+    await this.startGuest(g.name);
+  }
+
+  /**
+   * What bootGuest does before `virsh start`: the DHCP reservation(s) and
+   * `virsh define` (the domain is then shut off; start it with startGuest).
+   */
+  async defineGuest(g: GuestSpec): Promise<void> {
     assertIp4(g.ip);
+    if (g.ip6 !== undefined) {
+      assertIp6(g.ip6);
+      if (!this.ipv6) throw new Error(`sandbox: guest ${g.name} asks for IPv6 ${g.ip6}, but the sandbox was started without ipv6: true`);
+    }
     const image = await this.stageImage();
     await this.reserve(g.mac, g.ip);
+    if (g.ip6 !== undefined) await this.reserve6(g.name, g.mac, g.ip6);
     const label = g.label ?? guestLabel(g.name);
     const serialDir = path.join(this.dir, 'serial');
     await fs.mkdir(serialDir, { recursive: true, mode: 0o755 });
     const serialLog = path.join(serialDir, `${label}.log`);
-    const xml = guestDomainXml({ name: g.name, mac: g.mac, label, serialLog, fetch: g.fetch, ...image });
+    const xml = guestDomainXml({ name: g.name, mac: g.mac, label, serialLog, fetch: g.fetch, ip6: g.ip6 !== undefined, ...image });
     const xmlFile = path.join(this.dir, `domain-${label}.xml`);
     await fs.writeFile(xmlFile, xml);
     await this.virsh('define', '--file', xmlFile);
-    this.guests.set(g.name, { label, ip: g.ip, serialLog });
-    await this.startGuest(g.name);
+    this.guests.set(g.name, { label, ip: g.ip, ip6: g.ip6, serialLog });
   }
 
   /** Starts an already booted-once guest again and waits until it is READY. */
@@ -391,21 +438,25 @@ export class Sandbox {
     return Date.now() - t;
   }
 
-  /** Waits for `VIRTWIRE-GUEST-READY name=<label> ip=<reserved ip>` on the guest's console. */
-  async guestReady(name: string, timeoutMs = 90_000): Promise<{ label: string; ip: string }> {
+  /**
+   * Waits for `VIRTWIRE-GUEST-READY name=<label> ip=<reserved ip>` (plus
+   * ` ip6=<reserved IPv6>` for a guest with ip6) on the guest's console.
+   */
+  async guestReady(name: string, timeoutMs = 90_000): Promise<{ label: string; ip: string; ip6?: string }> {
     const g = this.guest(name);
-    const want = `${GUEST_READY_PREFIX} name=${g.label} ip=${g.ip}`;
+    const want = `${GUEST_READY_PREFIX} name=${g.label} ip=${g.ip}${g.ip6 !== undefined ? ` ip6=${g.ip6}` : ''}`;
     const deadline = Date.now() + timeoutMs;
     // Only complete lines count: the log is read while the guest writes it.
-    const ready = new RegExp(`${GUEST_READY_PREFIX} name=(\\S*) ip=(\\S*)\\r?\\n`);
+    const ready = new RegExp(`${GUEST_READY_PREFIX} name=(\\S*) ip=(\\S*)(?: ip6=(\\S*))?\\r?\\n`);
     let text = '';
     while (Date.now() < deadline) {
       text = await fs.readFile(g.serialLog, 'latin1').catch(() => '');
       const m = ready.exec(text);
-      if (m && m[1] === g.label && m[2] === g.ip) return { label: g.label, ip: g.ip };
+      if (m && m[1] === g.label && m[2] === g.ip && (m[3] ?? undefined) === g.ip6) return { label: g.label, ip: g.ip, ip6: g.ip6 };
       if (m) {
         throw new Error(
-          `sandbox: guest ${name} came up as name=${m[1]} ip=${m[2] || '(none)'}, expected name=${g.label} ip=${g.ip} ` +
+          `sandbox: guest ${name} came up as name=${m[1]} ip=${m[2] || '(none)'}${m[3] !== undefined ? ` ip6=${m[3] || '(none)'}` : ''}, ` +
+            `expected ${want.slice(GUEST_READY_PREFIX.length + 1)} ` +
             `(DHCP reservation not applied, or another guest's serial log?)\n${this.logTail(text)}`,
         );
       }
@@ -451,7 +502,7 @@ export class Sandbox {
     // and libvirt's dynamic ownership chowns kernel/initrd while a guest runs.
     const dst = { kernel: path.join(this.dir, 'image', 'vmlinuz'), initrd: path.join(this.dir, 'image', 'initrd.gz') };
     if (await fs.stat(dst.initrd).catch(() => undefined)) return dst;
-    const src = await ensureGuestImage();
+    const src = await ensureGuestImage(undefined, { ipv6: this.ipv6 });
     await fs.mkdir(path.dirname(dst.kernel), { recursive: true, mode: 0o755 });
     await fs.copyFile(src.kernel, dst.kernel);
     await fs.copyFile(src.initrd, dst.initrd);
@@ -465,6 +516,20 @@ export class Sandbox {
     if (existing?.includes(`'${ip4}'`) || existing?.includes(`"${ip4}"`)) return;
     const host = create().ele('host', { mac: m, ip: ip4 }).end({ headless: true });
     await this.virsh('net-update', '--network', 'default', '--command', existing ? 'modify' : 'add', '--section', 'ip-dhcp-host', '--xml', host, '--live', '--config');
+  }
+
+  /**
+   * The IPv6 reservation: <host id=DUID-LL(mac) name=NAME ip=IP6/> in the
+   * default network's IPv6 <ip> (the second one: --parent-index 1).
+   */
+  private async reserve6(name: string, mac: string, ip6: string): Promise<void> {
+    const net = (await this.virsh('net-dumpxml', '--network', 'default')).stdout;
+    const id = duidLL(mac);
+    const existing = new RegExp(`<host\\b[^>]*id=['"]${id}['"][^>]*>`, 'i').exec(net)?.[0];
+    if (existing?.includes(`ip='${ip6}'`) && existing.includes(`name='${name}'`)) return;
+    const host = create().ele('host', { id, name, ip: ip6 }).end({ headless: true });
+    await this.virsh('net-update', '--network', 'default', '--command', existing ? 'modify' : 'add', '--section', 'ip-dhcp-host',
+      '--xml', host, '--parent-index', '1', '--live', '--config');
   }
 
   // ------------------------------------------------------------- teardown
