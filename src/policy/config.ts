@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { YamlFile, didYouMean, kindOf, formatProblem } from './yaml-doc.js';
 import { parsePortRange, type PortRange } from './ports.js';
 import { UserError } from '../errors.js';
+import { quote } from './show.js';
 import { assertTrustedFile } from './trust.js';
 
 /** /etc/virtwire/virtwire.yaml: host-wide settings. Every key is optional. */
@@ -32,7 +33,7 @@ export function parseConfig(file: string, text: string): GlobalConfig {
     for (const [key, keyNode, value] of y.entries(y.root, 'virtwire.yaml')) {
       if (key === 'forwards') {
         for (const [k, kn, v] of y.entries(value, 'forwards')) {
-          if (k !== 'allowedHostPorts') { y.report(kn, `unknown key "forwards.${k}"${didYouMean(k, ['allowedHostPorts'])}; allowed: allowedHostPorts`); continue; }
+          if (k !== 'allowedHostPorts') { y.report(kn, `unknown key ${quote(`forwards.${k}`)}${didYouMean(k, ['allowedHostPorts'])}; allowed: allowedHostPorts`); continue; }
           cfg.forwards.allowedHostPorts = [];
           for (const item of y.items(v, 'forwards.allowedHostPorts')) {
             const r = parsePortRange(y.scalar(item));
@@ -42,14 +43,14 @@ export function parseConfig(file: string, text: string): GlobalConfig {
         }
       } else if (key === 'firewall') {
         for (const [k, kn, v] of y.entries(value, 'firewall')) {
-          if (k !== 'mark') { y.report(kn, `unknown key "firewall.${k}"${didYouMean(k, ['mark'])}; allowed: mark`); continue; }
+          if (k !== 'mark') { y.report(kn, `unknown key ${quote(`firewall.${k}`)}${didYouMean(k, ['mark'])}; allowed: mark`); continue; }
           const m = y.scalar(v);
           const n = typeof m === 'number' ? m : typeof m === 'string' && /^0x[0-9a-f]{1,8}$/i.test(m) ? Number(m) : NaN;
           if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff || (n & (n - 1)) !== 0) {
             y.report(v, `firewall.mark must be a single bit such as 0x10000000, found ${kindOf(v)}`);
           } else cfg.firewall.mark = n;
         }
-      } else y.report(keyNode, `unknown key "${key}"${didYouMean(key, ['forwards', 'firewall'])}; allowed: forwards, firewall`);
+      } else y.report(keyNode, `unknown key ${quote(key)}${didYouMean(key, ['forwards', 'firewall'])}; allowed: forwards, firewall`);
     }
   }
   if (y.problems.length) {
