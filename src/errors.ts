@@ -25,7 +25,12 @@ export function oneLine(text: string): string {
  * and bidi tricks stay visible and cannot forge or reorder a line.
  */
 export function quoted(name: string): string {
-  return JSON.stringify(name).replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escapeUnsafe(JSON.stringify(name));
+}
+
+/** Every unsafe character (see UNSAFE) written as a \uXXXX escape; the rest as is. */
+export function escapeUnsafe(text: string): string {
+  return text.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Characters a shell word may hold unquoted, in a command shown to a user. */

@@ -1,5 +1,5 @@
 import type { ResolvedForward } from '../plan/types.js';
-import { canonicalIp, parseCidr } from '../policy/addr.js';
+import { formatIp, minimalCidrs, parseCidr, parseIp, type Cidr, type Family } from '../policy/addr.js';
 
 export const TABLE = 'virtwire';
 
@@ -7,14 +7,16 @@ export const TABLE = 'virtwire';
  * Every value placed in the script is re-validated here, whatever the
  * ledger says: the ledger is a file, and nft scripts are a language.
  */
-function addr(a: string): string {
-  return canonicalIp(a);
+function addr(a: string, family: Family): string {
+  const ip = parseIp(a);
+  if (typeof ip === 'string' || ip.family !== family) throw new Error(`invalid IPv${family} address in ledger: ${JSON.stringify(a)}`);
+  return formatIp(ip);
 }
 
-function cidr(c: string): string {
+function cidr(c: string, family: Family): Cidr {
   const r = parseCidr(c);
-  if (typeof r === 'string') throw new Error(`invalid CIDR in ledger: ${c}`);
-  return r.text;
+  if (typeof r === 'string' || r.family !== family) throw new Error(`invalid IPv${family} CIDR in ledger: ${JSON.stringify(c)}`);
+  return r;
 }
 
 function port(n: number): string {
@@ -34,21 +36,31 @@ export function forwardElements(forwards: readonly ResolvedForward[], family: 4 
   for (const f of forwards) {
     if (f.family !== family) continue;
     if (f.proto !== 'tcp' && f.proto !== 'udp') throw new Error(`invalid proto in ledger: ${String(f.proto)}`);
-    const sources = f.from.length ? f.from.map(cidr) : [any];
-    const listen = f.listen ? addr(f.listen) : any;
+    const sources = f.from.length ? f.from.map((c) => cidr(c, family).text) : [any];
+    const listen = f.listen ? addr(f.listen, family) : any;
+    const guestAddr = addr(f.guestAddr, family);
     for (let p = f.host.lo; p <= f.host.hi; p++) {
       const guestPort = f.guest.lo + (p - f.host.lo);
-      for (const s of sources) out.push(`${s} . ${listen} . ${f.proto} . ${port(p)} : ${addr(f.guestAddr)} . ${port(guestPort)}`);
+      for (const s of sources) out.push(`${s} . ${listen} . ${f.proto} . ${port(p)} : ${guestAddr} . ${port(guestPort)}`);
     }
   }
   return out;
 }
 
-/** Hairpin pairs: guest subnet . guest address, so a neighbour guest's connection is masqueraded. */
+/**
+ * Hairpin pairs: guest subnet . guest address, so a neighbour guest's
+ * connection is masqueraded. One guest address may sit in nested subnets
+ * (two libvirt networks, 192.168.0.0/16 and 192.168.122.0/24): only the
+ * widest is kept, as nft refuses overlapping elements.
+ */
 export function hairpinElements(forwards: readonly ResolvedForward[], family: 4 | 6): string[] {
-  const out = new Set<string>();
-  for (const f of forwards) if (f.family === family) out.add(`${cidr(f.guestSubnet)} . ${addr(f.guestAddr)}`);
-  return [...out].sort();
+  const subnets = new Map<string, Cidr[]>();
+  for (const f of forwards) {
+    if (f.family !== family) continue;
+    const guest = addr(f.guestAddr, family);
+    subnets.set(guest, [...(subnets.get(guest) ?? []), cidr(f.guestSubnet, family)]);
+  }
+  return [...subnets].flatMap(([guest, cs]) => minimalCidrs(cs).map((c) => `${c.text} . ${guest}`)).sort();
 }
 
 function block(kind: 'map' | 'set', name: string, type: string, elements: string[]): string {

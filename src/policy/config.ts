@@ -2,6 +2,7 @@ import { YamlFile, didYouMean, kindOf, formatProblem } from './yaml-doc.js';
 import { parsePortRange, type PortRange } from './ports.js';
 import { UserError } from '../errors.js';
 import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
+import { quote } from './show.js';
 
 /** /etc/virtwire/virtwire.yaml: host-wide settings. Every key is optional. */
 export interface GlobalConfig {
@@ -56,7 +57,7 @@ export function parseConfig(file: string, text: string): GlobalConfig {
     for (const [key, keyNode, value] of y.entries(y.root, 'virtwire.yaml')) {
       if (key === 'forwards') {
         for (const [k, kn, v] of y.entries(value, 'forwards')) {
-          if (k !== 'allowedHostPorts') { y.report(kn, `unknown key "forwards.${k}"${didYouMean(k, ['allowedHostPorts'])}; allowed: allowedHostPorts`); continue; }
+          if (k !== 'allowedHostPorts') { y.report(kn, `unknown key ${quote(`forwards.${k}`)}${didYouMean(k, ['allowedHostPorts'])}; allowed: allowedHostPorts`); continue; }
           cfg.forwards.allowedHostPorts = [];
           for (const item of y.items(v, 'forwards.allowedHostPorts')) {
             const r = parsePortRange(y.scalar(item));
@@ -66,7 +67,7 @@ export function parseConfig(file: string, text: string): GlobalConfig {
         }
       } else if (key === 'firewall') {
         for (const [k, kn, v] of y.entries(value, 'firewall')) {
-          if (k !== 'mark') { y.report(kn, `unknown key "firewall.${k}"${didYouMean(k, ['mark'])}; allowed: mark`); continue; }
+          if (k !== 'mark') { y.report(kn, `unknown key ${quote(`firewall.${k}`)}${didYouMean(k, ['mark'])}; allowed: mark`); continue; }
           const m = y.scalar(v);
           const n = typeof m === 'number' ? m : typeof m === 'string' && /^0x[0-9a-f]{1,8}$/i.test(m) ? Number(m) : NaN;
           if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff || (n & (n - 1)) !== 0) {
@@ -75,13 +76,13 @@ export function parseConfig(file: string, text: string): GlobalConfig {
         }
       } else if (key === 'limits') {
         for (const [k, kn, v] of y.entries(value, 'limits')) {
-          if (!(LIMIT_KEYS as readonly string[]).includes(k)) { y.report(kn, `unknown key "limits.${k}"${didYouMean(k, LIMIT_KEYS)}; allowed: ${LIMIT_KEYS.join(', ')}`); continue; }
+          if (!(LIMIT_KEYS as readonly string[]).includes(k)) { y.report(kn, `unknown key ${quote(`limits.${k}`)}${didYouMean(k, LIMIT_KEYS)}; allowed: ${LIMIT_KEYS.join(', ')}`); continue; }
           const n = y.scalar(v);
           if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > LIMIT_MAX) {
             y.report(v, `limits.${k} must be a whole number from 1 to ${LIMIT_MAX}, found ${kindOf(v)}`);
           } else cfg.limits[k as keyof Limits] = n;
         }
-      } else y.report(keyNode, `unknown key "${key}"${didYouMean(key, TOP_KEYS)}; allowed: ${TOP_KEYS.join(', ')}`);
+      } else y.report(keyNode, `unknown key ${quote(key)}${didYouMean(key, TOP_KEYS)}; allowed: ${TOP_KEYS.join(', ')}`);
     }
   }
   if (y.problems.length) {

@@ -1,3 +1,5 @@
+import { describe, quote } from './show.js';
+
 /** An inclusive port range; a single port has lo === hi. */
 export interface PortRange {
   lo: number;
@@ -15,11 +17,11 @@ export function parsePortRange(value: unknown): PortRange | string {
   }
   if (typeof value !== 'string') return `expected a port (80) or a range ("8000-8010"), found ${describe(value)}`;
   const m = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$/.exec(value);
-  if (!m) return `expected a port (80) or a range ("8000-8010"), found ${JSON.stringify(value)}`;
+  if (!m) return `expected a port (80) or a range ("8000-8010"), found ${quote(value)}`;
   const lo = Number(m[1]);
   const hi = m[2] === undefined ? lo : Number(m[2]);
-  if (lo < 1 || hi > 65535) return `ports are 1-65535, found ${JSON.stringify(value)}`;
-  if (hi < lo) return `a range goes low-high, found ${JSON.stringify(value)}`;
+  if (lo < 1 || hi > 65535) return `ports are 1-65535, found ${quote(value)}`;
+  if (hi < lo) return `a range goes low-high, found ${quote(value)}`;
   return { lo, hi };
 }
 
@@ -47,9 +49,3 @@ export function rangeInside(inner: PortRange, outers: readonly PortRange[]): boo
   return next > inner.hi;
 }
 
-export function describe(value: unknown): string {
-  if (value === null || value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  return `${typeof value} ${JSON.stringify(value)}`;
-}

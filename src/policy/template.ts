@@ -1,7 +1,12 @@
-import { isScalar, isSeq, type Node } from 'yaml';
-import { parseCidr, ipFamily, canonicalIp, minimalCidrs, type Cidr, type Family } from './addr.js';
-import { parsePortRange, rangeWidth, MAX_FORWARD_RANGE, describe, type PortRange } from './ports.js';
-import { YamlFile, didYouMean, kindOf } from './yaml-doc.js';
+import { isScalar, type Node } from 'yaml';
+import {
+  parseCidr, parseIp, formatIp, minimalCidrs, cidrIpv4Mapped, ipv4Mapped, isLoopback, isUnspecified, isMulticast, isBroadcast,
+  type Cidr, type Family, type Ip,
+} from './addr.js';
+import { parsePortRange, rangeWidth, MAX_FORWARD_RANGE, type PortRange } from './ports.js';
+import { compileGlob } from './glob.js';
+import { describe, quote } from './show.js';
+import { YamlFile, didYouMean } from './yaml-doc.js';
 
 export const BINDINGS = ['nat'] as const;
 /** Bindings the architecture plans; named in errors so an admin knows they are coming, not misspelled. */
@@ -38,6 +43,12 @@ export const TEMPLATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const TOP_KEYS = ['description', 'match', 'priority', 'binding', 'address', 'forwards'] as const;
 const MATCH_KEYS = ['domains', 'networks', 'optIn'] as const;
 export const FORWARD_KEYS = ['proto', 'host', 'guest', 'listen', 'from', 'description', 'allowHostConflict'] as const;
+/**
+ * Most nft map elements one forward may make (host ports × sources): a
+ * forward is one element per port and source, and the whole table is
+ * replaced at every change, so a huge one would slow every VM's start.
+ */
+export const MAX_FORWARD_ELEMENTS = 16384;
 
 /** Template name from its file name: `/etc/virtwire/templates/web.yaml` → `web`. */
 export function templateNameOf(file: string): string {
@@ -53,7 +64,7 @@ export function parseTemplate(file: string, text: string): { template?: Template
   const y = new YamlFile(file, text);
   const name = templateNameOf(file);
   if (!TEMPLATE_NAME.test(name)) {
-    y.report(null, `file name ${JSON.stringify(name)} is not a valid template name: use letters, digits, ".", "_" and "-" (it is how domains opt in)`);
+    y.report(null, `file name ${quote(name)} is not a valid template name: use letters, digits, ".", "_" and "-" (it is how domains opt in)`);
   }
   if (y.problems.length) return { problems: y.problems };
   const t: Partial<Template> & { address: Template['address']; forwards: ForwardSpec[] } = {
@@ -68,7 +79,7 @@ export function parseTemplate(file: string, text: string): { template?: Template
       case 'priority': {
         const v = y.scalar(value);
         if (typeof v !== 'number' || !Number.isInteger(v) || v < -1000 || v > 1000) {
-          y.report(value, `priority must be a whole number from -1000 to 1000, found ${kindOf(value)}`);
+          y.report(value, `priority must be a whole number from -1000 to 1000, found ${y.kindOf(value)}`);
         } else t.priority = v;
         break;
       }
@@ -78,7 +89,7 @@ export function parseTemplate(file: string, text: string): { template?: Template
         if (typeof v === 'string' && (BINDINGS as readonly string[]).includes(v)) t.binding = v as Binding;
         else if (typeof v === 'string' && PLANNED_BINDINGS.includes(v)) {
           y.report(value, `binding "${v}" is not supported by this version of virtwire yet; supported: ${BINDINGS.join(', ')}`);
-        } else y.report(value, `binding must be one of: ${BINDINGS.join(', ')}; found ${kindOf(value)}`);
+        } else y.report(value, `binding must be one of: ${BINDINGS.join(', ')}; found ${y.kindOf(value)}`);
         break;
       }
       case 'match': {
@@ -95,12 +106,12 @@ export function parseTemplate(file: string, text: string): { template?: Template
         }
         break;
       default:
-        y.report(keyNode, `unknown key "${key}"${didYouMean(key, TOP_KEYS)}; allowed: ${TOP_KEYS.join(', ')}`);
+        y.report(keyNode, `unknown key ${quote(key)}${didYouMean(key, TOP_KEYS)}; allowed: ${TOP_KEYS.join(', ')}`);
     }
   }
   if (!sawBinding) y.report(y.root, 'binding is required (binding: nat)');
   if (!t.match) y.report(y.root, 'match is required: say which domains this template applies to (match: {domains: ["web-*"]})');
-  else if (t.match.domains.length === 0 && !t.match.optIn) {
+  else if (domainsOk && t.match.domains.length === 0 && !t.match.optIn) {
     y.report(y.root, 'match.domains is empty and match.optIn is not true: this template can never apply; add a glob or set optIn: true');
   }
   checkForwardOverlaps(y, t.forwards, forwardNodes);
@@ -113,7 +124,7 @@ export function parseTemplate(file: string, text: string): { template?: Template
 function readString(y: YamlFile, node: Node | null, what: string): string | undefined {
   const v = y.scalar(node);
   if (typeof v !== 'string') {
-    y.report(node, `${what} must be text, found ${kindOf(node)}`);
+    y.report(node, `${what} must be text, found ${y.kindOf(node)}`);
     return undefined;
   }
   return v;
@@ -123,7 +134,7 @@ function readStringList(y: YamlFile, node: Node | null, what: string, check?: (s
   const out: string[] = [];
   for (const item of y.items(node, what)) {
     const v = y.scalar(item);
-    if (typeof v !== 'string' || v === '') { y.report(item, `${what} entries must be non-empty text, found ${kindOf(item)}`); continue; }
+    if (typeof v !== 'string' || v === '') { y.report(item, `${what} entries must be non-empty text, found ${y.kindOf(item)}`); continue; }
     const err = check?.(v);
     if (err) { y.report(item, `${what}: ${err}`); continue; }
     out.push(v);
@@ -134,30 +145,65 @@ function readStringList(y: YamlFile, node: Node | null, what: string, check?: (s
 function readMatch(y: YamlFile, node: Node | null): Template['match'] {
   const m: Template['match'] = { domains: [], optIn: false };
   for (const [key, keyNode, value] of y.entries(node, 'match')) {
-    if (key === 'domains') m.domains = readStringList(y, value, 'match.domains');
+    if (key === 'domains') m.domains = readStringList(y, value, 'match.domains', globProblem);
     else if (key === 'networks') {
-      m.networks = readStringList(y, value, 'match.networks', (s) => (/[/\s]/.test(s) ? `${JSON.stringify(s)} is not a libvirt network name` : undefined));
+      m.networks = readStringList(y, value, 'match.networks', (s) => (/[/\s]/.test(s) ? `${quote(s)} is not a libvirt network name` : undefined));
     } else if (key === 'optIn') {
       const v = y.scalar(value);
-      if (typeof v !== 'boolean') y.report(value, `match.optIn must be true or false, found ${kindOf(value)}`);
+      if (typeof v !== 'boolean') y.report(value, `match.optIn must be true or false, found ${y.kindOf(value)}`);
       else m.optIn = v;
-    } else y.report(keyNode, `unknown key "match.${key}"${didYouMean(key, MATCH_KEYS)}; allowed: ${MATCH_KEYS.join(', ')}`);
+    } else y.report(keyNode, `unknown key ${quote(`match.${key}`)}${didYouMean(key, MATCH_KEYS)}; allowed: ${MATCH_KEYS.join(', ')}`);
   }
   return m;
 }
 
+function globProblem(glob: string): string | undefined {
+  const g = compileGlob(glob);
+  return typeof g === 'string' ? g : undefined;
+}
+
 function readAddresses(y: YamlFile, node: Node | null, into: Template['address']): void {
-  const nodes = isScalar(node) ? [node as Node] : y.items(node, 'address');
+  const nodes = isScalar(y.deref(node)) ? [node as Node] : y.items(node, 'address');
   for (const n of nodes) {
     const v = y.scalar(n);
-    const family = typeof v === 'string' ? ipFamily(v) : undefined;
-    if (typeof v !== 'string' || !family) {
-      y.report(n, `address must be an IPv4 or IPv6 address of the guest (e.g. 192.168.122.10), found ${kindOf(n)}`);
+    if (typeof v !== 'string') {
+      y.report(n, `address must be an IPv4 or IPv6 address of the guest (e.g. 192.168.122.10), found ${y.kindOf(n)}`);
       continue;
     }
-    if (into[family]) { y.report(n, `address lists two IPv${family} addresses; give at most one per family`); continue; }
-    into[family] = canonicalIp(v);
+    const ip = parseIp(v);
+    const problem = typeof ip === 'string' ? ip : guestAddressProblem(ip, v);
+    if (typeof ip === 'string' || problem) { y.report(n, `address: ${problem}`); continue; }
+    if (into[ip.family]) { y.report(n, `address lists two IPv${ip.family} addresses; give at most one per family`); continue; }
+    into[ip.family] = formatIp(ip);
   }
+}
+
+/** What kind of special address `ip` is, for messages; undefined for an ordinary unicast address. */
+function specialKind(ip: Ip): string | undefined {
+  if (isLoopback(ip)) return 'a loopback address';
+  if (isUnspecified(ip)) return 'the unspecified address';
+  if (isMulticast(ip)) return 'a multicast address';
+  if (isBroadcast(ip)) return 'the broadcast address';
+  if (ipv4Mapped(ip)) return 'an IPv4-mapped IPv6 address';
+  return undefined;
+}
+
+/** Why a guest address (template `address:`) cannot be forwarded to, or undefined. */
+function guestAddressProblem(ip: Ip, text: string): string | undefined {
+  const v4 = ipv4Mapped(ip);
+  if (v4 && !isLoopback(ip)) return `${quote(text)} is an IPv4-mapped IPv6 address; write the guest's IPv4 address as ${v4}`;
+  const kind = specialKind(ip);
+  return kind && `${quote(text)} is ${kind}, not a guest's; give the guest's address in its libvirt network (e.g. 192.168.122.10)`;
+}
+
+/** Why a host address cannot be a forward's `listen`, or undefined. */
+function listenProblem(ip: Ip, text: string): string | undefined {
+  if (isLoopback(ip)) return 'loopback addresses cannot be forwarded (the kernel does not route them to a guest); use a host address';
+  if (isUnspecified(ip)) return `${quote(text)} is the unspecified address, not one a connection is made to; omit listen to mean every host address`;
+  if (isMulticast(ip) || isBroadcast(ip)) return `${quote(text)} is ${specialKind(ip)}, never the destination of a connection; use one of the host's own addresses`;
+  const v4 = ipv4Mapped(ip);
+  if (v4) return `${quote(text)} is an IPv4-mapped IPv6 address, which IPv6 rules never see (IPv4 packets stay IPv4); use ${v4}`;
+  return undefined;
 }
 
 export type ForwardKey = (typeof FORWARD_KEYS)[number];
@@ -170,13 +216,13 @@ export function readForward(y: YamlFile, node: Node, what: string): ForwardSpec 
   let bad = false;
   for (const [key, keyNode, value] of y.entries(node, 'a forward')) {
     if (!(FORWARD_KEYS as readonly string[]).includes(key)) {
-      y.report(keyNode, `unknown key "${key}" in a forward${didYouMean(key, FORWARD_KEYS)}; allowed: ${FORWARD_KEYS.join(', ')}`);
+      y.report(keyNode, `unknown key ${quote(key)} in a forward${didYouMean(key, FORWARD_KEYS)}; allowed: ${FORWARD_KEYS.join(', ')}`);
       bad = true;
       continue;
     }
     const k = key as ForwardKey;
     nodes[k] = value;
-    raw[k] = k === 'from' && isSeq(value) ? value.items.map((n) => y.scalar(n as Node)) : y.scalar(value);
+    raw[k] = y.value(value);
   }
   if (bad) return undefined;
   return validateForward(raw, y.where(node), (key, message) => {
@@ -184,62 +230,89 @@ export function readForward(y: YamlFile, node: Node, what: string): ForwardSpec 
   });
 }
 
+type Report = (key: ForwardKey | null, message: string) => void;
+
 /**
  * Validates a forward's fields, whatever they were written in (template YAML
  * or domain metadata XML). `fail` gets the field at fault (or null) and a message.
  */
-export function validateForward(raw: RawForward, origin: string, fail: (key: ForwardKey | null, message: string) => void): ForwardSpec | undefined {
+export function validateForward(raw: RawForward, origin: string, fail: Report): ForwardSpec | undefined {
   let ok = true;
-  const report = (key: ForwardKey | null, message: string): void => { ok = false; fail(key, message); };
-  const { proto } = raw;
+  const report: Report = (key, message) => { ok = false; fail(key, message); };
+  const proto = readProto(raw.proto, report);
+  const host = readHostPorts(raw.host, report);
+  const guest = raw.guest === undefined ? host : readGuestPorts(raw.guest, host, report);
+  const listen = raw.listen === undefined ? undefined : readListen(raw.listen, report);
+  const from = raw.from === undefined ? [] : readFrom(raw.from, listen, report);
+  if (host) checkElementCount(host, from, report);
+  const description = readOptional(raw, 'description', 'string', 'text', report);
+  const allowHostConflict = readOptional(raw, 'allowHostConflict', 'boolean', 'true or false', report) ?? false;
+  if (!ok || !proto || !host || !guest) return undefined;
+  return { proto, host, guest, listen: listen && formatIp(listen), from, description, allowHostConflict, origin };
+}
+
+function readProto(proto: unknown, report: Report): Proto | undefined {
+  if (proto === 'tcp' || proto === 'udp') return proto;
   if (proto === undefined) report(null, 'proto is required (tcp or udp)');
-  else if (proto !== 'tcp' && proto !== 'udp') report('proto', `proto must be tcp or udp, found ${describe(proto)}`);
-  let host: PortRange | undefined;
-  if (raw.host === undefined) report(null, 'host is required (a port like 8080 or a range like "8000-8010")');
-  else {
-    const r = parsePortRange(raw.host);
-    if (typeof r === 'string') report('host', `host: ${r}`);
-    else if (rangeWidth(r) > MAX_FORWARD_RANGE) report('host', `host: a range may span at most ${MAX_FORWARD_RANGE} ports, found ${rangeWidth(r)}`);
-    else host = r;
-  }
-  let guest = host;
-  if (raw.guest !== undefined) {
-    const r = parsePortRange(raw.guest);
-    if (typeof r === 'string') report('guest', `guest: ${r}`);
-    else if (host && rangeWidth(r) !== rangeWidth(host)) {
-      report('guest', `guest: a range must be as long as the host range (${rangeWidth(host)} ports), found ${rangeWidth(r)}`);
-    } else guest = r;
-  }
-  let listen: string | undefined;
-  if (raw.listen !== undefined) {
-    const v = raw.listen;
-    if (typeof v !== 'string' || !ipFamily(v)) report('listen', `listen must be one host IP address (e.g. 203.0.113.1), found ${describe(v)}`);
-    else if (/^(127\.|::1$|::ffff:127\.)/.test(canonicalIp(v))) report('listen', 'listen: loopback addresses cannot be forwarded (the kernel does not route them to a guest); use a host address');
-    else listen = canonicalIp(v);
-  }
+  else report('proto', `proto must be tcp or udp, found ${describe(proto)}`);
+  return undefined;
+}
+
+function readHostPorts(value: unknown, report: Report): PortRange | undefined {
+  if (value === undefined) { report(null, 'host is required (a port like 8080 or a range like "8000-8010")'); return undefined; }
+  const r = parsePortRange(value);
+  if (typeof r === 'string') report('host', `host: ${r}`);
+  else if (rangeWidth(r) > MAX_FORWARD_RANGE) report('host', `host: a range may span at most ${MAX_FORWARD_RANGE} ports, found ${rangeWidth(r)}`);
+  else return r;
+  return undefined;
+}
+
+function readGuestPorts(value: unknown, host: PortRange | undefined, report: Report): PortRange | undefined {
+  const r = parsePortRange(value);
+  if (typeof r === 'string') report('guest', `guest: ${r}`);
+  else if (host && rangeWidth(r) !== rangeWidth(host)) {
+    report('guest', `guest: a range must be as long as the host range (${rangeWidth(host)} ports), found ${rangeWidth(r)}`);
+  } else return r;
+  return undefined;
+}
+
+function readListen(value: unknown, report: Report): Ip | undefined {
+  if (typeof value !== 'string') { report('listen', `listen must be one host IP address (e.g. 203.0.113.1), found ${describe(value)}`); return undefined; }
+  const ip = parseIp(value);
+  const problem = typeof ip === 'string' ? ip : listenProblem(ip, value);
+  if (problem) report('listen', `listen: ${problem}`);
+  return typeof ip === 'string' || problem ? undefined : ip;
+}
+
+/** The source allow-list, minimal (nft refuses overlapping elements). */
+function readFrom(value: unknown, listen: Ip | undefined, report: Report): Cidr[] {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) report('from', 'from: an empty allow-list would admit nobody; remove "from" to admit every source');
   const from: Cidr[] = [];
-  if (raw.from !== undefined) {
-    const list = Array.isArray(raw.from) ? raw.from : [raw.from];
-    for (const v of list) {
-      const c = typeof v === 'string' ? parseCidr(v) : `expected a CIDR like 198.51.100.0/24, found ${describe(v)}`;
-      if (typeof c === 'string') report('from', `from: ${c}`);
-      else if (listen && c.family !== ipFamily(listen)) report('from', `from: ${c.text} is IPv${c.family} but listen ${listen} is IPv${ipFamily(listen)}`);
-      else from.push(c);
-    }
-    if (list.length === 0) report('from', 'from: an empty allow-list would admit nobody; remove "from" to admit every source');
+  for (const v of list) {
+    const c = typeof v === 'string' ? parseCidr(v) : `expected a CIDR like 198.51.100.0/24, found ${describe(v)}`;
+    const mapped = typeof c === 'string' ? undefined : cidrIpv4Mapped(c);
+    if (typeof c === 'string') report('from', `from: ${c}`);
+    else if (mapped) report('from', `from: ${quote(v as string)} is an IPv4-mapped IPv6 range, which IPv6 rules never see (IPv4 packets stay IPv4); use ${mapped}`);
+    else if (listen && c.family !== listen.family) report('from', `from: ${c.text} is IPv${c.family} but listen ${formatIp(listen)} is IPv${listen.family}`);
+    else from.push(c);
   }
-  let description: string | undefined;
-  if (raw.description !== undefined) {
-    if (typeof raw.description !== 'string') report('description', `description must be text, found ${describe(raw.description)}`);
-    else description = raw.description;
-  }
-  let allowHostConflict = false;
-  if (raw.allowHostConflict !== undefined) {
-    if (typeof raw.allowHostConflict !== 'boolean') report('allowHostConflict', `allowHostConflict must be true or false, found ${describe(raw.allowHostConflict)}`);
-    else allowHostConflict = raw.allowHostConflict;
-  }
-  if (!ok || !host || !guest) return undefined;
-  return { proto: proto as Proto, host, guest, listen, from: minimalCidrs(from), description, allowHostConflict, origin };
+  return minimalCidrs(from);
+}
+
+function checkElementCount(host: PortRange, from: readonly Cidr[], report: Report): void {
+  const n = rangeWidth(host) * Math.max(1, from.length);
+  if (n <= MAX_FORWARD_ELEMENTS) return;
+  report('from', `from: ${from.length} sources for ${rangeWidth(host)} host ports make ${n} nft map elements, more than the ${MAX_FORWARD_ELEMENTS} a forward may have; use fewer, wider CIDRs or a shorter port range`);
+}
+
+/** An optional field of one JS type; undefined when absent or wrong (reported). */
+function readOptional<T extends 'string' | 'boolean'>(raw: RawForward, key: 'description' | 'allowHostConflict', type: T, what: string, report: Report): (T extends 'string' ? string : boolean) | undefined {
+  const v = raw[key];
+  if (v === undefined) return undefined;
+  if (typeof v === type) return v as T extends 'string' ? string : boolean;
+  report(key, `${key} must be ${what}, found ${describe(v)}`);
+  return undefined;
 }
 
 /** Two forwards of one template must not claim the same proto + host port on overlapping listen addresses. */

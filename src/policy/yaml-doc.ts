@@ -1,4 +1,6 @@
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
+import { LineCounter, parseDocument, isAlias, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
+import { describe } from './show.js';
+import { escapeUnsafe } from '../errors.js';
 
 /** A problem found in a YAML file, with the place it points at. */
 export interface Problem {
@@ -19,18 +21,33 @@ export function formatProblem(p: Problem): string {
 export class YamlFile {
   readonly problems: Problem[] = [];
   private readonly lines = new LineCounter();
-  readonly doc: Document.Parsed;
+  readonly doc: Document.Parsed | undefined;
 
   constructor(readonly file: string, text: string) {
-    this.doc = parseDocument(text, { lineCounter: this.lines, prettyErrors: false, uniqueKeys: true });
+    this.doc = composeDocument(text, this.lines);
+    if (!this.doc) {
+      this.report(null, 'YAML: nested too deeply to read; a template needs only a few levels');
+      return;
+    }
     for (const e of [...this.doc.errors, ...this.doc.warnings]) {
       const pos = this.lines.linePos(e.pos[0]);
-      this.problems.push({ file, line: pos.line, column: pos.col, message: `YAML: ${e.message.split('\n')[0]}` });
+      this.problems.push({ file, line: pos.line, column: pos.col, message: `YAML: ${escapeUnsafe(e.message.split('\n')[0] ?? '')}` });
     }
   }
 
   get root(): Node | null {
-    return this.doc.contents as Node | null;
+    return this.deref((this.doc?.contents ?? null) as Node | null);
+  }
+
+  /** The node an alias (*name) stands for; any other node as it is. */
+  deref(node: Node | null | undefined): Node | null {
+    if (!isAlias(node)) return node ?? null;
+    return (this.doc && node.resolve(this.doc)) ?? null;
+  }
+
+  /** kindOf, seeing through aliases. */
+  kindOf(node: Node | null | undefined): string {
+    return kindOf(this.deref(node));
   }
 
   /** "file:line:column" of a node. */
@@ -46,28 +63,60 @@ export class YamlFile {
   }
 
   /** Mapping entries as [key, keyNode, valueNode]; reports and returns [] if `node` is not a mapping. */
-  entries(node: Node | null, what: string): Array<[string, Node, Node | null]> {
+  entries(aliasOrNode: Node | null, what: string): Array<[string, Node, Node | null]> {
+    const node = this.deref(aliasOrNode);
     if (!isMap(node)) {
-      this.report(node, `${what} must be a mapping (key: value), found ${kindOf(node)}`);
+      this.report(aliasOrNode, `${what} must be a mapping (key: value), found ${kindOf(node)}`);
       return [];
     }
     return node.items.map((pair) => {
       const key = pair.key as Node;
-      const name = isScalar(key) ? String(key.value) : '?';
+      const keyValue = this.deref(key);
+      const name = isScalar(keyValue) ? String(keyValue.value) : '?';
       return [name, key, (pair.value as Node | null) ?? null];
     });
   }
 
-  items(node: Node | null, what: string): Node[] {
+  items(aliasOrNode: Node | null, what: string): Node[] {
+    const node = this.deref(aliasOrNode);
     if (!isSeq(node)) {
-      this.report(node, `${what} must be a list, found ${kindOf(node)}`);
+      this.report(aliasOrNode, `${what} must be a list, found ${kindOf(node)}`);
       return [];
     }
     return node.items as Node[];
   }
 
-  scalar(node: Node | null): unknown {
+  /**
+   * A node as a plain value, `depth` levels deep: a scalar's value; a list as
+   * an array of its items' values (an empty array past `depth`); a mapping as
+   * an empty object (messages only name its kind); no node at all as null.
+   * Never undefined, so a key that is present is never taken as absent.
+   */
+  value(aliasOrNode: Node | null, depth = 1): unknown {
+    const node = this.deref(aliasOrNode);
+    if (isScalar(node)) return node.value ?? null;
+    if (isSeq(node)) return depth > 0 ? node.items.map((n) => this.value(n as Node | null, depth - 1)) : [];
+    if (isMap(node)) return {};
+    return null;
+  }
+
+  scalar(aliasOrNode: Node | null): unknown {
+    const node = this.deref(aliasOrNode);
     return isScalar(node) ? node.value : undefined;
+  }
+}
+
+/**
+ * Parses YAML, or returns undefined when it is nested so deeply that the
+ * yaml library's recursive composer overflows the stack (about a thousand
+ * levels: `[[[[…`); parsing never throws otherwise.
+ */
+function composeDocument(text: string, lines: LineCounter): Document.Parsed | undefined {
+  try {
+    return parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  } catch (err) {
+    if (err instanceof RangeError) return undefined;
+    throw err;
   }
 }
 
@@ -75,11 +124,7 @@ export function kindOf(node: Node | null | undefined): string {
   if (node === null || node === undefined) return 'nothing';
   if (isMap(node)) return 'a mapping';
   if (isSeq(node)) return 'a list';
-  if (isScalar(node)) {
-    const v = node.value;
-    if (v === null) return 'nothing';
-    return `${typeof v} ${JSON.stringify(v)}`;
-  }
+  if (isScalar(node)) return describe(node.value);
   return 'an unsupported value';
 }
 

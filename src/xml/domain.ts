@@ -1,5 +1,5 @@
 import { parseXml, child, children, attr, text, elementEntries, decodeXmlText, type XmlElement } from './parse.js';
-import { UserError, quoted, oneLine } from '../errors.js';
+import { UserError, quoted, escapeUnsafe } from '../errors.js';
 
 /** XML namespace of virtwire's element in a domain's <metadata>. */
 export const METADATA_NS = 'https://virtwire.dev/xmlns/domain/1';
@@ -52,7 +52,7 @@ function parseDomainDocument(xml: string, source: string): { domain: DomainInfo;
   try {
     root = parseXml(xml);
   } catch (err) {
-    throw new UserError(`${source} is not well-formed XML: ${oneLine((err as Error).message)}`);
+    throw new UserError(`${source} is not well-formed XML: ${escapeUnsafe((err as Error).message)}`);
   }
   const status = child(root, 'domstatus');
   const dom = child(root, 'domain') ?? child(status, 'domain');
@@ -61,7 +61,7 @@ function parseDomainDocument(xml: string, source: string): { domain: DomainInfo;
     return { domain: readDomain(dom, source), pid: attr(status, 'pid') };
   } catch (err) {
     if (err instanceof UserError) throw err;
-    throw new UserError(`${source}: ${oneLine((err as Error).message)}`); // e.g. an undecodable entity
+    throw new UserError(`${source}: ${escapeUnsafe((err as Error).message)}`); // e.g. an undecodable entity
   }
 }
 

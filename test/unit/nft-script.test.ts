@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderTable, forwardElements } from '../../src/host/nft-script.js';
+import { renderTable, forwardElements, hairpinElements } from '../../src/host/nft-script.js';
 import type { ResolvedForward } from '../../src/plan/types.js';
 import { ROOT } from './helpers.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
@@ -33,6 +33,11 @@ describe('nft table rendering', () => {
       '0.0.0.0/0 . 192.0.2.1 . tcp . 9001 : 192.168.122.11 . 3001',
       '0.0.0.0/0 . 192.0.2.1 . tcp . 9002 : 192.168.122.11 . 3002',
     ]);
+  });
+
+  it('keeps one hairpin element per guest address when its subnets nest (nft refuses overlapping elements)', () => {
+    const onWide = { ...SAMPLE[0]!, guestSubnet: '192.168.0.0/16' };
+    expect(hairpinElements([SAMPLE[0]!, onWide, SAMPLE[2]!], 4)).toEqual(['192.168.0.0/16 . 192.168.122.10', '192.168.122.0/24 . 192.168.122.11']);
   });
 
   it('refuses values that could change the script\'s meaning, whatever the ledger holds', () => {

@@ -27,6 +27,11 @@ describe('template JSON Schema', () => {
     'match: {domains: [a], extra: 1}\nbinding: nat\n',
     'binding: nat\n',
     'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: 80, from: []}]\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: 80, listen: "fe80::1%eth0"}]\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: 80, from: ["fe80::%eth0/64"]}]\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: 80, from: ["198.51.100.0/024"]}]\n',
+    'match: {domains: [a]}\nbinding: nat\naddress: "fd00:77::10%virbr0"\n',
+    'match: {domains: [a]}\nbinding: nat\naddress: ["192.168.122.10", "fd00:77::10%virbr0"]\n',
   ])('rejects what the validator rejects: %s', (yaml) => {
     expect(parseTemplate('/t/x.yaml', yaml).template).toBeUndefined();
     expect(validate(parse(yaml))).toBe(false);

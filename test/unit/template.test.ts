@@ -1,9 +1,11 @@
-import { ROOT } from './helpers.js';
+import { ROOT, tempDir, writeFiles } from './helpers.js';
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTemplate } from '../../src/policy/template.js';
 import { formatProblem } from '../../src/policy/yaml-doc.js';
+import { main } from '../../src/cli/main.js';
+import { DEFAULT_PATHS } from '../../src/paths.js';
 
 const FILE = '/etc/virtwire/templates/web.yaml';
 const problems = (yaml: string, file = FILE): string[] => parseTemplate(file, yaml).problems.map(formatProblem);
@@ -82,5 +84,104 @@ forwards:
     const r = parseTemplate(FILE, 'match: {domains: ["web-*"]}\nbinding: nat\nforwards: [{proto: tcp}]\n');
     expect(r.template).toBeUndefined();
     expect(r.domains).toEqual(['web-*']);
+  });
+});
+
+const HEAD = 'match: {domains: [a]}\nbinding: nat\n';
+const fwd = (field: string): string => `${HEAD}forwards:\n  - {proto: tcp, host: 80, ${field}}\n`;
+const LISTEN_LOOPBACK = `${FILE}:4:36: listen: loopback addresses cannot be forwarded (the kernel does not route them to a guest); use a host address`;
+const ZONE = (where: string, field: string, addr: string, zone: string): string =>
+  `${FILE}:${where}: ${field}: "${addr}" has an IPv6 zone ID ("${zone}"), which names a local link and cannot be used here; write the address without it`;
+
+/** Values that validated and then crashed every start (or silently changed meaning) before; each is now one problem at its place. */
+export const REFUSALS: Array<[string, string, string[]]> = [
+  ['a glob with a reversed range (threw at match time: every start an internal error)', 'match: {domains: ["[z-a]*"]}\nbinding: nat\n',
+    [`${FILE}:1:19: match.domains: "[z-a]*": the range "z-a" goes from high to low and would match nothing; write "a-z"`]],
+  ['a glob with a POSIX class (silently meant something else)', 'match: {domains: ["[[:digit:]]*"]}\nbinding: nat\n',
+    [`${FILE}:1:19: match.domains: "[[:digit:]]*": POSIX classes like "[:digit:]" are not supported; list the characters instead, e.g. [a-zA-Z0-9]`]],
+  ['a zone ID in listen (parsed as a different address, or crashed validation)', fwd('listen: "fe80::1%eth0"'), [ZONE('4:36', 'listen', 'fe80::1%eth0', '%eth0')]],
+  ['a zone ID that crashed validation with a RangeError', fwd('listen: "::%x"'), [ZONE('4:36', 'listen', '::%x', '%x')]],
+  ['a zone ID in from', fwd('from: ["fe80::%eth0/64"]'), [ZONE('4:34', 'from', 'fe80::%eth0', '%eth0')]],
+  ['a zone ID in address', `${HEAD}address: "fd00:77::10%virbr0"\n`, [ZONE('3:10', 'address', 'fd00:77::10%virbr0', '%virbr0')]],
+  ['a leading zero in an IPv4 address', fwd('listen: 203.0.113.01'),
+    [`${FILE}:4:36: listen: "203.0.113.01" has a number with a leading zero, which some tools read as octal; write it without leading zeros`]],
+  ['a CIDR prefix with a leading zero', fwd('from: ["198.51.100.0/024"]'), [`${FILE}:4:34: from: expected an address or CIDR like 198.51.100.0/24, found "198.51.100.0/024"`]],
+  ['IPv4-mapped loopback in listen', fwd('listen: "::ffff:127.0.0.1"'), [LISTEN_LOOPBACK]],
+  ['IPv4-mapped loopback in hex in listen', fwd('listen: "::ffff:7f00:1"'), [LISTEN_LOOPBACK]],
+  ['::1 written out in listen', fwd('listen: "0:0:0:0:0:0:0:1"'), [LISTEN_LOOPBACK]],
+  ['IPv4-compatible loopback in listen', fwd('listen: "::127.0.0.1"'), [LISTEN_LOOPBACK]],
+  ['the unspecified IPv4 address in listen', fwd('listen: 0.0.0.0'),
+    [`${FILE}:4:36: listen: "0.0.0.0" is the unspecified address, not one a connection is made to; omit listen to mean every host address`]],
+  ['the unspecified IPv6 address in listen', fwd('listen: "::"'),
+    [`${FILE}:4:36: listen: "::" is the unspecified address, not one a connection is made to; omit listen to mean every host address`]],
+  ['a multicast address in listen', fwd('listen: "ff02::1"'),
+    [`${FILE}:4:36: listen: "ff02::1" is a multicast address, never the destination of a connection; use one of the host's own addresses`]],
+  ['the broadcast address in listen', fwd('listen: 255.255.255.255'),
+    [`${FILE}:4:36: listen: "255.255.255.255" is the broadcast address, never the destination of a connection; use one of the host's own addresses`]],
+  ['an IPv4-mapped address in listen', fwd('listen: "::ffff:cb00:7101"'),
+    [`${FILE}:4:36: listen: "::ffff:cb00:7101" is an IPv4-mapped IPv6 address, which IPv6 rules never see (IPv4 packets stay IPv4); use 203.0.113.1`]],
+  ['an IPv4-mapped CIDR in from', fwd('from: ["::ffff:198.51.100.0/120"]'),
+    [`${FILE}:4:34: from: "::ffff:198.51.100.0/120" is an IPv4-mapped IPv6 range, which IPv6 rules never see (IPv4 packets stay IPv4); use 198.51.100.0/24`]],
+  ['an IPv4-mapped guest address', `${HEAD}address: "::ffff:192.168.122.10"\n`,
+    [`${FILE}:3:10: address: "::ffff:192.168.122.10" is an IPv4-mapped IPv6 address; write the guest's IPv4 address as 192.168.122.10`]],
+  ['a loopback guest address', `${HEAD}address: 127.0.0.1\n`,
+    [`${FILE}:3:10: address: "127.0.0.1" is a loopback address, not a guest's; give the guest's address in its libvirt network (e.g. 192.168.122.10)`]],
+  ['an allow-list written as a mapping (was ignored: the forward admitted every source)', fwd('from: {198.51.100.0/24: null}'),
+    [`${FILE}:4:34: from: expected a CIDR like 198.51.100.0/24, found a mapping`]],
+  ['an empty from (was ignored: the forward admitted every source)', `${HEAD}forwards:\n  - proto: tcp\n    host: 80\n    from:\n`,
+    [`${FILE}:6:10: from: expected a CIDR like 198.51.100.0/24, found nothing`]],
+  ['listen written as a list (was ignored: the forward listened everywhere)', fwd('listen: [203.0.113.1]'),
+    [`${FILE}:4:36: listen must be one host IP address (e.g. 203.0.113.1), found a list`]],
+  ['a forward too big for one nft map', `${HEAD}forwards:\n  - proto: tcp\n    host: "20000-21023"\n    from: [${Array.from({ length: 17 }, (_, i) => `"10.${i}.0.0/16"`).join(', ')}]\n`,
+    [`${FILE}:6:11: from: 17 sources for 1024 host ports make 17408 nft map elements, more than the 16384 a forward may have; use fewer, wider CIDRs or a shorter port range`]],
+  ['YAML nested too deeply for the yaml library (threw a RangeError)', `match: ${'['.repeat(5000)}${']'.repeat(5000)}\nbinding: nat\n`,
+    [`${FILE}:1:1: YAML: nested too deeply to read; a template needs only a few levels`]],
+  ['a key with a line break (the message quoted it raw)', `${HEAD}"forwards\\n": []\n`,
+    [`${FILE}:3:1: unknown key "forwards\\n" (did you mean "forwards"?); allowed: description, match, priority, binding, address, forwards`]],
+  ['a value with a NEL (U+0085), which JSON leaves raw', `${HEAD}forwards: \u0085x\n`, [`${FILE}:3:11: forwards must be a list, found string "\\u0085x"`]],
+];
+
+describe('values that used to crash or mislead', () => {
+  it.each(REFUSALS)('refuses %s', (_name, yaml, expected) => {
+    expect(problems(yaml)).toEqual(expected);
+  });
+
+  it('follows YAML aliases instead of calling them unsupported values', () => {
+    const r = parseTemplate(FILE, 'match: &m {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - &f {proto: tcp, host: 80, from: &src ["198.51.100.0/24"]}\n  - {proto: udp, host: 81, from: *src}\n');
+    expect(r.problems).toEqual([]);
+    expect(r.template!.forwards.map((f) => f.from.map((c) => c.text))).toEqual([['198.51.100.0/24'], ['198.51.100.0/24']]);
+  });
+
+  it('cuts long values in messages and says how long they were', () => {
+    expect(problems(fwd(`listen: "${'x'.repeat(200)}"`))).toEqual([`${FILE}:4:36: listen: "${'x'.repeat(80)}…" (200 characters) is not an IPv4 or IPv6 address`]);
+  });
+});
+
+describe('virtwire templates check', () => {
+  async function check(files: Record<string, string>): Promise<{ code: number; lines: string[] }> {
+    const dir = writeFiles(join(tempDir(), 'templates'), files);
+    const run = tempDir();
+    let printed = '';
+    const code = await main(['templates', 'check', '--dir', dir], { ...DEFAULT_PATHS, templatesDir: dir, runDir: run, logFile: join(run, 'log'), configFile: join(run, 'none.yaml') }, (s) => { printed += s; });
+    return { code, lines: printed.split('\n').filter(Boolean).map((l) => l.replace(`${dir}/`, '')) };
+  }
+
+  it('reports every new refusal as file:line:column instead of crashing or printing ok', async () => {
+    const files = Object.fromEntries(REFUSALS.map(([, yaml], i) => [`t${String(i).padStart(2, '0')}.yaml`, yaml]));
+    const { code, lines } = await check(files);
+    expect(code).toBe(1);
+    const expected = REFUSALS.flatMap(([, , msgs], i) => msgs.map((m) => m.replace(`${FILE}:`, `t${String(i).padStart(2, '0')}.yaml:`)));
+    expect(lines).toEqual(expected);
+  });
+
+  it('still says ok for a valid template beside them', async () => {
+    const { code, lines } = await check({ 'good.yaml': 'match: {domains: ["web-[0-9]*"]}\nbinding: nat\nforwards: [{proto: tcp, host: 8080, listen: "2001:db8::1"}]\n', 'bad.yaml': 'match: {domains: ["[z-a]"]}\nbinding: nat\n' });
+    expect(code).toBe(1);
+    expect(lines).toEqual([
+      'bad.yaml:1:19: match.domains: "[z-a]": the range "z-a" goes from high to low and would match nothing; write "a-z"',
+      // 2001:db8::1 (documentation range) is not an address of this machine.
+      'good.yaml:3:12: warning: listen 2001:db8::1 is not an address of this host now; the forward matches nothing until it is',
+      expect.stringMatching(/^ok {2}.*good\.yaml: binding nat, priority 0, 1 forward\(s\), domains \["web-\[0-9\]\*"\]$/),
+    ]);
   });
 });
