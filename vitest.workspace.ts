@@ -19,6 +19,8 @@ export default defineWorkspace([
     test: {
       name: 'e2e',
       include: ['test/e2e/**/*.test.ts'],
+      // Once per run: clears and, after a full run, checks the README's figures table.
+      globalSetup: ['test/support/figures-setup.ts'],
       pool: 'forks',
       poolOptions: { forks: { singleFork: true } },
     },

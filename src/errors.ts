@@ -16,7 +16,7 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-
 
 /** One line, safe for logs and libvirt's error message: unsafe characters become spaces. */
 export function oneLine(text: string): string {
-  return text.replace(UNSAFE, ' ').replace(/ {2,}/g, ' ').trim();
+  return text.replace(new RegExp(`${UNSAFE.source}+`, 'g'), ' ').trim();
 }
 
 /**

@@ -24,8 +24,10 @@ Commands:
   forwards [--json]          List the port forwards applied or reserved for running VMs.
   reconcile                  Restore the whole host state from the ledger (after a firewall
                              reload, "nft flush ruleset", or a crash); drops entries of VMs
-                             that no longer run.
-  templates check [--dir D]  Validate every template; prints each problem as file:line:column.
+                             that no longer run, rebuilds a corrupt entry of a running VM from
+                             libvirt's status file. Exits 1 if something is left to fix.
+  templates check [--dir D]  Validate every template; prints each problem as file:line:column,
+                             and warns about a listen address this host does not have.
   purge                      Remove everything virtwire applied (the nft table, every accept
                              it put in libvirt's firewall, the ledger), whatever the ledger
                              and virtwire.yaml say. Running VMs lose their forwards.

@@ -3,7 +3,7 @@ import { converge } from '../host/converge.js';
 import { withLock } from '../state/lock.js';
 import { loadConfig } from '../policy/config.js';
 import { planVm, claim, rebuildCorrupt } from '../engine/reserve.js';
-import { UserError, errorMessage, quoted } from '../errors.js';
+import { UserError, errorMessage, oneLine, quoted } from '../errors.js';
 import { describeForward } from '../plan/describe.js';
 import { markForCleanup, recoverLedger, type HookContext } from './context.js';
 
@@ -36,7 +36,7 @@ export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin
     } catch (err) {
       const msg = err instanceof UserError ? err.message : `internal error: ${errorMessage(err)} (details in ${ctx.paths.logFile})`;
       ctx.log.error(`qemu ${op} ${quoted(argv[0] ?? '')}: ${err instanceof UserError ? msg : String((err as Error)?.stack ?? err)}`);
-      return { exitCode: 1, stderr: `virtwire: ${msg}` };
+      return { exitCode: 1, stderr: `virtwire: ${oneLine(msg)}` };
     }
   }
   return cleanupOrReconnect(ctx, op as string, argv[0] ?? '?', readStdin);

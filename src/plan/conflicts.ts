@@ -2,6 +2,7 @@ import type { ResolvedForward } from './types.js';
 import type { HostSocket } from '../host/listening.js';
 import { formatRange, rangesOverlap } from '../policy/ports.js';
 import { UserError, quoted } from '../errors.js';
+import { ipv4Mapped, isLoopback, isUnspecified } from '../policy/addr.js';
 
 export interface OtherVm {
   uuid: string;
@@ -40,19 +41,27 @@ export function checkConflicts(vmName: string, forwards: ResolvedForward[], othe
       }
     }
     if (f.allowHostConflict) continue;
-    const s = sockets.find((x) => x.proto === f.proto && x.family === f.family && x.port >= f.host.lo && x.port <= f.host.hi
-      && !isLoopback(x.address) && (f.listen === undefined || isWildcard(x.address) || x.address === f.listen));
+    const s = sockets.find((x) => x.proto === f.proto && x.port >= f.host.lo && x.port <= f.host.hi && socketReceives(x, f));
     if (s) {
-      throw new UserError(`VM ${vm}: ${f.proto} port ${s.port} on ${describeListen(f)} is in use by the host itself (${s.address}:${s.port}); stop that service, use another host port, or set allowHostConflict: true on the forward (${f.origin})`);
+      const where = s.family === 6 ? `[${s.address}]:${s.port}${s.address === '::' ? ', which also receives IPv4' : ''}` : `${s.address}:${s.port}`;
+      throw new UserError(`VM ${vm}: ${f.proto} port ${s.port} on ${describeListen(f)} is in use by the host itself (${where}); stop that service, use another host port, or set allowHostConflict: true on the forward (${f.origin})`);
     }
   }
 }
 
-function isWildcard(a: string): boolean {
-  return a === '0.0.0.0' || a === '::';
-}
-
-/** Our DNAT never takes loopback traffic, so a service on 127.0.0.1 does not compete. */
-function isLoopback(a: string): boolean {
-  return a.startsWith('127.') || a === '::1';
+/**
+ * Whether a host socket would receive packets the forward would take. A
+ * socket on "::" also receives IPv4 unless it is IPV6_V6ONLY, which
+ * /proc/net does not show: it is taken to cover IPv4 too. A socket on
+ * ::ffff:a.b.c.d is an IPv4 socket on a.b.c.d. Loopback sockets never
+ * compete: the DNAT never takes loopback traffic.
+ */
+function socketReceives(s: HostSocket, f: ResolvedForward): boolean {
+  const mapped = s.family === 6 ? ipv4Mapped(s.address) : undefined;
+  const family = mapped ? 4 : s.family;
+  const address = mapped ?? s.address;
+  if (isLoopback(address)) return false;
+  const dualStack = s.family === 6 && !mapped && isUnspecified(address);
+  if (family !== f.family && !(dualStack && f.family === 4)) return false;
+  return f.listen === undefined || isUnspecified(address) || address === f.listen;
 }

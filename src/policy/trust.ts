@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError, quoted, shellWord } from '../errors.js';
 
 /** Templates and virtwire.yaml are a few KiB; anything near this is not one of them. */
 export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
@@ -63,7 +63,7 @@ function openOrExplain(file: string): number {
     if (code === 'ENOENT') {
       // A symlink whose target is gone is a mistake to report, not an absent file.
       const link = lstatOrUndefined(file);
-      if (link?.isSymbolicLink()) throw new UserError(`${file} is a symlink to ${JSON.stringify(readlinkSync(file))}, which does not exist; fix the link or remove it`);
+      if (link?.isSymbolicLink()) throw new UserError(`${quoted(file)} is a symlink to ${quoted(readlinkSync(file))}, which does not exist; fix the link or remove it`);
       throw err;
     }
     throw new UserError(`cannot open ${file}: ${(err as Error).message}`);
@@ -129,12 +129,12 @@ function refuseIfUntrusted(file: string, st: Stats, dir?: string): void {
   const fixes: string[] = [];
   if (st.uid !== 0) {
     problems.push(`owned by uid ${st.uid} (not root)`);
-    fixes.push(`chown root ${JSON.stringify(target)}`);
+    fixes.push(`chown root ${shellWord(target, 'PATH')}`);
   }
   const w = st.mode & 0o022;
   if (w !== 0) {
     problems.push(`${w === 0o022 ? 'group- and world' : w === 0o020 ? 'group' : 'world'}-writable (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`);
-    fixes.push(`chmod go-w ${JSON.stringify(target)}`);
+    fixes.push(`chmod go-w ${shellWord(target, 'PATH')}`);
   }
   if (problems.length === 0) return;
   const subject = dir ? `directory ${dir} on its path is ${problems.join(' and ')}` : `it is ${problems.join(' and ')}`;

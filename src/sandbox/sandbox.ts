@@ -60,6 +60,8 @@ export interface GuestSpec {
   label?: string;
   /** IPv4:PORT the guest keeps fetching as a client (waitForGuestFetch reads the answers). */
   fetch?: string;
+  /** libvirt network the NIC is attached to (default: 'default'; reservations are made only on 'default'). */
+  network?: string;
   /**
    * The guest's DHCPv6 reservation, e.g. fd00:77::10 (needs start({ipv6: true})).
    * Reserved as <host id='00:03:00:01:MAC' name=DOMAIN-NAME ip=…/>: busybox
@@ -409,13 +411,13 @@ export class Sandbox {
       if (!this.ipv6) throw new Error(`sandbox: guest ${g.name} asks for IPv6 ${g.ip6}, but the sandbox was started without ipv6: true`);
     }
     const image = await this.stageImage();
-    await this.reserve(g.mac, g.ip);
+    if ((g.network ?? 'default') === 'default') await this.reserve(g.mac, g.ip);
     if (g.ip6 !== undefined) await this.reserve6(g.name, g.mac, g.ip6);
     const label = g.label ?? guestLabel(g.name);
     const serialDir = path.join(this.dir, 'serial');
     await fs.mkdir(serialDir, { recursive: true, mode: 0o755 });
     const serialLog = path.join(serialDir, `${label}.log`);
-    const xml = guestDomainXml({ name: g.name, mac: g.mac, label, serialLog, fetch: g.fetch, ip6: g.ip6 !== undefined, ...image });
+    const xml = guestDomainXml({ name: g.name, mac: g.mac, network: g.network, label, serialLog, fetch: g.fetch, ip6: g.ip6 !== undefined, ...image });
     const xmlFile = path.join(this.dir, `domain-${label}.xml`);
     await fs.writeFile(xmlFile, xml);
     await this.virsh('define', '--file', xmlFile);

@@ -6,6 +6,7 @@ import type { ResolvedForward } from '../../src/plan/types.js';
 import { renderTable } from '../../src/host/nft-script.js';
 import { UserError } from '../../src/errors.js';
 import type { ScratchNetns } from './netns.js';
+import { recordFigure } from '../support/figures.js';
 
 /**
  * One seed for every property of a run: FC_SEED when set (to replay a
@@ -14,13 +15,19 @@ import type { ScratchNetns } from './netns.js';
 export const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Math.floor(Math.random() * 0x7fffffff);
 const RUNS_FACTOR = process.env.FC_RUNS_FACTOR ? Number(process.env.FC_RUNS_FACTOR) : 1;
 
-/** Runs a property; a failure names the seed to replay it with (fast-check adds the counterexample and its path). */
-export async function holds<T>(property: fc.IRawProperty<T>, numRuns: number): Promise<void> {
+/**
+ * Runs a property; a failure names the seed to replay it with (fast-check
+ * adds the counterexample and its path). With `figure`, a pass is recorded
+ * for README's table of what the tests try (test/support/figures.ts).
+ */
+export async function holds<T>(property: fc.IRawProperty<T>, numRuns: number, figure?: string): Promise<void> {
+  const runs = Math.max(1, Math.round(numRuns * RUNS_FACTOR));
   try {
-    await fc.assert(property, { seed: SEED, numRuns: Math.max(1, Math.round(numRuns * RUNS_FACTOR)), includeErrorInReport: true });
+    await fc.assert(property, { seed: SEED, numRuns: runs, includeErrorInReport: true });
   } catch (err) {
     throw new Error(`${(err as Error).message}\nReplay with FC_SEED=${SEED}`);
   }
+  if (figure) recordFigure('property', figure, 'unit', runs);
 }
 
 /** `{ weight, arbitrary }` for fc.oneof. */
@@ -47,14 +54,6 @@ export const hostileNumber: fc.Arbitrary<number> = fc.oneof(
   fc.constantFrom(0, -0, 1, 65535, 65536, 1e400, -1e400, Number.NaN, 2 ** 53 + 1, 1e21, 0.5, 8080.0, 1.0000001),
   fc.double(),
 );
-
-/**
- * Hostile text that errors.ts quoted() (JSON.stringify) shows fully escaped:
- * without DEL, C1 controls, U+2028 and U+2029, which it leaves raw. For the
- * names resolve.ts quotes (domain and template names); see the report of
- * the fuzzing branch.
- */
-export const quotableText: fc.Arbitrary<string> = hostileText.filter((t) => !/[\u007f-\u009f\u2028\u2029]/.test(t));
 
 const hex4 = fc.integer({ min: 0, max: 0xffff });
 

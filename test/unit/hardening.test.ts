@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveForwards } from '../../src/plan/resolve.js';
 import { checkOwnership, reservedAddressesOf, type OtherVmView } from '../../src/plan/ownership.js';
 import { checkVmLimits, checkHostLimit } from '../../src/plan/limits.js';
+import { checkConflicts } from '../../src/plan/conflicts.js';
 import { parseDomain, METADATA_NS } from '../../src/xml/domain.js';
 import { parseNetwork } from '../../src/xml/network.js';
 import { decodeXmlText } from '../../src/xml/parse.js';
@@ -137,6 +138,28 @@ describe('names stay byte-exact and messages stay one safe line (item 6)', () =>
       `VM ${quoted(name)} NIC 52:54:00:77:00:99 (network "default"): no IPv4 address to forward to; reserve one with: virsh net-update default add ip-dhcp-host "<host mac='52:54:00:77:00:99' ip='ADDRESS'/>" --live --config, or set address: in /etc/virtwire/templates/web.yaml`);
     const v6only = template('v6', 'match: {domains: ["*"]}\nbinding: nat\nforwards: [{proto: tcp, host: 8080, listen: "2001:db8:77::1"}]\n');
     expect(() => plan(domainXml(name, [{ mac: '52:54:00:77:00:10' }]), { templates: set(v6only) })).toThrow(
-      `reserve one with: virsh net-update default add ip-dhcp-host "<host name='DOMAIN-NAME' ip='ADDRESS'/>" --live --config --parent-index 1`);
+      `reserve one with: virsh net-update default add ip-dhcp-host "<host id='CLIENT-DUID' name='DOMAIN-NAME' ip='ADDRESS'/>" --live --config --parent-index 1`);
+  });
+});
+
+describe('host services cannot be taken over (item 4)', () => {
+  const opt = template('dev', 'match: {optIn: true}\nbinding: nat\n');
+  const metaFwd = `<vw:wiring xmlns:vw="${METADATA_NS}"><template name="dev"/><forward proto="tcp" host="20080"/></vw:wiring>`;
+  const forwards = () => plan(domainXml('alice', [{ mac: '52:54:00:77:00:10' }], metaFwd), { templates: set(opt) }).forwards;
+  const sock = (address: string, family: 4 | 6) => ({ proto: 'tcp' as const, family, address, port: 20080 });
+
+  it('a service on :: (dual-stack unless v6-only, which /proc/net cannot tell) covers IPv4 too', () => {
+    expect(() => checkConflicts('alice', forwards(), [], [sock('::', 6)])).toThrow(
+      'VM "alice": tcp port 20080 on every host IPv4 address is in use by the host itself ([::]:20080, which also receives IPv4); stop that service, use another host port, or set allowHostConflict: true on the forward (domain metadata)');
+  });
+
+  it('an IPv4-mapped socket is an IPv4 socket; loopback in any spelling never competes', () => {
+    expect(() => checkConflicts('alice', forwards(), [], [sock('::ffff:192.0.2.1', 6)])).toThrow('is in use by the host itself ([::ffff:192.0.2.1]:20080)');
+    for (const lo of ['::ffff:127.0.0.1', '::1']) expect(() => checkConflicts('alice', forwards(), [], [sock(lo, 6)])).not.toThrow();
+    expect(() => checkConflicts('alice', forwards(), [], [sock('127.0.0.53', 4)])).not.toThrow();
+  });
+
+  it('a v6 socket on a specific address does not cover IPv4', () => {
+    expect(() => checkConflicts('alice', forwards(), [], [sock('2001:db8:77::1', 6)])).not.toThrow();
   });
 });

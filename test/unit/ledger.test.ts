@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Ledger } from '../../src/state/ledger.js';
 import { withLock } from '../../src/state/lock.js';
 import { tempDir, ROOT } from './helpers.js';
+import { recordFigure } from '../support/figures.js';
 
 
 describe('ledger', () => {
@@ -45,6 +46,7 @@ describe('ledger', () => {
     }));
     expect(await Promise.all(children)).toEqual([0, 0, 0, 0, 0, 0]);
     expect(readFileSync(counter, 'utf8')).toBe('30');
+    recordFigure('concurrency', '6 processes updating the ledger at once under its lock (read, pause, write)', 'unit', 30);
   }, 60_000);
 
   it('the lock is released when the holder dies, and reports a clear timeout', async () => {

@@ -69,7 +69,7 @@ describe('nft rendering properties', () => {
     await holds(fc.asyncProperty(forwards, async (fs) => {
       expect(withoutCollisions(fs).length).toBeGreaterThanOrEqual(Math.min(1, fs.length));
       await nftAccepts(ns as ScratchNetns, fs);
-    }), 60);
+    }), 60, 'arbitrary valid forwards rendered and loaded by `nft -c`');
   });
 
   it('refuses an address of the other family where the ledger is corrupt', () => {

@@ -185,11 +185,11 @@ describe('template parsing properties', () => {
   }
 
   it('structured templates with hostile values', async () => {
-    await holds(fc.asyncProperty(fc.array(templateText, { minLength: 1, maxLength: 6 }), fc.array(hostileText, { maxLength: 3 }), endToEnd), 120);
+    await holds(fc.asyncProperty(fc.array(templateText, { minLength: 1, maxLength: 6 }), fc.array(hostileText, { maxLength: 3 }), endToEnd), 120, 'templates with hostile values: parsed, matched, resolved, loaded by `nft -c`');
   });
 
   it('YAML-ish text', async () => {
-    await holds(fc.asyncProperty(fc.array(yamlishText, { minLength: 1, maxLength: 8 }), fc.array(hostileText, { maxLength: 2 }), endToEnd), 120);
+    await holds(fc.asyncProperty(fc.array(yamlishText, { minLength: 1, maxLength: 8 }), fc.array(hostileText, { maxLength: 2 }), endToEnd), 120, 'YAML-ish text as templates');
   });
 
   it('virtwire.yaml: settings or a one-line UserError, whatever it holds', async () => {
@@ -200,7 +200,7 @@ describe('template parsing properties', () => {
     await holds(fc.property(config, (text) => {
       const refused = userErrorOf(() => parseConfig('/etc/virtwire/virtwire.yaml', text));
       if (refused !== undefined) expect(isOneLine(refused) && refused.startsWith('/etc/virtwire/virtwire.yaml:'), refused).toBe(true);
-    }), 200);
+    }), 200, 'arbitrary virtwire.yaml');
   });
 
   it('validates a fair share of the structured templates (the generator reaches the end of the pipeline)', () => {

@@ -52,29 +52,29 @@ describe.skipIf(!isRoot)('readTrustedFile (as root)', () => {
 
   it('refuses a file owned by another user', () => {
     const f = file(dir('t'), 'web.yaml', TEMPLATE, 0o644, NOBODY);
-    expect(refusal(() => read(f))).toBe(`${f} is not trusted: it is owned by uid 65534 (not root); fix: chown root ${q(f)}`);
+    expect(refusal(() => read(f))).toBe(`${f} is not trusted: it is owned by uid 65534 (not root); fix: chown root ${f}`);
   });
 
   it('refuses a group-writable file; both problems are named when both apply', () => {
     const d = dir('t');
     const f = file(d, 'web.yaml', TEMPLATE, 0o664);
-    expect(refusal(() => read(f))).toBe(`${f} is not trusted: it is group-writable (mode 0664); fix: chmod go-w ${q(f)}`);
+    expect(refusal(() => read(f))).toBe(`${f} is not trusted: it is group-writable (mode 0664); fix: chmod go-w ${f}`);
     const g = file(d, 'both.yaml', TEMPLATE, 0o666, NOBODY);
-    expect(refusal(() => read(g))).toBe(`${g} is not trusted: it is owned by uid 65534 (not root) and group- and world-writable (mode 0666); fix: chown root ${q(g)} && chmod go-w ${q(g)}`);
+    expect(refusal(() => read(g))).toBe(`${g} is not trusted: it is owned by uid 65534 (not root) and group- and world-writable (mode 0666); fix: chown root ${g} && chmod go-w ${g}`);
   });
 
   it('refuses a symlink to a root-owned file in a world-writable directory', () => {
     const ww = dir('ww', 0o777);
     const link = join(dir('templates'), 'web.yaml');
     symlinkSync(file(ww, 'web.yaml'), link);
-    expect(refusal(() => read(link))).toBe(`${link} is not trusted: directory ${ww} on its path is group- and world-writable (mode 0777); fix: chmod go-w ${q(ww)}, or keep the file in a directory only root can write to`);
+    expect(refusal(() => read(link))).toBe(`${link} is not trusted: directory ${ww} on its path is group- and world-writable (mode 0777); fix: chmod go-w ${ww}, or keep the file in a directory only root can write to`);
   });
 
   it('refuses a symlink whose target directory is owned by nobody', () => {
     const nd = dir('nobody', 0o755, NOBODY);
     const link = join(dir('templates'), 'web.yaml');
     symlinkSync(file(nd, 'web.yaml'), link);
-    expect(refusal(() => read(link))).toBe(`${link} is not trusted: directory ${nd} on its path is owned by uid 65534 (not root); fix: chown root ${q(nd)}, or keep the file in a directory only root can write to`);
+    expect(refusal(() => read(link))).toBe(`${link} is not trusted: directory ${nd} on its path is owned by uid 65534 (not root); fix: chown root ${nd}, or keep the file in a directory only root can write to`);
   });
 
   it('refuses a file reached through a world-writable directory (/tmp), and a link placed in one', () => {
@@ -116,13 +116,18 @@ describe.skipIf(!isRoot)('readTrustedFile (as root)', () => {
     expect(read(join(d, 'b.yaml'))).toBe(TEMPLATE);
   });
 
+  it('never puts a raw file name into a suggested shell command', () => {
+    const f = file(dir('t'), '$(reboot) x.yaml', TEMPLATE, 0o644, NOBODY);
+    expect(refusal(() => read(f))).toBe(`${f} is not trusted: it is owned by uid 65534 (not root); fix: chown root '${f}'`);
+  });
+
   it('keeps "absent" distinguishable: ENOENT for a missing file, a clear line for a dangling symlink', () => {
     const d = dir('t');
     let code: unknown;
     try { read(join(d, 'none.yaml')); } catch (err) { code = (err as NodeJS.ErrnoException).code; }
     expect(code).toBe('ENOENT');
     symlinkSync(join(d, 'gone.yaml'), join(d, 'dangling.yaml'));
-    expect(refusal(() => read(join(d, 'dangling.yaml')))).toBe(`${join(d, 'dangling.yaml')} is a symlink to ${q(join(d, 'gone.yaml'))}, which does not exist; fix the link or remove it`);
+    expect(refusal(() => read(join(d, 'dangling.yaml')))).toBe(`${q(join(d, 'dangling.yaml'))} is a symlink to ${q(join(d, 'gone.yaml'))}, which does not exist; fix the link or remove it`);
   });
 
   it('an unprivileged run skips the ownership checks, never the regular-file check', () => {
@@ -139,7 +144,7 @@ describe.skipIf(!isRoot)('readTrustedFile (as root)', () => {
     execFileSync('mkfifo', [join(d, 'virtwire.yaml')]);
     expect(refusal(() => loadConfig(join(d, 'virtwire.yaml')))).toBe(`${join(d, 'virtwire.yaml')} is a FIFO, not a regular file; ${REGULAR_ONLY}`);
     const f = file(dir('etc2'), 'virtwire.yaml', 'firewall: {mark: 0x20000000}\n', 0o666);
-    expect(refusal(() => loadConfig(f))).toBe(`${f} is not trusted: it is group- and world-writable (mode 0666); fix: chmod go-w ${q(f)}`);
+    expect(refusal(() => loadConfig(f))).toBe(`${f} is not trusted: it is group- and world-writable (mode 0666); fix: chmod go-w ${f}`);
   });
 
   it('loadTemplates: a FIFO, a device and a directory among the templates are broken files, never silently skipped; the rest load', () => {
