@@ -166,8 +166,15 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ mode, trixie }) => 
       const starting = sb.startGuest(web2.name, 60_000).then(() => 'started', (e: Error) => e.message);
       // Wait until the hook hangs inside nft, then kill -9 the hook's Node process.
       await sh('for i in $(seq 300); do [ -s /run/vw-hang-nft.pid ] && exit 0; sleep 0.1; done; exit 1');
-      const killed = await sh('for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null | grep -q "qemu-hook.mjs web-2 start" && { kill -9 ${p#/proc/}; echo ${p#/proc/}; }; done; kill -9 "$(cat /run/vw-hang-nft.pid)"');
-      expect(killed.stdout.trim()).toMatch(/^\d+$/);
+      // The hook: its Node process (mid-apply) and the shim libvirt spawned; then the hung nft.
+      // (Matched by process name, not by its command line: this script's own command line holds the pattern.)
+      const killed = await sh(`for p in /proc/[0-9]*; do
+          comm=$(cat "$p/comm" 2>/dev/null) || continue
+          case "$comm" in node|virtwire) ;; *) continue;; esac
+          cmd=$({ tr "\\0" " " < "$p/cmdline"; } 2>/dev/null) || continue
+          case "$cmd" in *" web-2 start begin"*) kill -9 "\${p#/proc/}" && echo "\${p#/proc/}";; esac
+        done; kill -9 "$(cat /run/vw-hang-nft.pid)" || true`);
+      expect(killed.stdout.trim()).toMatch(/^\d+(\n\d+)*$/);
       expect(await starting).toMatch(/Hook script execution failed/);
       expect((await sb.virsh('domstate', '--domain', web2.name)).stdout.trim()).toBe('shut off');
       // libvirt ran stopped/release for the aborted start: no entry, no element, nothing untracked.
