@@ -12,6 +12,7 @@
 //  - Opt-in through the README's own `virsh metadata` command, and the refusal
 //    of a metadata port outside forwards.allowedHostPorts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordFigure } from '../support/figures.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
@@ -36,7 +37,7 @@ const MODES = [
   { mode: 'Debian 13 root: libvirt 11, nftables backend', trixie: true },
 ];
 
-describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
+describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ mode, trixie }) => {
   let sb: Sandbox;
 
   const virtwire = async (...args: string[]) => (await sb.exec(['virtwire', ...args])).stdout;
@@ -142,6 +143,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
     const fwd6 = (await sb.exec(['nft', 'list', 'map', 'inet', 'virtwire', 'fwd6'])).stdout;
     expect(fwd6).toContain(' 8080 : fd00:77::10 . 80');
     expect(fwd6).not.toContain('8081');
+    recordFigure('hostile traffic', 'an IPv6 client against a forward whose `from:` names only IPv4', mode);
   }, 60_000);
 
   it('network hook alone: after libvirt\'s rules displaced the accept, `virsh net-start` of a second network puts it back (no daemon restart)', async () => {
@@ -175,6 +177,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
     expect(fresh).toMatch(/network-hook\[\d+\] info: network "other" started: re-asserted; .*accept placed first in (iptables filter FORWARD|nft ip libvirt_network guest_input)/);
     expect((await sb.exec(['bash', '-c', 'echo $(pidof libvirtd)'])).stdout.trim()).toBe(pid);
     await sb.virsh('net-destroy', '--network', 'other');
+    recordFigure('fault', "libvirt puts its rules over virtwire's accept, then another network starts (network hook alone, no daemon restart)", mode);
   }, 120_000);
 
   it('network hook alone: `virsh net-update default … --live` (op "updated") puts the accept back', async () => {
@@ -197,6 +200,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
     expect(fresh).toMatch(/network-hook\[\d+\] info: network "default" updated: re-asserted; .*accept placed first in (iptables filter FORWARD|nft ip libvirt_network guest_input)/);
     // IPv6 went through both updates too.
     expect(await get(sb.hostAddress6, 8080)).toBe(`virtwire-guest ${GUEST.name}`);
+    recordFigure('fault', "libvirt puts its rules over virtwire's accept, then `virsh net-update … --live` (network hook alone)", mode);
   }, 120_000);
 
   it('opt-in: README\'s `virsh metadata … --config --set` on a shut-off domain, then `virsh start`: the client reaches it at host:20080', async () => {
@@ -232,5 +236,6 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
     // The running VMs keep their forwards.
     expect(await get(sb.hostAddress, 20080)).toBe(`virtwire-guest ${DEV1.name}`);
     expect(await get(sb.hostAddress6, 8080)).toBe(`virtwire-guest ${GUEST.name}`);
+    recordFigure('hostile input', 'metadata asking for a host port outside allowedHostPorts (through real `virsh metadata`)', mode);
   }, 120_000);
 });

@@ -6,6 +6,7 @@
 // templated VM must fail closed with the shim's one clear line. Both libvirt
 // 9 (Debian 12) and 11 (Debian 13 root).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
 import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
@@ -28,7 +29,7 @@ const MODES = [
   { mode: 'Debian 13 root: libvirt 11', trixie: true },
 ];
 
-describe.skipIf(!isRoot && !mustRun).each(MODES)('Node gone under a running VM — $mode', ({ trixie }) => {
+describe.skipIf(!isRoot && !mustRun).each(MODES)('Node gone under a running VM — $mode', ({ mode, trixie }) => {
   let sb: Sandbox;
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const domstate = async () => (await sb.virsh('domstate', WEB1.name)).stdout.trim();
@@ -66,6 +67,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('Node gone under a running VM �
       await sleep(200);
     }
     expect((await sb.virsh('domid', WEB1.name)).stdout.trim()).toBe(id);
+    recordFigure('fault', 'the Node the hooks were installed with is gone, then libvirtd restarts under a running VM', mode);
   }, 120_000);
 
   it('virsh destroy succeeds (stopped and release exit 0)', async () => {

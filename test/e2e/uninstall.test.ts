@@ -3,6 +3,7 @@
 // even when Node can no longer run (its shell fallback), and leaves running
 // VMs running. Both libvirt 9 (iptables backend) and 11 (nftables backend).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
 import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
@@ -21,7 +22,7 @@ const MODES = [
   { mode: 'Debian 13 root: libvirt 11, nftables backend', trixie: true },
 ];
 
-describe.skipIf(!isRoot && !mustRun).each(MODES)('install.sh --uninstall leaves nothing — $mode', ({ trixie }) => {
+describe.skipIf(!isRoot && !mustRun).each(MODES)('install.sh --uninstall leaves nothing — $mode', ({ mode, trixie }) => {
   let sb: Sandbox;
   let booted = false;
   const installSh = (...args: string[]) => sb.exec(['bash', join(sb.repoDirInside, 'install.sh'), ...args]);
@@ -63,6 +64,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('install.sh --uninstall leaves 
     const out = await uninstallLeavesNothing();
     expect(out).toContain('purge: nft table inet virtwire removed');
     expect(out).not.toContain('fallback');
+    recordFigure('fault', 'install.sh --uninstall with a virtwire.yaml that is not valid YAML', mode);
   }, 180_000);
 
   it('with an untrusted (world-writable) virtwire.yaml', async () => {
@@ -71,6 +73,7 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('install.sh --uninstall leaves 
     const out = await uninstallLeavesNothing();
     expect(out).toContain('purge: nft table inet virtwire removed');
     expect(out).not.toContain('fallback');
+    recordFigure('fault', 'install.sh --uninstall with an untrusted (world-writable) virtwire.yaml', mode);
   }, 180_000);
 
   it('with Node unreachable: the shell fallback removes the table and the accepts', async () => {
@@ -86,5 +89,6 @@ describe.skipIf(!isRoot && !mustRun).each(MODES)('install.sh --uninstall leaves 
     expect(out).toContain(trixie
       ? 'fallback: removed virtwire\'s accept from nft ip libvirt_network guest_input'
       : 'fallback: removed virtwire\'s accept from iptables filter FORWARD');
+    recordFigure('fault', 'install.sh --uninstall with Node unreachable', mode);
   }, 180_000);
 });

@@ -12,7 +12,8 @@ const END = '<!-- figures:end -->';
 
 const HELD: Record<string, string> = {
   'hostile input': '`virsh start` refused with one line; nothing applied; the other VM kept answering',
-  fault: 'converged, or refused cleanly; the other VM kept answering',
+  'hostile traffic': 'refused by the forward; allowed clients still answered',
+  fault: 'converged, or refused cleanly; the VMs kept running',
   concurrency: 'no lost update, no corrupt state',
   property: 'a one-line error naming where, or output that works',
 };
