@@ -12,14 +12,13 @@
 //  - Opt-in through the README's own `virsh metadata` command, and the refusal
 //    of a metadata port outside forwards.allowedHostPorts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODES, skipE2e } from './support.js';
 import { recordFigure } from '../support/figures.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
 import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
 
-const isRoot = process.getuid?.() === 0;
-const mustRun = process.env.CI === 'true';
 
 // 8080: no listen, no from => IPv4 and (the guest has a reserved IPv6) IPv6.
 // 8081: an allow-list naming only an IPv4 CIDR (the client's) => no IPv6 forward at all.
@@ -32,12 +31,8 @@ const DEV2 = { name: 'dev-2', mac: '52:54:00:e2:06:21', ip: '192.168.122.21' };
 const METADATA_URI = 'https://virtwire.dev/xmlns/domain/1';
 const MARK = '0x10000000';
 
-const MODES = [
-  { mode: 'Debian 12: libvirt 9, iptables backend', trixie: false },
-  { mode: 'Debian 13 root: libvirt 11, nftables backend', trixie: true },
-];
 
-describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ mode, trixie }) => {
+describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
   let sb: Sandbox;
 
   const virtwire = async (...args: string[]) => (await sb.exec(['virtwire', ...args])).stdout;

@@ -9,21 +9,15 @@ import { join } from 'node:path';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
 import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
 import { guestLabel } from '../../src/sandbox/domain-xml.js';
-import { restartLibvirtd as restartDaemon, virtwireLeftovers } from './support.js';
+import { restartLibvirtd as restartDaemon, virtwireLeftovers, MODES, skipE2e } from './support.js';
 
-const isRoot = process.getuid?.() === 0;
-const mustRun = process.env.CI === 'true';
 
 const WEB = 'match: {domains: ["web-*"], networks: [default]}\npriority: 50\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80, description: web}\n  - {proto: udp, host: 5353}\n';
 const ODD = 'match: {domains: ["odd *"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n';
 const WEB1 = { name: 'web-1', mac: '52:54:00:e2:00:10', ip: '192.168.122.10' };
 
-const MODES = [
-  { mode: 'Debian 12: libvirt 9, iptables backend', trixie: false },
-  { mode: 'Debian 13 root: libvirt 11, nftables backend', trixie: true },
-];
 
-describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ trixie }) => {
+describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;
   const label = guestLabel(WEB1.name);
 

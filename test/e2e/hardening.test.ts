@@ -4,14 +4,13 @@
 // 12's libvirt 9 (iptables backend) and libvirt 11 in a Debian 13 root
 // (nftables backend).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODES, skipE2e } from './support.js';
 import { join } from 'node:path';
 import { Sandbox, type GuestSpec } from '../../src/sandbox/sandbox.js';
 import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
 import { guestLabel } from '../../src/sandbox/domain-xml.js';
 import { recordFigure } from '../support/figures.js';
 
-const isRoot = process.getuid?.() === 0;
-const mustRun = process.env.CI === 'true';
 
 const NS = 'https://virtwire.dev/xmlns/domain/1';
 const WEB = 'match: {domains: ["web-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
@@ -20,10 +19,6 @@ const DEV = 'match: {optIn: true}\nbinding: nat\n';
 const WEB1: GuestSpec = { name: 'web-1', mac: '52:54:00:e9:00:10', ip: '192.168.122.10' };
 const ISO_NET = `<network><name>iso</name><bridge name='virbr9'/><ip address='10.99.0.1' prefix='24'/></network>`;
 
-const MODES = [
-  { mode: 'Debian 12: libvirt 9, iptables backend', trixie: false },
-  { mode: 'Debian 13 root: libvirt 11, nftables backend', trixie: true },
-];
 
 interface HostileCase {
   /** What an attacker (or an admin having a bad day) tries. */
@@ -95,7 +90,7 @@ const CASES: HostileCase[] = [
   },
 ];
 
-describe.skipIf(!isRoot && !mustRun).each(MODES)('$mode', ({ mode, trixie }) => {
+describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
   let sb: Sandbox;
   const label = guestLabel(WEB1.name);
   const virtwire = async (...args: string[]) => (await sb.exec(['virtwire', ...args])).stdout;

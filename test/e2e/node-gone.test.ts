@@ -11,10 +11,8 @@ import { join } from 'node:path';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
 import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
 import { guestLabel } from '../../src/sandbox/domain-xml.js';
-import { restartLibvirtd } from './support.js';
+import { restartLibvirtd, MODES, skipE2e } from './support.js';
 
-const isRoot = process.getuid?.() === 0;
-const mustRun = process.env.CI === 'true';
 
 const WEB = 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
 const WEB1 = { name: 'web-1', mac: '52:54:00:e2:00:10', ip: '192.168.122.10' };
@@ -24,12 +22,8 @@ const GONE = '/opt/node-was-here/bin/node';
 const RECORDER = '/etc/libvirt/hooks/qemu.d/zz-record';
 const CALLS = '/run/vw-test-hook-calls';
 
-const MODES = [
-  { mode: 'Debian 12: libvirt 9', trixie: false },
-  { mode: 'Debian 13 root: libvirt 11', trixie: true },
-];
 
-describe.skipIf(!isRoot && !mustRun).each(MODES)('Node gone under a running VM — $mode', ({ mode, trixie }) => {
+describe.skipIf(skipE2e).each(MODES)('Node gone under a running VM — $mode', ({ mode, trixie }) => {
   let sb: Sandbox;
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const domstate = async () => (await sb.virsh('domstate', WEB1.name)).stdout.trim();

@@ -37,3 +37,15 @@ export async function virtwireLeftovers(sb: Sandbox): Promise<string[]> {
   const ipt = (await sb.exec(['bash', '-c', 'for t in iptables-save ip6tables-save; do ! command -v $t >/dev/null || $t; done'])).stdout;
   return `${nft}\n${ipt}`.split('\n').filter((l) => l.includes('virtwire')).map((l) => l.trim());
 }
+
+/**
+ * The two libvirt versions every e2e file runs against: Debian 12's own
+ * (iptables backend) and Debian 13's in a debootstrap root (nftables backend).
+ */
+export const MODES = [
+  { mode: 'Debian 12: libvirt 9, iptables backend', trixie: false },
+  { mode: 'Debian 13 root: libvirt 11, nftables backend', trixie: true },
+] as const;
+
+/** e2e files skip only when not root and not in CI: under CI=true a test that cannot run fails. */
+export const skipE2e = process.getuid?.() !== 0 && process.env.CI !== 'true';

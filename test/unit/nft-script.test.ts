@@ -20,7 +20,9 @@ const EXPECTED = join(ROOT, 'test', 'expected', 'table-sample.nft');
 describe('nft table rendering', () => {
   it('matches the checked-in expected script (review the diff of test/expected, not code)', () => {
     const script = renderTable(SAMPLE, 0x10000000);
-    if (process.env.UPDATE_EXPECTED === '1' || !existsSync(EXPECTED)) writeFileSync(EXPECTED, script);
+    // Only an explicit UPDATE_EXPECTED=1 writes it: a missing expected file is a failure, never a fresh copy of the output.
+    if (process.env.UPDATE_EXPECTED === '1') writeFileSync(EXPECTED, script);
+    expect(existsSync(EXPECTED), `${EXPECTED} is missing; review the script and create it with UPDATE_EXPECTED=1`).toBe(true);
     expect(script).toBe(readFileSync(EXPECTED, 'utf8'));
   });
 

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync
 import { execFileSync } from 'node:child_process';
 import { reconcile } from '../../src/cli/reconcile.js';
 import { quoted } from '../../src/errors.js';
+import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
 import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
 import { handleNetworkHook } from '../../src/hooks/network-handler.js';
@@ -153,6 +154,30 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(r.notes).toContain(`rebuilt the corrupt entry of ${quoted(NAME_A)}: 2 forward(s)`);
     expect(r.unresolved).toEqual([`${entryFile(UUID_B)}.corrupt: unreadable (not valid JSON) and no running VM has UUID ${UUID_B}; remove the file once you have looked at it`]);
     expect(await table()).toContain('192.168.122.10 . 80');
+  });
+
+  it('concurrent starts of several VMs serialize: every forward ends up in the table, none lost; of two VMs wanting one port, exactly one wins', async () => {
+    const vm = (i: number, port: number) => ({
+      name: `many-${i}`, uuid: `6f1f6a0e-0000-4000-8000-0000000001${String(i).padStart(2, '0')}`, port, addr: `192.168.122.${60 + i}`,
+      xml: domainXml(`many-${i}`, [{ mac: `52:54:00:77:01:${String(10 + i)}` }], '', `6f1f6a0e-0000-4000-8000-0000000001${String(i).padStart(2, '0')}`),
+    });
+    // Eight VMs with a port each, and a ninth that wants the port of the fourth.
+    const vms = [...Array.from({ length: 8 }, (_, i) => vm(i, 9100 + i)), vm(8, 9103)];
+    writeFiles(paths.templatesDir, Object.fromEntries(vms.map((v) => [`${v.name}.yaml`,
+      `match: {domains: [${JSON.stringify(v.name)}]}\nbinding: nat\naddress: ${v.addr}\nforwards:\n  - {proto: tcp, host: ${v.port}, guest: 80}\n`])));
+    const results = await Promise.all(vms.map(async (v) => {
+      const p = await hook('prepare', v.xml);
+      return p.exitCode === 0 ? (await hook('start', v.xml)).exitCode : p.exitCode;
+    }));
+    const t = await table();
+    for (let i = 0; i < 8; i++) if (i !== 3) expect(t).toContain(`tcp . ${9100 + i} : 192.168.122.${60 + i} . 80`);
+    expect(results.filter((r, i) => i !== 3 && i !== 8)).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    expect([results[3], results[8]].sort()).toEqual([0, 1]);
+    const winner = results[3] === 0 ? vms[3]! : vms[8]!;
+    expect(t).toContain(`tcp . 9103 : ${winner.addr} . 80`);
+    expect(t).not.toContain(`tcp . 9103 : ${(winner === vms[3] ? vms[8] : vms[3])!.addr} . 80`);
+    expect(readdirSync(join(paths.runDir, 'vms')).filter((f) => f.endsWith('.json'))).toHaveLength(8);
+    recordFigure('concurrency', '9 VM starts at once through the qemu hook, two of them wanting one port', 'unit', 9);
   });
 
   it('a full ledger disk refuses the start with one line and leaves no temp file and nothing applied', async () => {
