@@ -105,15 +105,15 @@ async function cleanupOrReconnect(ctx: HookContext, op: string, argvName: string
   try {
     const domain = parseDomain(await readStdin(), 'the domain XML on stdin');
     name = domain.name;
-    const corrupt = ctx.ledger.readVms().corrupt.length > 0;
+    // Work only for a VM with an entry, or when a corrupt file may hide one (its own, or one not yet set aside).
+    const corrupt = ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid || !c.file.endsWith('.json.corrupt'));
     if (!ctx.ledger.hasVm(domain.uuid) && !corrupt) return { exitCode: 0 };
-    const running = ctx.runningUuids();
+    // On reconnect this VM's live XML is on stdin: it counts as running whatever its status file says.
+    const running = op === 'reconnect' ? new Set([...ctx.runningUuids(), domain.uuid]) : ctx.runningUuids();
     const done = await withLock(ctx.ledger.lockFile, async () => {
-    ctx.log.rotate(); // under the lock: one rotating process at a time
+      ctx.log.rotate(); // under the lock: one rotating process at a time
       if (op !== 'reconnect') ctx.ledger.removeVm(domain.uuid);
-      // On reconnect this VM's live XML is on stdin: it counts as running whatever its status file says.
-      const alive = op === 'reconnect' ? { domain, uuids: new Set([...running, domain.uuid]) } : { uuids: running };
-      const recovered = recoverLedger(ctx, alive.uuids, alive.domain);
+      const recovered = recoverLedger(ctx, running, op === 'reconnect' ? domain : undefined);
       return [...recovered, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
     });
     ctx.log.info(`VM ${quoted(name)} ${op}: ${op === 'reconnect' ? 're-asserted' : 'removed its forwards'}; ${done.join('; ') || 'nothing else to change'}`);

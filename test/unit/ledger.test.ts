@@ -52,11 +52,13 @@ describe('ledger', () => {
   it('the lock is released when the holder dies, and reports a clear timeout', async () => {
     const dir = tempDir();
     const lock = join(dir, 'lock');
-    const holder = spawn('flock', ['-o', lock, 'sleep', '30']);
+    // Its own process group, so the kill below ends flock and its sleep alike (no orphan left running).
+    const holder = spawn('flock', ['-o', lock, 'sleep', '30'], { detached: true, stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 200));
     await expect(withLock(lock, async () => 1, 1)).rejects.toThrow(`could not lock ${lock} within 1 s`);
-    holder.kill('SIGKILL');
-    await new Promise((r) => holder.on('exit', r));
+    const exited = new Promise((r) => holder.on('exit', r));
+    process.kill(-(holder.pid as number), 'SIGKILL');
+    await exited;
     expect(await withLock(lock, async () => 42, 5)).toBe(42);
   });
 });
