@@ -1,7 +1,6 @@
-// Entry point of /etc/libvirt/hooks/network.d/virtwire. Thin: argv → handler.
-// stdin (the network XML, ~1 KB) is not needed: libvirt 9 and 11 accept a hook
-// that exits without reading it (checked in the e2e sandbox). Never fails the
-// network: every error is logged and the exit status is 0 (entry.ts).
+// Entry point of /etc/libvirt/hooks/network.d/virtwire. Thin: argv + stdin (the
+// live network XML) → handler. Never fails the network: every error is logged
+// and the exit status is 0 (entry.ts).
 import { handleNetworkHook } from './network-handler.js';
 import { makeContext } from './context.js';
 import { guardProcess, runHook, type HookEntry } from './entry.js';
@@ -9,11 +8,12 @@ import { DEFAULT_PATHS } from '../paths.js';
 import { runCommand } from '../host/run.js';
 import { hostSockets } from '../host/listening.js';
 import { Log } from '../log.js';
+import { readAllStdin } from './stdin.js';
 
 const TAG = 'network-hook';
 const argv = process.argv.slice(2);
 if (argv[1] !== 'started' && argv[1] !== 'updated') process.exit(0);
-const entry: HookEntry = { driver: 'network', mayFail: () => false, handle: handleNetworkHook };
+const entry: HookEntry = { driver: 'network', mayFail: () => false, handle: (ctx, a) => handleNetworkHook(ctx, a, readAllStdin) };
 const deps = {
   fallbackLog: () => new Log(DEFAULT_PATHS.logFile, TAG),
   stderr: (line: string) => { process.stderr.write(`${line}\n`); },

@@ -225,6 +225,21 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect((await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n')[1]).toContain('virtwire');
   });
 
+  it('a network that is no longer NAT when it starts again takes its forwards away: withdrawn, never left open', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    const hookData = (net: string) => `<hookData>${net.replace(/^[\s\S]*?(<network>[\s\S]*<\/network>)[\s\S]*$/, '$1')}</hookData>`;
+    const nat = fixture('network-default.xml');
+    expect(await handleNetworkHook(ctx, ['default', 'started', 'begin', '-'], async () => hookData(nat))).toEqual({ exitCode: 0 });
+    expect(await table()).toContain('192.168.122.10 . 80');
+    const isolated = nat.replace(/<forward mode='nat'>[\s\S]*?<\/forward>/, '');
+    expect(await handleNetworkHook(ctx, ['default', 'started', 'begin', '-'], async () => hookData(isolated))).toEqual({ exitCode: 0 });
+    expect(await table()).toBe('');
+    expect(await forwardRule()).toEqual([]);
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
+    expect(readFileSync(paths.logFile, 'utf8')).toContain(`withdrew 2 forward(s) of VM ${quoted(NAME_A)}: network "default" now has forward mode "isolated", and binding nat needs a NAT network`);
+  });
+
   it('a template error refuses the start with one line naming file:line:column and the fix; nothing is reserved', async () => {
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 80800}\n' });
     const r = await hook('prepare', vmA());
