@@ -1,5 +1,5 @@
 import type { Ledger } from '../state/ledger.js';
-import { formatRange } from '../policy/ports.js';
+import { formatRange } from '../model/ports.js';
 import { quoted } from '../errors.js';
 
 /** Rows for `virtwire forwards`: one per forward in the ledger. */

@@ -1,8 +1,8 @@
 import { withLock } from '../state/lock.js';
-import { converge } from '../host/converge.js';
+import { converge } from '../engine/converge.js';
 import { runningDomains } from '../host/libvirt-status.js';
 import { rebuildCorrupt } from '../engine/reserve.js';
-import { markForCleanup, type HookContext } from '../hooks/context.js';
+import { markForCleanup, type HookContext } from '../engine/context.js';
 import { loadConfig } from '../policy/config.js';
 import { errorMessage } from '../errors.js';
 

@@ -2,7 +2,7 @@
 // wrong, an operation libvirt must not see fail exits 0 and is logged.
 import { Log } from '../log.js';
 import { errorMessage, oneLine, quoted } from '../errors.js';
-import type { HookContext } from './context.js';
+import type { HookContext } from '../engine/context.js';
 import type { HookResult } from './qemu-handler.js';
 
 /**

@@ -1,8 +1,8 @@
 import { withLock } from '../state/lock.js';
-import { converge } from '../host/converge.js';
+import { converge } from '../engine/converge.js';
 import { errorMessage, quoted } from '../errors.js';
 import { parseNetwork, type NetworkInfo } from '../xml/network.js';
-import { markForCleanup, recoverLedger, type HookContext } from './context.js';
+import { markForCleanup, recoverLedger, type HookContext } from '../engine/context.js';
 import type { HookResult } from './qemu-handler.js';
 
 /**

@@ -2,7 +2,7 @@
 // live network XML) → handler. Never fails the network: every error is logged
 // and the exit status is 0 (entry.ts).
 import { handleNetworkHook } from './network-handler.js';
-import { makeContext } from './context.js';
+import { makeContext } from '../engine/context.js';
 import { guardProcess, runHook, type HookEntry } from './entry.js';
 import { DEFAULT_PATHS } from '../paths.js';
 import { runCommand } from '../host/run.js';

@@ -1,11 +1,11 @@
 import { parseDomain } from '../xml/domain.js';
-import { converge } from '../host/converge.js';
+import { converge } from '../engine/converge.js';
 import { withLock } from '../state/lock.js';
 import { loadConfig } from '../policy/config.js';
 import { planVm, claim, rebuildCorrupt } from '../engine/reserve.js';
 import { UserError, errorMessage, oneLine, quoted } from '../errors.js';
 import { describeForward } from '../plan/describe.js';
-import { markForCleanup, recoverLedger, type HookContext } from './context.js';
+import { markForCleanup, recoverLedger, type HookContext } from '../engine/context.js';
 
 export interface HookResult {
   exitCode: number;

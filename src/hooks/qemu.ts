@@ -1,7 +1,7 @@
 // Entry point of /etc/libvirt/hooks/qemu.d/virtwire. Thin: argv + stdin → handler.
 // Whatever fails here, only prepare/start may exit non-zero (entry.ts).
 import { handleQemuHook } from './qemu-handler.js';
-import { makeContext } from './context.js';
+import { makeContext } from '../engine/context.js';
 import { guardProcess, qemuOpMayFail, runHook, type HookEntry } from './entry.js';
 import { DEFAULT_PATHS } from '../paths.js';
 import { runCommand } from '../host/run.js';

@@ -10,7 +10,9 @@ import { mustRun } from './run.js';
  * The accept is one generic rule matching the conntrack mark virtwire sets
  * on connections it DNATs, so it admits exactly virtwire's forwards.
  */
-export type AcceptTarget = { backend: 'iptables' | 'nftables'; family: 4 | 6 };
+import type { AcceptTarget } from '../model/host.js';
+
+export type { AcceptTarget };
 
 export function targetName(t: AcceptTarget): string {
   return t.backend === 'nftables' ? `nft ${t.family === 4 ? 'ip' : 'ip6'} libvirt_network guest_input` : `${t.family === 4 ? 'iptables' : 'ip6tables'} filter FORWARD`;

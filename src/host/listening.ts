@@ -1,13 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { bigIntToIp } from '../policy/addr.js';
+import { bigIntToIp } from '../model/addr.js';
 
-/** A socket the host itself listens on (TCP LISTEN, or a bound UDP socket). */
-export interface HostSocket {
-  proto: 'tcp' | 'udp';
-  family: 4 | 6;
-  address: string;
-  port: number;
-}
+import type { HostSocket } from '../model/host.js';
+
+export type { HostSocket };
 
 /**
  * Parses /proc/net/{tcp,tcp6,udp,udp6}. Addresses there are hex in host

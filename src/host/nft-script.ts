@@ -1,5 +1,5 @@
-import type { ResolvedForward } from '../plan/types.js';
-import { formatIp, minimalCidrs, parseCidr, parseIp, type Cidr, type Family } from '../policy/addr.js';
+import type { ResolvedForward } from '../model/forward.js';
+import { formatIp, minimalCidrs, parseCidr, parseIp, type Cidr, type Family } from '../model/addr.js';
 
 export const TABLE = 'virtwire';
 

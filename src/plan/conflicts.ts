@@ -1,8 +1,8 @@
-import type { ResolvedForward } from './types.js';
-import type { HostSocket } from '../host/listening.js';
-import { formatRange, rangesOverlap } from '../policy/ports.js';
+import type { ResolvedForward } from '../model/forward.js';
+import type { HostSocket } from '../model/host.js';
+import { formatRange, rangesOverlap } from '../model/ports.js';
 import { UserError, quoted } from '../errors.js';
-import { ipv4Mapped, isLoopback, isUnspecified } from '../policy/addr.js';
+import { ipv4Mapped, isLoopback, isUnspecified } from '../model/addr.js';
 
 export interface OtherVm {
   uuid: string;

@@ -1,5 +1,5 @@
-import type { ResolvedForward } from './types.js';
-import { formatRange } from '../policy/ports.js';
+import type { ResolvedForward } from '../model/forward.js';
+import { formatRange } from '../model/ports.js';
 
 function hostPort(addr: string, port: string): string {
   return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;

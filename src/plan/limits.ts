@@ -1,6 +1,6 @@
-import type { ResolvedForward } from './types.js';
+import type { ResolvedForward } from '../model/forward.js';
 import type { Limits } from '../policy/config.js';
-import { formatRange, rangeWidth } from '../policy/ports.js';
+import { formatRange, rangeWidth } from '../model/ports.js';
 import { UserError, quoted } from '../errors.js';
 
 const WHERE = '/etc/virtwire/virtwire.yaml';

@@ -1,6 +1,6 @@
 import type { DomainInfo } from '../xml/domain.js';
 import { reservedAddress, type NetworkInfo } from '../xml/network.js';
-import type { ResolvedForward } from './types.js';
+import type { ResolvedForward } from '../model/forward.js';
 import { UserError, quoted } from '../errors.js';
 
 /** Another VM's claim on a MAC or an address, as seen in libvirt's files or virtwire's ledger. */

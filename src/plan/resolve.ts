@@ -3,13 +3,14 @@ import { reservedAddress, subnetHolding, type NetworkInfo } from '../xml/network
 import { validateForward, TEMPLATE_NAME, type ForwardSpec, type Template, FORWARD_KEYS } from '../policy/template.js';
 import type { TemplateSet } from '../policy/load.js';
 import type { GlobalConfig } from '../policy/config.js';
-import { globMatches } from '../policy/glob.js';
-import { rangeInside, formatRange } from '../policy/ports.js';
-import { ipFamily } from '../policy/addr.js';
+import { globMatches } from '../model/glob.js';
+import { rangeInside, formatRange } from '../model/ports.js';
+import { ipFamily } from '../model/addr.js';
 import { formatProblem } from '../policy/yaml-doc.js';
 import { UserError, quoted, shellWord } from '../errors.js';
-import { canonicalIp } from '../policy/addr.js';
-import type { ResolvedForward, VmPlan } from './types.js';
+import { canonicalIp } from '../model/addr.js';
+import type { ResolvedForward } from '../model/forward.js';
+import type { VmPlan } from './types.js';
 
 export interface ResolveInput {
   domain: DomainInfo;

@@ -1,8 +1,8 @@
 import { YamlFile, didYouMean, kindOf, formatProblem } from './yaml-doc.js';
-import { parsePortRange, type PortRange } from './ports.js';
+import { parsePortRange, type PortRange } from '../model/ports.js';
 import { UserError } from '../errors.js';
 import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
-import { quote } from './show.js';
+import { quote } from '../model/show.js';
 
 /** /etc/virtwire/virtwire.yaml: host-wide settings. Every key is optional. */
 export interface GlobalConfig {

@@ -2,10 +2,10 @@ import { isScalar, type Node } from 'yaml';
 import {
   parseCidr, parseIp, formatIp, minimalCidrs, cidrIpv4Mapped, ipv4Mapped, isLoopback, isUnspecified, isMulticast, isBroadcast,
   type Cidr, type Family, type Ip,
-} from './addr.js';
-import { parsePortRange, rangeWidth, MAX_FORWARD_RANGE, type PortRange } from './ports.js';
-import { compileGlob } from './glob.js';
-import { describe, quote } from './show.js';
+} from '../model/addr.js';
+import { parsePortRange, rangeWidth, MAX_FORWARD_RANGE, type PortRange } from '../model/ports.js';
+import { compileGlob } from '../model/glob.js';
+import { describe, quote } from '../model/show.js';
 import { YamlFile, didYouMean } from './yaml-doc.js';
 
 export const BINDINGS = ['nat'] as const;

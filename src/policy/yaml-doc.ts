@@ -1,5 +1,5 @@
 import { LineCounter, parseDocument, isAlias, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
-import { describe } from './show.js';
+import { describe } from '../model/show.js';
 import { escapeUnsafe } from '../errors.js';
 
 /** A problem found in a YAML file, with the place it points at. */

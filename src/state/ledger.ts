@@ -1,8 +1,9 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ResolvedForward } from '../plan/types.js';
-import type { AcceptTarget } from '../host/libvirt-firewall.js';
+import type { ResolvedForward } from '../model/forward.js';
+import type { AcceptTarget } from '../model/host.js';
 import { UserError } from '../errors.js';
+import { UUID } from '../model/ids.js';
 
 export const LEDGER_SCHEMA = 1;
 export const NAT_BINDING_VERSION = 1;
@@ -39,7 +40,6 @@ export interface CorruptEntry {
   reason: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const CORRUPT = /^([0-9a-f-]{36})\.json\.corrupt(?:-\d+)?$/;
 
 /** Files under the run dir (/run/virtwire): vms/<uuid>.json, host.json, lock. Writers hold the lock. */

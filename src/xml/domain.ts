@@ -1,5 +1,6 @@
 import { parseXml, child, children, attr, text, elementEntries, decodeXmlText, type XmlElement } from './parse.js';
 import { UserError, quoted, escapeUnsafe } from '../errors.js';
+import { MAC, UUID } from '../model/ids.js';
 
 /** XML namespace of virtwire's element in a domain's <metadata>. */
 export const METADATA_NS = 'https://virtwire.dev/xmlns/domain/1';
@@ -27,8 +28,6 @@ export interface DomainInfo {
   metadata: DomainMetadata;
 }
 
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * Reads what virtwire needs from a domain XML (live or inactive), or from

@@ -1,5 +1,5 @@
 import { parseXml, child, children, attr, text, type XmlElement } from './parse.js';
-import { canonicalIp, ipFamily, netmaskToPrefix, subnetOf, type Cidr } from '../policy/addr.js';
+import { canonicalIp, ipFamily, netmaskToPrefix, subnetOf, type Cidr } from '../model/addr.js';
 
 export interface DhcpHost {
   mac?: string;

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import {
   parseIp, canonicalIp, formatIp, parseCidr, cidrIpv4Mapped, isLoopback, isUnspecified, isMulticast, isBroadcast, ipv4Mapped, bigIntToIp,
   type Cidr,
-} from '../../src/policy/addr.js';
+} from '../../src/model/addr.js';
 import { addressText, cidrText, hostileText, holds, isOneLine } from './fuzz.js';
 
 describe('strict address parser', () => {

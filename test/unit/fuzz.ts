@@ -2,7 +2,7 @@
 // values, and an nft syntax check of generated scripts in a throwaway netns.
 import fc from 'fast-check';
 import { forwardsCollide } from '../../src/plan/conflicts.js';
-import type { ResolvedForward } from '../../src/plan/types.js';
+import type { ResolvedForward } from '../../src/model/forward.js';
 import { renderTable } from '../../src/host/nft-script.js';
 import { UserError } from '../../src/errors.js';
 import type { ScratchNetns } from './netns.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compileGlob, globMatches, type Glob, type GlobPart } from '../../src/policy/glob.js';
-import { quote } from '../../src/policy/show.js';
+import { compileGlob, globMatches, type Glob, type GlobPart } from '../../src/model/glob.js';
+import { quote } from '../../src/model/show.js';
 import { globText, hostileText, holds, isOneLine } from './fuzz.js';
 
 describe('globs', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { runHook, qemuOpMayFail, type HookEntry } from '../../src/hooks/entry.js';
 import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
 import { handleNetworkHook } from '../../src/hooks/network-handler.js';
-import { makeContext, type HookContext } from '../../src/hooks/context.js';
+import { makeContext, type HookContext } from '../../src/engine/context.js';
 import { Log } from '../../src/log.js';
 import type { Runner } from '../../src/host/run.js';
 import type { Paths } from '../../src/paths.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseProcNet } from '../../src/host/listening.js';
 import { checkConflicts } from '../../src/plan/conflicts.js';
-import type { ResolvedForward } from '../../src/plan/types.js';
+import type { ResolvedForward } from '../../src/model/forward.js';
 
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0

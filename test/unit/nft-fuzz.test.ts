@@ -3,8 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { forwardElements, renderTable } from '../../src/host/nft-script.js';
-import { bigIntToIp, minimalCidrs, parseCidr, type Cidr, type Family } from '../../src/policy/addr.js';
-import type { ResolvedForward } from '../../src/plan/types.js';
+import { bigIntToIp, minimalCidrs, parseCidr, type Cidr, type Family } from '../../src/model/addr.js';
+import type { ResolvedForward } from '../../src/model/forward.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
 import { MARK, holds, hostileText, nftAccepts, w, withoutCollisions } from './fuzz.js';
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderTable, forwardElements, hairpinElements } from '../../src/host/nft-script.js';
-import type { ResolvedForward } from '../../src/plan/types.js';
+import type { ResolvedForward } from '../../src/model/forward.js';
 import { ROOT } from './helpers.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
 import { mustRun } from '../../src/host/run.js';

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
 import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
-import { makeContext, type HookContext } from '../../src/hooks/context.js';
+import { makeContext, type HookContext } from '../../src/engine/context.js';
 import { acceptComment } from '../../src/host/libvirt-firewall.js';
 import { mustRun } from '../../src/host/run.js';
 import type { Paths } from '../../src/paths.js';

@@ -7,7 +7,7 @@ import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
 import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
 import { handleNetworkHook } from '../../src/hooks/network-handler.js';
-import { makeContext, type HookContext } from '../../src/hooks/context.js';
+import { makeContext, type HookContext } from '../../src/engine/context.js';
 import type { Paths } from '../../src/paths.js';
 import { mustRun } from '../../src/host/run.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';

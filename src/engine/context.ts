@@ -8,7 +8,7 @@ import type { NetworkInfo } from '../xml/network.js';
 import { readLeases, readNetworkStatus, runningDomains, runningUuids, type Lease, type RunningDomain } from '../host/libvirt-status.js';
 import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
 import { errorMessage } from '../errors.js';
-import { rebuildCorrupt } from '../engine/reserve.js';
+import { rebuildCorrupt } from './reserve.js';
 import type { DomainInfo } from '../xml/domain.js';
 
 /** Everything a hook touches outside itself, so tests can point it at temp dirs and a recording runner. */

@@ -1,7 +1,7 @@
-import type { Runner } from './run.js';
-import { mustRun } from './run.js';
-import { renderTable, renderDeleteTable, TABLE } from './nft-script.js';
-import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from './libvirt-firewall.js';
+import type { Runner } from '../host/run.js';
+import { mustRun } from '../host/run.js';
+import { renderTable, renderDeleteTable, TABLE } from '../host/nft-script.js';
+import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { LEDGER_SCHEMA, type Ledger, type VmEntry } from '../state/ledger.js';
 import { entryIsLive } from '../state/liveness.js';
 import { quoted } from '../errors.js';

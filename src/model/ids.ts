@@ -1,0 +1,10 @@
+// Identifier shapes shared by every layer.
+
+/** A libvirt UUID as libvirt prints it (lower case). */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A MAC address, lower case (libvirt's <mac address>). */
+export const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** A template's name (its file name without .yaml): how domains opt in to it. */
+export const TEMPLATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
