@@ -1,10 +1,10 @@
-import type { Ledger } from '../state/ledger.js';
+import { entryForwards, type Ledger } from '../state/ledger.js';
 import { formatRange } from '../model/ports.js';
 import { quoted } from '../errors.js';
 
 /** Rows for `virtwire forwards`: one per forward in the ledger. */
 export function forwardRows(ledger: Ledger): Array<Record<string, string>> {
-  return ledger.listVms().flatMap((e) => e.forwards.map((f) => ({
+  return ledger.listVms().flatMap((e) => entryForwards(e).map((f) => ({
     vm: e.name,
     uuid: e.uuid,
     state: e.state,

@@ -2,7 +2,7 @@ import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
 import { renderTable, renderDeleteTable, TABLE } from '../host/nft-script.js';
 import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
-import { LEDGER_SCHEMA, type Ledger, type VmEntry } from '../state/ledger.js';
+import { LEDGER_SCHEMA, entryForwards, type Ledger, type VmEntry } from '../state/ledger.js';
 import { entryIsLive } from '../state/liveness.js';
 import { quoted } from '../errors.js';
 
@@ -41,7 +41,7 @@ export async function converge(deps: HostDeps): Promise<string[]> {
     entries = entries.filter((x) => entryIsLive(x, running));
   }
   const applied = [...entries.filter((e) => e.state === 'applied'), ...(include ? [include] : [])];
-  const forwards = applied.flatMap((e) => e.forwards);
+  const forwards = applied.flatMap(entryForwards);
   const targets: AcceptTarget[] = await detectTargets(run);
   if (forwards.length > 0) {
     await mustRun(run, ['nft', '-f', '-'], renderTable(forwards, mark));

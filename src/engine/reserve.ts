@@ -4,14 +4,15 @@ import type { DomainInfo } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
 import { loadTemplates } from '../policy/load.js';
 import { loadConfig, type GlobalConfig } from '../policy/config.js';
-import { resolveForwards } from '../plan/resolve.js';
+import { resolveForwards } from './wiring.js';
 import { checkVmLimits, checkHostLimit, totalElements } from '../plan/limits.js';
 import { checkConflicts } from '../plan/conflicts.js';
 import { checkOwnership, reservedAddressesOf, type Lease, type OtherVmView } from '../plan/ownership.js';
 import type { VmPlan } from '../plan/types.js';
 import type { HostSocket } from '../host/listening.js';
 import type { RunningDomain } from '../host/libvirt-status.js';
-import { LEDGER_SCHEMA, NAT_BINDING_VERSION, type Ledger, type VmEntry } from '../state/ledger.js';
+import { LEDGER_SCHEMA, entryForwards, type Ledger, type VmEntry } from '../state/ledger.js';
+import { bindingNamed } from '../bindings/registry.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
 import { errorMessage, quoted } from '../errors.js';
@@ -113,12 +114,12 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
     others.push(e);
   }
   checkOwnership(domain, plan.forwards, otherViews(domain.uuid, src.running, others, src.network), src.leases);
-  checkConflicts(domain.name, plan.forwards, others, src.hostSockets());
-  checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap((e) => e.forwards)), config.limits);
-  return {
-    schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, binding: 'nat',
-    bindingVersion: NAT_BINDING_VERSION, forwards: plan.forwards, updatedAt: new Date().toISOString(),
-  };
+  checkConflicts(domain.name, plan.forwards, others.map((e) => ({ ...e, forwards: entryForwards(e) })), src.hostSockets());
+  checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap(entryForwards)), config.limits);
+  const nics = plan.nics.map((n) => ({
+    ...n, bindingVersion: bindingNamed(n.binding).version, forwards: plan.forwards.filter((f) => f.nic === n.mac),
+  })).filter((n) => n.forwards.length > 0);
+  return { schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, nics, updatedAt: new Date().toISOString() };
 }
 
 /** Other VMs as libvirt's status files and the ledger know them, merged by UUID. */
@@ -134,7 +135,7 @@ function otherViews(self: string, running: readonly RunningDomain[], entries: re
   }
   for (const e of entries) {
     const v = views.get(e.uuid) ?? { uuid: e.uuid, name: e.name, macs: [], addresses: new Map<string, string>() };
-    for (const f of e.forwards) {
+    for (const f of entryForwards(e)) {
       if (!v.macs.includes(f.nic)) v.macs.push(f.nic);
       if (!v.addresses.has(f.guestAddr)) v.addresses.set(f.guestAddr, 'the target of its forwards');
     }

@@ -1,4 +1,5 @@
 import { withLock } from '../state/lock.js';
+import { BINDINGS } from '../bindings/registry.js';
 import { converge } from '../engine/converge.js';
 import { errorMessage, quoted } from '../errors.js';
 import { parseNetwork, type NetworkInfo } from '../xml/network.js';
@@ -24,7 +25,7 @@ export async function handleNetworkHook(ctx: HookContext, argv: string[], readSt
     const running = ctx.runningUuids();
     const done = await withLock(ctx.ledger.lockFile, async () => {
       ctx.log.rotate(); // under the lock: one rotating process at a time
-      const withdrawn = net && net.forwardMode !== 'nat' ? withdrawForwards(ctx, net) : [];
+      const withdrawn = net ? withdrawUnfit(ctx, net) : [];
       return [...withdrawn, ...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
     });
     ctx.log.info(`network ${quoted(argv[0] ?? '')} ${op}: re-asserted; ${done.join('; ')}`);
@@ -44,15 +45,22 @@ function liveNetwork(ctx: HookContext, name: string, stdin: string): NetworkInfo
   return ctx.network(name);
 }
 
-/** Removes every forward into `net` from the ledger (binding nat applies to NAT networks only). Caller holds the lock. */
-function withdrawForwards(ctx: HookContext, net: NetworkInfo): string[] {
+/**
+ * Drops from the ledger every NIC on `net` whose binding no longer fits it
+ * (e.g. a NAT network redefined as isolated): what it gave them is then
+ * removed by the converge that follows. Caller holds the lock.
+ */
+function withdrawUnfit(ctx: HookContext, net: NetworkInfo): string[] {
   const notes: string[] = [];
   for (const e of ctx.ledger.listVms()) {
-    const keep = e.forwards.filter((f) => f.network !== net.name);
-    if (keep.length === e.forwards.length) continue;
-    if (keep.length === 0) ctx.ledger.removeVm(e.uuid);
-    else ctx.ledger.putVm({ ...e, forwards: keep, updatedAt: e.updatedAt });
-    notes.push(`withdrew ${e.forwards.length - keep.length} forward(s) of VM ${quoted(e.name)}: network ${quoted(net.name)} now has forward mode ${quoted(net.forwardMode)}, and binding nat needs a NAT network`);
+    const unfit = e.nics.filter((n) => n.network === net.name && BINDINGS.get(n.binding)?.networkRefusal(net) !== undefined);
+    if (unfit.length === 0) continue;
+    const nics = e.nics.filter((n) => !unfit.includes(n));
+    if (nics.length === 0) ctx.ledger.removeVm(e.uuid);
+    else ctx.ledger.putVm({ ...e, nics });
+    for (const n of unfit) {
+      notes.push(`withdrew ${n.forwards.length} forward(s) of VM ${quoted(e.name)} NIC ${n.mac}: ${BINDINGS.get(n.binding)?.networkRefusal(net)}`);
+    }
   }
   return notes;
 }

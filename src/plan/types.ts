@@ -1,8 +1,16 @@
 import type { ResolvedForward } from '../model/forward.js';
 
-/** The forwards one VM gets. */
+/** A NIC a template wires, and the binding that serves it. */
+export interface PlannedNic {
+  mac: string;
+  binding: string;
+  network?: string;
+}
+
+/** What one VM gets: its wired NICs, and the forwards they hold (each forward names its NIC). */
 export interface VmPlan {
   uuid: string;
   name: string;
+  nics: PlannedNic[];
   forwards: ResolvedForward[];
 }

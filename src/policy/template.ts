@@ -7,12 +7,13 @@ import { parsePortRange, rangeWidth, MAX_FORWARD_RANGE, type PortRange } from '.
 import { compileGlob } from '../model/glob.js';
 import { describe, quote } from '../model/show.js';
 import { YamlFile, didYouMean } from './yaml-doc.js';
+import type { Proto } from '../model/forward.js';
+import { TEMPLATE_NAME } from '../model/ids.js';
 
 export const BINDINGS = ['nat'] as const;
 /** Bindings the architecture plans; named in errors so an admin knows they are coming, not misspelled. */
 const PLANNED_BINDINGS = ['bridge', 'macvtap', 'sriov', 'ovs', 'isolated', 'passt'];
 export type Binding = (typeof BINDINGS)[number];
-export type Proto = 'tcp' | 'udp';
 
 /** One forward as an admin (template) or a VM owner (domain metadata) asked for it. */
 export interface ForwardSpec {
@@ -38,7 +39,6 @@ export interface Template {
   forwards: ForwardSpec[];
 }
 
-export const TEMPLATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const TOP_KEYS = ['description', 'match', 'priority', 'binding', 'address', 'forwards'] as const;
 const MATCH_KEYS = ['domains', 'networks', 'optIn'] as const;

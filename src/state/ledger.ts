@@ -5,8 +5,17 @@ import type { AcceptTarget } from '../model/host.js';
 import { UserError } from '../errors.js';
 import { UUID } from '../model/ids.js';
 
-export const LEDGER_SCHEMA = 1;
-export const NAT_BINDING_VERSION = 1;
+/** 2: one record per NIC. 1 (the port-forward release): one binding per VM, forwards flat; still read. */
+export const LEDGER_SCHEMA = 2;
+
+/** What virtwire applied for one NIC: which binding (and its version) did it, and what the host holds for it. */
+export interface NicEntry {
+  mac: string;
+  binding: string;
+  bindingVersion: number;
+  network?: string;
+  forwards: ResolvedForward[];
+}
 
 /**
  * What virtwire applied (or reserved, between prepare and start) for one VM.
@@ -17,10 +26,24 @@ export interface VmEntry {
   uuid: string;
   name: string;
   state: 'reserved' | 'applied';
-  binding: 'nat';
-  bindingVersion: number;
-  forwards: ResolvedForward[];
+  nics: NicEntry[];
   updatedAt: string;
+}
+
+/** Every forward of a VM, all NICs together. */
+export function entryForwards(e: Pick<VmEntry, 'nics'>): ResolvedForward[] {
+  return e.nics.flatMap((n) => n.forwards);
+}
+
+/** A schema-1 entry (binding and forwards per VM) as a schema-2 one: its forwards grouped by the NIC each names. */
+function fromSchema1(v: { binding?: unknown; bindingVersion?: unknown; forwards: ResolvedForward[] } & Omit<VmEntry, 'nics' | 'schema'>): VmEntry {
+  const nics = new Map<string, NicEntry>();
+  for (const f of v.forwards) {
+    const n = nics.get(f.nic) ?? { mac: f.nic, binding: typeof v.binding === 'string' ? v.binding : 'nat', bindingVersion: typeof v.bindingVersion === 'number' ? v.bindingVersion : 1, network: f.network, forwards: [] };
+    n.forwards.push(f);
+    nics.set(f.nic, n);
+  }
+  return { schema: LEDGER_SCHEMA, uuid: v.uuid, name: v.name, state: v.state, nics: [...nics.values()], updatedAt: v.updatedAt };
 }
 
 /** Host-wide objects virtwire created and shares between VMs. */
@@ -163,7 +186,10 @@ function readEntry(file: string, uuid: string): VmEntry | 'gone' | string {
   } catch {
     return 'not valid JSON';
   }
-  return entryProblem(v, uuid) ?? (v as VmEntry);
+  const problem = entryProblem(v, uuid);
+  if (problem) return problem;
+  const e = v as VmEntry & { forwards?: ResolvedForward[] };
+  return Array.isArray(e.nics) ? e : fromSchema1(e as Parameters<typeof fromSchema1>[0]);
 }
 
 /** Shape check: a ledger file is root's, but a truncated or hand-edited one must not crash a hook. */
@@ -173,7 +199,11 @@ function entryProblem(v: unknown, uuid: string): string | undefined {
   if (e.uuid !== uuid) return 'uuid does not match the file name';
   if (typeof e.name !== 'string') return 'no name';
   if (e.state !== 'reserved' && e.state !== 'applied') return 'bad state';
-  if (!Array.isArray(e.forwards) || !e.forwards.every((f) => typeof f === 'object' && f !== null)) return 'bad forwards';
+  const isObjects = (a: unknown): boolean => Array.isArray(a) && a.every((x) => typeof x === 'object' && x !== null);
+  const old = (v as { forwards?: unknown }).forwards;
+  if (e.nics !== undefined) {
+    if (!isObjects(e.nics) || !e.nics.every((n) => typeof n.mac === 'string' && typeof n.binding === 'string' && isObjects(n.forwards))) return 'bad nics';
+  } else if (!isObjects(old)) return 'bad forwards';
   if (typeof e.updatedAt !== 'string') return 'no updatedAt';
   return undefined;
 }

@@ -1,6 +1,6 @@
 // Issue 9: each refusal and each byte-exactness rule, with its exact message.
 import { describe, expect, it } from 'vitest';
-import { resolveForwards } from '../../src/plan/resolve.js';
+import { resolveForwards } from '../../src/engine/wiring.js';
 import { checkOwnership, reservedAddressesOf, type OtherVmView } from '../../src/plan/ownership.js';
 import { checkVmLimits, checkHostLimit } from '../../src/plan/limits.js';
 import { checkConflicts } from '../../src/plan/conflicts.js';

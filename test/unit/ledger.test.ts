@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ledger } from '../../src/state/ledger.js';
+import { Ledger, entryForwards } from '../../src/state/ledger.js';
 import { withLock } from '../../src/state/lock.js';
 import { tempDir, ROOT } from './helpers.js';
 import { recordFigure } from '../support/figures.js';
@@ -11,7 +11,7 @@ import { recordFigure } from '../support/figures.js';
 describe('ledger', () => {
   it('writes, lists and removes entries; a corrupt file does not crash readers', () => {
     const l = new Ledger(tempDir());
-    const e = { schema: 1, uuid: '6f1f6a0e-0000-4000-8000-000000000001', name: 'vm "1"\n', state: 'reserved' as const, binding: 'nat' as const, bindingVersion: 1, forwards: [], updatedAt: 'now' };
+    const e = { schema: 2, uuid: '6f1f6a0e-0000-4000-8000-000000000001', name: 'vm "1"\n', state: 'reserved' as const, nics: [], updatedAt: 'now' };
     l.putVm(e);
     expect(l.hasVm(e.uuid)).toBe(true);
     expect(l.listVms()).toEqual([e]);
@@ -20,6 +20,22 @@ describe('ledger', () => {
     expect(l.removeVm(e.uuid)).toBe(true);
     expect(l.removeVm(e.uuid)).toBe(false);
     expect(() => l.getVm('../../etc/passwd')).toThrow('invalid uuid');
+  });
+
+  it("reads the port-forward release's entries (schema 1: one binding per VM, forwards flat) as per-NIC entries", () => {
+    const l = new Ledger(tempDir());
+    const uuid = '6f1f6a0e-0000-4000-8000-000000000003';
+    const fwd = (nic: string, port: number) => ({ family: 4, proto: 'tcp', host: { lo: port, hi: port }, guestAddr: '192.168.122.10', guest: { lo: 80, hi: 80 }, from: [], guestSubnet: '192.168.122.0/24', nic, network: 'default', origin: 'x', allowHostConflict: false });
+    const v1 = { schema: 1, uuid, name: 'web-1', state: 'applied', binding: 'nat', bindingVersion: 1, forwards: [fwd('52:54:00:00:00:01', 8080), fwd('52:54:00:00:00:02', 8081), fwd('52:54:00:00:00:01', 8082)], updatedAt: 'then' };
+    mkdirSync(join(l.dir, 'vms'), { recursive: true });
+    writeFileSync(join(l.dir, 'vms', `${uuid}.json`), JSON.stringify(v1));
+    const e = l.getVm(uuid);
+    expect(e?.nics.map((n) => `${n.mac} ${n.binding}/${n.bindingVersion} ${n.network} ${n.forwards.map((f) => f.host.lo).join(',')}`)).toEqual([
+      '52:54:00:00:00:01 nat/1 default 8080,8082',
+      '52:54:00:00:00:02 nat/1 default 8081',
+    ]);
+    expect(entryForwards(e!).map((f) => f.host.lo).sort()).toEqual([8080, 8081, 8082]);
+    expect(l.readVms().corrupt).toEqual([]);
   });
 
   it('serializes concurrent writers across processes (no lost update)', async () => {

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseDomain, METADATA_NS, type DomainInfo } from '../../src/xml/domain.js';
-import { resolveForwards } from '../../src/plan/resolve.js';
+import { resolveForwards } from '../../src/engine/wiring.js';
 import { DEFAULT_CONFIG } from '../../src/policy/config.js';
 import { subnetOf } from '../../src/model/addr.js';
 import type { ResolvedForward } from '../../src/model/forward.js';

@@ -237,7 +237,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await table()).toBe('');
     expect(await forwardRule()).toEqual([]);
     expect(existsSync(entryFile(UUID_A))).toBe(false);
-    expect(readFileSync(paths.logFile, 'utf8')).toContain(`withdrew 2 forward(s) of VM ${quoted(NAME_A)}: network "default" now has forward mode "isolated", and binding nat needs a NAT network`);
+    expect(readFileSync(paths.logFile, 'utf8')).toContain(`withdrew 2 forward(s) of VM ${quoted(NAME_A)} NIC 52:54:00:77:00:10: binding nat needs a NAT network (<forward mode='nat'/>), but network "default" has forward mode "isolated"`);
   });
 
   it('a template error refuses the start with one line naming file:line:column and the fix; nothing is reserved', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { resolveForwards, templatesForNics } from '../../src/plan/resolve.js';
+import { resolveForwards } from '../../src/engine/wiring.js';
+import { templatesForNics } from '../../src/policy/match.js';
 import { parseDomain, METADATA_NS } from '../../src/xml/domain.js';
 import { DEFAULT_CONFIG } from '../../src/policy/config.js';
 import { describeForward } from '../../src/plan/describe.js';

@@ -1,72 +1,31 @@
-import type { DomainInfo, DomainNic } from '../xml/domain.js';
-import { reservedAddress, subnetHolding, type NetworkInfo } from '../xml/network.js';
-import { validateForward, TEMPLATE_NAME, type ForwardSpec, type Template, FORWARD_KEYS } from '../policy/template.js';
-import type { TemplateSet } from '../policy/load.js';
-import type { GlobalConfig } from '../policy/config.js';
-import { globMatches } from '../model/glob.js';
-import { rangeInside, formatRange } from '../model/ports.js';
-import { ipFamily } from '../model/addr.js';
-import { formatProblem } from '../policy/yaml-doc.js';
-import { UserError, quoted, shellWord } from '../errors.js';
-import { canonicalIp } from '../model/addr.js';
-import type { ResolvedForward } from '../model/forward.js';
-import type { VmPlan } from './types.js';
+// binding nat: forwards from host ports to a guest behind libvirt's NAT.
+import type { DomainNic } from '../../xml/domain.js';
+import { reservedAddress, subnetHolding, type NetworkInfo } from '../../xml/network.js';
+import { validateForward, type ForwardSpec, type Template, FORWARD_KEYS } from '../../policy/template.js';
+import { rangeInside, formatRange } from '../../model/ports.js';
+import { canonicalIp, ipFamily } from '../../model/addr.js';
+import type { ResolvedForward } from '../../model/forward.js';
+import { UserError, quoted, shellWord } from '../../errors.js';
+import type { BindingPlanInput } from '../types.js';
 
-export interface ResolveInput {
-  domain: DomainInfo;
-  templates: TemplateSet;
-  config: GlobalConfig;
-  /** Live network by name (status file); undefined if the network is not active. */
-  network: (name: string) => NetworkInfo | undefined;
-  /** The host's own addresses (canonical): a metadata `listen` must be one of them. */
-  hostAddresses: () => readonly string[];
+/**
+ * binding nat forwards into a NAT network only. An isolated or open network
+ * is closed to the outside on purpose, and a routed one's guests are
+ * reachable at their own addresses: an accept for a DNAT there would open
+ * what the admin chose to keep closed, or duplicate what routing gives.
+ */
+export function natNetworkRefusal(net: NetworkInfo): string | undefined {
+  return net.forwardMode === 'nat' ? undefined
+    : `binding nat needs a NAT network (<forward mode='nat'/>), but network ${quoted(net.name)} has forward mode ${quoted(net.forwardMode)}`;
 }
 
-/** Which template wires each NIC, or undefined. Throws on a priority tie. */
-export function templatesForNics(domain: DomainInfo, set: TemplateSet): Map<DomainNic, Template> {
+/**
+ * The forwards of the NICs binding nat wires (and those the domain's own
+ * metadata asks for on them). Pure; throws UserError with the fix.
+ */
+export function planNat(input: BindingPlanInput): ResolvedForward[] {
+  const { domain, wired } = input;
   const vm = quoted(domain.name);
-  for (const wanted of domain.metadata.templates) {
-    if (!TEMPLATE_NAME.test(wanted)) throw new UserError(`VM ${vm}: its metadata opts in to template ${quoted(wanted)}, which is not a valid template name; fix the domain's <metadata>`);
-    const t = set.templates.find((x) => x.name === wanted);
-    if (!t && !set.broken.some((b) => b.name === wanted)) {
-      throw new UserError(`VM ${vm}: its metadata opts in to template ${quoted(wanted)}, but there is no such template; add ${wanted}.yaml to the templates directory or fix the domain's <metadata>`);
-    }
-    if (t && !t.match.optIn) {
-      throw new UserError(`VM ${vm}: its metadata opts in to template "${wanted}", which does not allow opt-in; set "match: {optIn: true}" in ${t.file} or remove the opt-in`);
-    }
-  }
-  const applies = (t: { name: string; domains?: string[]; optIn?: boolean }): boolean =>
-    (t.domains ?? []).some((g) => globMatches(g, domain.name)) || (t.optIn === true && domain.metadata.templates.includes(t.name));
-  const hasNetworkNic = domain.nics.some((n) => n.network);
-  // A broken file that might concern this VM must not be silently skipped: the admin meant it to apply.
-  for (const b of set.broken) {
-    const mayConcern = b.domains === undefined || applies(b) || domain.metadata.templates.includes(b.name);
-    if (mayConcern && hasNetworkNic) {
-      const first = b.problems[0];
-      throw new UserError(`VM ${vm}: template ${b.file} is invalid (${first ? formatProblem(first) : 'unreadable'}); fix it — "virtwire templates check" lists every problem`);
-    }
-  }
-  const out = new Map<DomainNic, Template>();
-  for (const nic of domain.nics) {
-    if (!nic.network) continue;
-    const candidates = set.templates.filter((t) => applies({ name: t.name, domains: t.match.domains, optIn: t.match.optIn })
-      && (!t.match.networks || t.match.networks.includes(nic.network as string)));
-    if (candidates.length === 0) continue;
-    const top = Math.max(...candidates.map((t) => t.priority));
-    const best = candidates.filter((t) => t.priority === top);
-    if (best.length > 1) {
-      throw new UserError(`VM ${vm} NIC ${nic.mac}: templates ${best.map((t) => t.file).join(' and ')} both match with priority ${top}; give one a higher priority`);
-    }
-    out.set(nic, best[0] as Template);
-  }
-  return out;
-}
-
-/** Turns templates + metadata into this VM's resolved forwards. Pure; throws UserError with the fix. */
-export function resolveForwards(input: ResolveInput): VmPlan {
-  const { domain } = input;
-  const vm = quoted(domain.name);
-  const wired = templatesForNics(domain, input.templates);
   const requests: Array<{ nic: DomainNic; spec: ForwardSpec; template?: Template }> = [];
   const usedTemplates = new Set<Template>();
   // A template's forwards go to the first NIC it wins: two NICs cannot both own one host port.
@@ -111,23 +70,18 @@ export function resolveForwards(input: ResolveInput): VmPlan {
   }
   const forwards: ResolvedForward[] = [];
   for (const { nic, spec, template } of requests) forwards.push(...resolveOne(input, nic, spec, template));
-  return { uuid: domain.uuid, name: domain.name, forwards };
+  return forwards;
 }
 
-function resolveOne(input: ResolveInput, nic: DomainNic, spec: ForwardSpec, template: Template | undefined): ResolvedForward[] {
+function resolveOne(input: BindingPlanInput, nic: DomainNic, spec: ForwardSpec, template: Template | undefined): ResolvedForward[] {
   const { domain } = input;
   const netName = nic.network as string;
   const where = `VM ${quoted(domain.name)} NIC ${nic.mac} (network ${quoted(netName)})`;
   const net = input.network(netName);
   const netWord = shellWord(netName, 'NETWORK');
   if (!net) throw new UserError(`${where}: network ${quoted(netName)} is not active, so its address reservations cannot be read; start it (virsh net-start ${netWord})`);
-  // binding nat forwards into a NAT network only. An isolated or open network
-  // is closed to the outside on purpose, and a routed one's guests are
-  // reachable at their own addresses: an accept for a DNAT there would open
-  // what the admin chose to keep closed, or duplicate what routing gives.
-  if (net.forwardMode !== 'nat') {
-    throw new UserError(`${where}: binding nat needs a NAT network (<forward mode='nat'/>), but network ${quoted(netName)} has forward mode ${quoted(net.forwardMode)}; attach the NIC to a NAT network, or limit the template with match.networks`);
-  }
+  const refusal = natNetworkRefusal(net);
+  if (refusal) throw new UserError(`${where}: ${refusal}; attach the NIC to a NAT network, or limit the template with match.networks`);
   const listenFamily = spec.listen ? ipFamily(spec.listen) : undefined;
   const families: Array<4 | 6> = listenFamily ? [listenFamily] : [4, 6];
   const out: ResolvedForward[] = [];

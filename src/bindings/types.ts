@@ -1,0 +1,39 @@
+// The binding interface: how a guest NIC is connected (KubeVirt's word).
+// A binding turns the NICs it wires into a host plan; it never runs a
+// command (drivers in host/ do, driven by the engine).
+import type { DomainInfo, DomainNic } from '../xml/domain.js';
+import type { NetworkInfo } from '../xml/network.js';
+import type { Template } from '../policy/template.js';
+import type { GlobalConfig } from '../policy/config.js';
+import type { ResolvedForward } from '../model/forward.js';
+
+export interface BindingPlanInput {
+  domain: DomainInfo;
+  /** The NICs this binding wires, with the template that won each. Possibly none. */
+  wired: ReadonlyMap<DomainNic, Template>;
+  config: GlobalConfig;
+  /** Live network by name (libvirt's status file); undefined if the network is not active. */
+  network: (name: string) => NetworkInfo | undefined;
+  /** The host's own addresses. */
+  hostAddresses: () => readonly string[];
+}
+
+/** What the host must hold for a binding's NICs while the VM runs. */
+export interface HostPlan {
+  forwards: ResolvedForward[];
+}
+
+export interface Binding {
+  /** The `binding:` value of a template. */
+  readonly name: string;
+  /** Recorded with every ledger NIC entry, so cleanup after an upgrade knows what it is undoing. */
+  readonly version: number;
+  /** Pure: the host plan for the NICs this binding wires. Throws UserError with the fix. */
+  hostPlan(input: BindingPlanInput): HostPlan;
+  /**
+   * Why this binding cannot serve a NIC on this (live) network, or undefined.
+   * Checked at planning, and again by the network hook when a network
+   * (re)starts: NICs it no longer fits lose what the binding gave them.
+   */
+  networkRefusal(net: NetworkInfo): string | undefined;
+}

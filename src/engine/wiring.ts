@@ -1,0 +1,35 @@
+// Desired state for one VM: which template wins each NIC (policy), then each
+// binding's host plan for the NICs it wires. The engine knows no binding.
+import type { DomainInfo } from '../xml/domain.js';
+import type { NetworkInfo } from '../xml/network.js';
+import type { TemplateSet } from '../policy/load.js';
+import type { GlobalConfig } from '../policy/config.js';
+import { templatesForNics } from '../policy/match.js';
+import { BINDINGS } from '../bindings/registry.js';
+import type { ResolvedForward } from '../model/forward.js';
+import type { VmPlan } from '../plan/types.js';
+
+export interface ResolveInput {
+  domain: DomainInfo;
+  templates: TemplateSet;
+  config: GlobalConfig;
+  /** Live network by name (status file); undefined if the network is not active. */
+  network: (name: string) => NetworkInfo | undefined;
+  /** The host's own addresses: a metadata `listen` must be one of them. */
+  hostAddresses: () => readonly string[];
+}
+
+/** Templates + metadata → this VM's plan. Pure; throws UserError with the fix. */
+export function resolveForwards(input: ResolveInput): VmPlan {
+  const { domain } = input;
+  const wired = templatesForNics(domain, input.templates);
+  const forwards: ResolvedForward[] = [];
+  for (const binding of BINDINGS.values()) {
+    // Every binding is asked, with the NICs it wires (maybe none): a domain's
+    // metadata may ask a binding for something even when no NIC is wired.
+    const mine = new Map([...wired].filter(([, t]) => t.binding === binding.name));
+    forwards.push(...binding.hostPlan({ ...input, wired: mine }).forwards);
+  }
+  const nics = [...wired].map(([nic, t]) => ({ mac: nic.mac, binding: t.binding, network: nic.network }));
+  return { uuid: domain.uuid, name: domain.name, nics, forwards };
+}
