@@ -3,7 +3,7 @@
 // command (drivers in host/ do, driven by the engine).
 import type { DomainInfo, DomainNic } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
-import type { Template } from '../policy/template.js';
+import type { Template, BindingSettingsReader } from '../policy/template.js';
 import type { GlobalConfig } from '../policy/config.js';
 import type { ResolvedForward } from '../model/forward.js';
 
@@ -23,7 +23,7 @@ export interface HostPlan {
   forwards: ResolvedForward[];
 }
 
-export interface Binding {
+export interface Binding extends BindingSettingsReader {
   /** The `binding:` value of a template. */
   readonly name: string;
   /** Recorded with every ledger NIC entry, so cleanup after an upgrade knows what it is undoing. */
@@ -36,4 +36,8 @@ export interface Binding {
    * (re)starts: NICs it no longer fits lose what the binding gave them.
    */
   networkRefusal(net: NetworkInfo): string | undefined;
+  /** A few words on a template's settings for `virtwire templates check` ("2 forward(s)"). */
+  summary(settings: unknown): string;
+  /** Things in valid settings an admin should look at (for `templates check`), with where they are written. */
+  warnings(settings: unknown, hostAddresses: readonly string[]): Array<{ where: string; message: string }>;
 }

@@ -6,12 +6,12 @@ import { withLock } from '../state/lock.js';
 import { purgeHost } from '../engine/converge.js';
 import { runCommand, type Runner } from '../host/run.js';
 import { loadTemplates } from '../policy/load.js';
+import { BINDINGS, bindingNamed } from '../bindings/registry.js';
 import { formatProblem } from '../policy/yaml-doc.js';
 import { forwardRows, renderTable } from './forwards.js';
 import { Log } from '../log.js';
 import { UserError, errorMessage, quoted } from '../errors.js';
 import { makeContext, hostInterfaceAddresses } from '../engine/context.js';
-import { canonicalIp, ipFamily } from '../model/addr.js';
 import { hostSockets } from '../host/listening.js';
 import { reconcile } from './reconcile.js';
 import { VERSION } from '../version.js';
@@ -84,14 +84,13 @@ export async function main(
     case 'templates': {
       if (sub !== 'check') throw new UserError(`unknown "templates ${sub ?? ''}": did you mean "virtwire templates check"?`);
       const dir = values.dir ?? paths.templatesDir;
-      const set = loadTemplates(dir);
+      const set = loadTemplates(dir, BINDINGS);
       for (const b of set.broken) for (const p of b.problems) out(`${formatProblem(p)}\n`);
-      const local = new Set(hostInterfaceAddresses().map((a) => (ipFamily(a) ? canonicalIp(a) : a)));
+      const local = hostInterfaceAddresses();
       for (const t of set.templates) {
-        for (const f of t.forwards) {
-          if (f.listen && !local.has(f.listen)) out(`${f.origin}: warning: listen ${f.listen} is not an address of this host now; the forward matches nothing until it is\n`);
-        }
-        out(`ok  ${t.file}: binding ${t.binding}, priority ${t.priority}, ${t.forwards.length} forward(s), domains ${JSON.stringify(t.match.domains)}${t.match.networks ? `, networks ${JSON.stringify(t.match.networks)}` : ''}${t.match.optIn ? ', opt-in allowed' : ''}\n`);
+        const binding = bindingNamed(t.binding);
+        for (const w of binding.warnings(t.settings, local)) out(`${w.where}: warning: ${w.message}\n`);
+        out(`ok  ${t.file}: binding ${t.binding}, priority ${t.priority}, ${binding.summary(t.settings)}, domains ${JSON.stringify(t.match.domains)}${t.match.networks ? `, networks ${JSON.stringify(t.match.networks)}` : ''}${t.match.optIn ? ', opt-in allowed' : ''}\n`);
       }
       if (set.templates.length + set.broken.length === 0) out(`no templates in ${dir}\n`);
       return set.broken.length ? 1 : 0;

@@ -12,7 +12,7 @@ import type { VmPlan } from '../plan/types.js';
 import type { HostSocket } from '../host/listening.js';
 import type { RunningDomain } from '../host/libvirt-status.js';
 import { LEDGER_SCHEMA, entryForwards, type Ledger, type VmEntry } from '../state/ledger.js';
-import { bindingNamed } from '../bindings/registry.js';
+import { BINDINGS, bindingNamed } from '../bindings/registry.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
 import { errorMessage, quoted } from '../errors.js';
@@ -31,7 +31,7 @@ export interface PlanSources {
  * the VM (no template, no metadata): the caller has nothing to do.
  */
 export function planVm(domain: DomainInfo, src: PlanSources): { plan: VmPlan; config: GlobalConfig } | undefined {
-  const templates = loadTemplates(src.paths.templatesDir);
+  const templates = loadTemplates(src.paths.templatesDir, BINDINGS);
   const concerned = templates.templates.length + templates.broken.length > 0
     || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
   if (!concerned) return undefined;

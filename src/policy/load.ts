@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseTemplate, type Template } from './template.js';
+import { parseTemplate, type Template, type BindingCatalog } from './template.js';
 import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
 import { errorMessage } from '../errors.js';
 import type { Problem } from './yaml-doc.js';
@@ -20,7 +20,7 @@ export interface TemplateSet {
 }
 
 /** Loads every *.yaml / *.yml in `dir` (sorted by name). A missing directory is an empty set. */
-export function loadTemplates(dir: string): TemplateSet {
+export function loadTemplates(dir: string, bindings: BindingCatalog): TemplateSet {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n) && !n.startsWith('.')).sort();
@@ -41,7 +41,7 @@ export function loadTemplates(dir: string): TemplateSet {
       set.broken.push({ name, file, problems: [{ file, line: 1, column: 1, message: errorMessage(err) }] });
       continue;
     }
-    const r = parseTemplate(file, text);
+    const r = parseTemplate(file, text, bindings);
     if (r.template) set.templates.push(r.template);
     else set.broken.push({ name, file, problems: r.problems, domains: r.domains, optIn: r.optIn });
   }

@@ -1,32 +1,28 @@
-import { isScalar, type Node } from 'yaml';
-import {
-  parseCidr, parseIp, formatIp, minimalCidrs, cidrIpv4Mapped, ipv4Mapped, isLoopback, isUnspecified, isMulticast, isBroadcast,
-  type Cidr, type Family, type Ip,
-} from '../model/addr.js';
-import { parsePortRange, rangeWidth, MAX_FORWARD_RANGE, type PortRange } from '../model/ports.js';
+import type { Node } from 'yaml';
 import { compileGlob } from '../model/glob.js';
-import { describe, quote } from '../model/show.js';
+import { quote } from '../model/show.js';
 import { YamlFile, didYouMean } from './yaml-doc.js';
-import type { Proto } from '../model/forward.js';
 import { TEMPLATE_NAME } from '../model/ids.js';
 
-export const BINDINGS = ['nat'] as const;
 /** Bindings the architecture plans; named in errors so an admin knows they are coming, not misspelled. */
 const PLANNED_BINDINGS = ['bridge', 'macvtap', 'sriov', 'ovs', 'isolated', 'passt'];
-export type Binding = (typeof BINDINGS)[number];
 
-/** One forward as an admin (template) or a VM owner (domain metadata) asked for it. */
-export interface ForwardSpec {
-  proto: Proto;
-  host: PortRange;
-  guest: PortRange;
-  listen?: string;
-  from: Cidr[];
-  description?: string;
-  allowHostConflict: boolean;
-  /** file:line:column (template) or "domain metadata" — where to look when it conflicts. */
-  origin: string;
+/**
+ * What a binding tells the template parser: the top-level keys it owns and
+ * how to read them. The bindings implement it (src/bindings); the parser
+ * is handed them, so policy never imports a binding.
+ */
+export interface BindingSettingsReader<S = unknown> {
+  readonly name: string;
+  readonly settingsKeys: readonly string[];
+  newSettings(): S;
+  /** Reads one of its keys into `into`, reporting problems on `y` at their node. */
+  readSettingsKey(y: YamlFile, key: string, value: Node | null, into: S): void;
+  /** Checks that need every key read. */
+  finishSettings(y: YamlFile, settings: S): void;
 }
+
+export type BindingCatalog = ReadonlyMap<string, BindingSettingsReader>;
 
 export interface Template {
   name: string;
@@ -34,21 +30,13 @@ export interface Template {
   description?: string;
   match: { domains: string[]; networks?: string[]; optIn: boolean };
   priority: number;
-  binding: Binding;
-  address: { 4?: string; 6?: string };
-  forwards: ForwardSpec[];
+  binding: string;
+  /** The binding's own settings, as its BindingSettingsReader read them. */
+  settings: unknown;
 }
 
-
-const TOP_KEYS = ['description', 'match', 'priority', 'binding', 'address', 'forwards'] as const;
+const GENERIC_KEYS = ['description', 'match', 'priority', 'binding'] as const;
 const MATCH_KEYS = ['domains', 'networks', 'optIn'] as const;
-export const FORWARD_KEYS = ['proto', 'host', 'guest', 'listen', 'from', 'description', 'allowHostConflict'] as const;
-/**
- * Most nft map elements one forward may make (host ports × sources): a
- * forward is one element per port and source, and the whole table is
- * replaced at every change, so a huge one would slow every VM's start.
- */
-export const MAX_FORWARD_ELEMENTS = 16384;
 
 /** Template name from its file name: `/etc/virtwire/templates/web.yaml` → `web`. */
 export function templateNameOf(file: string): string {
@@ -60,20 +48,30 @@ export function templateNameOf(file: string): string {
  * and, when `match.domains` itself was valid, the globs — so a broken file can
  * still be ruled out for VMs it clearly does not concern.
  */
-export function parseTemplate(file: string, text: string): { template?: Template; domains?: string[]; optIn?: boolean; problems: YamlFile['problems'] } {
+export function parseTemplate(file: string, text: string, bindings: BindingCatalog): { template?: Template; domains?: string[]; optIn?: boolean; problems: YamlFile['problems'] } {
   const y = new YamlFile(file, text);
   const name = templateNameOf(file);
   if (!TEMPLATE_NAME.test(name)) {
     y.report(null, `file name ${quote(name)} is not a valid template name: use letters, digits, ".", "_" and "-" (it is how domains opt in)`);
   }
   if (y.problems.length) return { problems: y.problems };
-  const t: Partial<Template> & { address: Template['address']; forwards: ForwardSpec[] } = {
-    name, file, priority: 0, address: {}, forwards: [],
+  const t: Partial<Template> = { name, file, priority: 0 };
+  const entries = y.entries(y.root, 'a template');
+  // The binding decides which other keys are allowed: look it up first. With
+  // no valid binding, a key only one binding owns is still read by it, so its
+  // problems are reported too.
+  const declared = y.scalar(entries.find(([k]) => k === 'binding')?.[2] ?? null);
+  const chosen = typeof declared === 'string' ? bindings.get(declared) : undefined;
+  const readerFor = (key: string): BindingSettingsReader | undefined => {
+    if (chosen) return chosen.settingsKeys.includes(key) ? chosen : undefined;
+    const owners = [...bindings.values()].filter((b) => b.settingsKeys.includes(key));
+    return owners.length === 1 ? owners[0] : undefined;
   };
-  const forwardNodes: Node[] = [];
+  const settings = new Map<BindingSettingsReader, unknown>();
+  const allKeys = [...GENERIC_KEYS, ...new Set([...bindings.values()].flatMap((b) => b.settingsKeys))];
   let domainsOk = true;
   let sawBinding = false;
-  for (const [key, keyNode, value] of y.entries(y.root, 'a template')) {
+  for (const [key, keyNode, value] of entries) {
     switch (key) {
       case 'description': t.description = readString(y, value, 'description'); break;
       case 'priority': {
@@ -86,10 +84,11 @@ export function parseTemplate(file: string, text: string): { template?: Template
       case 'binding': {
         sawBinding = true;
         const v = y.scalar(value);
-        if (typeof v === 'string' && (BINDINGS as readonly string[]).includes(v)) t.binding = v as Binding;
+        const supported = [...bindings.keys()].join(', ');
+        if (typeof v === 'string' && bindings.has(v)) t.binding = v;
         else if (typeof v === 'string' && PLANNED_BINDINGS.includes(v)) {
-          y.report(value, `binding "${v}" is not supported by this version of virtwire yet; supported: ${BINDINGS.join(', ')}`);
-        } else y.report(value, `binding must be one of: ${BINDINGS.join(', ')}; found ${y.kindOf(value)}`);
+          y.report(value, `binding "${v}" is not supported by this version of virtwire yet; supported: ${supported}`);
+        } else y.report(value, `binding must be one of: ${supported}; found ${y.kindOf(value)}`);
         break;
       }
       case 'match': {
@@ -98,23 +97,27 @@ export function parseTemplate(file: string, text: string): { template?: Template
         domainsOk = !y.problems.slice(before).some((p) => p.message.startsWith('match.domains'));
         break;
       }
-      case 'address': readAddresses(y, value, t.address); break;
-      case 'forwards':
-        for (const item of y.items(value, 'forwards')) {
-          const f = readForward(y, item, 'forwards[]');
-          if (f) { t.forwards.push(f); forwardNodes.push(item); }
+      default: {
+        const reader = readerFor(key);
+        if (reader) {
+          if (!settings.has(reader)) settings.set(reader, reader.newSettings());
+          reader.readSettingsKey(y, key, value, settings.get(reader));
+        } else if (chosen && allKeys.includes(key)) {
+          y.report(keyNode, `key ${quote(key)} is not a setting of binding ${chosen.name}; its settings: ${chosen.settingsKeys.join(', ') || 'none'}`);
+        } else {
+          const allowed = chosen ? [...GENERIC_KEYS, ...chosen.settingsKeys] : allKeys;
+          y.report(keyNode, `unknown key ${quote(key)}${didYouMean(key, allKeys)}; allowed: ${allowed.join(', ')}`);
         }
-        break;
-      default:
-        y.report(keyNode, `unknown key ${quote(key)}${didYouMean(key, TOP_KEYS)}; allowed: ${TOP_KEYS.join(', ')}`);
+      }
     }
   }
+  for (const [reader, s] of settings) reader.finishSettings(y, s);
+  if (chosen) t.settings = settings.get(chosen) ?? chosen.newSettings();
   if (!sawBinding) y.report(y.root, 'binding is required (binding: nat)');
   if (!t.match) y.report(y.root, 'match is required: say which domains this template applies to (match: {domains: ["web-*"]})');
   else if (domainsOk && t.match.domains.length === 0 && !t.match.optIn) {
     y.report(y.root, 'match.domains is empty and match.optIn is not true: this template can never apply; add a glob or set optIn: true');
   }
-  checkForwardOverlaps(y, t.forwards, forwardNodes);
   const domains = domainsOk ? t.match?.domains : undefined;
   const optIn = t.match?.optIn;
   if (y.problems.length) return { domains, optIn, problems: y.problems };
@@ -161,171 +164,3 @@ function globProblem(glob: string): string | undefined {
   const g = compileGlob(glob);
   return typeof g === 'string' ? g : undefined;
 }
-
-function readAddresses(y: YamlFile, node: Node | null, into: Template['address']): void {
-  const nodes = isScalar(y.deref(node)) ? [node as Node] : y.items(node, 'address');
-  for (const n of nodes) {
-    const v = y.scalar(n);
-    if (typeof v !== 'string') {
-      y.report(n, `address must be an IPv4 or IPv6 address of the guest (e.g. 192.168.122.10), found ${y.kindOf(n)}`);
-      continue;
-    }
-    const ip = parseIp(v);
-    const problem = typeof ip === 'string' ? ip : guestAddressProblem(ip, v);
-    if (typeof ip === 'string' || problem) { y.report(n, `address: ${problem}`); continue; }
-    if (into[ip.family]) { y.report(n, `address lists two IPv${ip.family} addresses; give at most one per family`); continue; }
-    into[ip.family] = formatIp(ip);
-  }
-}
-
-/** What kind of special address `ip` is, for messages; undefined for an ordinary unicast address. */
-function specialKind(ip: Ip): string | undefined {
-  if (isLoopback(ip)) return 'a loopback address';
-  if (isUnspecified(ip)) return 'the unspecified address';
-  if (isMulticast(ip)) return 'a multicast address';
-  if (isBroadcast(ip)) return 'the broadcast address';
-  if (ipv4Mapped(ip)) return 'an IPv4-mapped IPv6 address';
-  return undefined;
-}
-
-/** Why a guest address (template `address:`) cannot be forwarded to, or undefined. */
-function guestAddressProblem(ip: Ip, text: string): string | undefined {
-  const v4 = ipv4Mapped(ip);
-  if (v4 && !isLoopback(ip)) return `${quote(text)} is an IPv4-mapped IPv6 address; write the guest's IPv4 address as ${v4}`;
-  const kind = specialKind(ip);
-  return kind && `${quote(text)} is ${kind}, not a guest's; give the guest's address in its libvirt network (e.g. 192.168.122.10)`;
-}
-
-/** Why a host address cannot be a forward's `listen`, or undefined. */
-function listenProblem(ip: Ip, text: string): string | undefined {
-  if (isLoopback(ip)) return 'loopback addresses cannot be forwarded (the kernel does not route them to a guest); use a host address';
-  if (isUnspecified(ip)) return `${quote(text)} is the unspecified address, not one a connection is made to; omit listen to mean every host address`;
-  if (isMulticast(ip) || isBroadcast(ip)) return `${quote(text)} is ${specialKind(ip)}, never the destination of a connection; use one of the host's own addresses`;
-  const v4 = ipv4Mapped(ip);
-  if (v4) return `${quote(text)} is an IPv4-mapped IPv6 address, which IPv6 rules never see (IPv4 packets stay IPv4); use ${v4}`;
-  return undefined;
-}
-
-export type ForwardKey = (typeof FORWARD_KEYS)[number];
-export type RawForward = Partial<Record<ForwardKey, unknown>>;
-
-/** Reads one forward from YAML, reporting at the offending node. */
-export function readForward(y: YamlFile, node: Node, what: string): ForwardSpec | undefined {
-  const raw: RawForward = {};
-  const nodes: Partial<Record<ForwardKey, Node | null>> = {};
-  let bad = false;
-  for (const [key, keyNode, value] of y.entries(node, 'a forward')) {
-    if (!(FORWARD_KEYS as readonly string[]).includes(key)) {
-      y.report(keyNode, `unknown key ${quote(key)} in a forward${didYouMean(key, FORWARD_KEYS)}; allowed: ${FORWARD_KEYS.join(', ')}`);
-      bad = true;
-      continue;
-    }
-    const k = key as ForwardKey;
-    nodes[k] = value;
-    raw[k] = y.value(value);
-  }
-  if (bad) return undefined;
-  return validateForward(raw, y.where(node), (key, message) => {
-    y.report(key ? nodes[key] ?? node : node, key ? message : `${what}: ${message}`);
-  });
-}
-
-type Report = (key: ForwardKey | null, message: string) => void;
-
-/**
- * Validates a forward's fields, whatever they were written in (template YAML
- * or domain metadata XML). `fail` gets the field at fault (or null) and a message.
- */
-export function validateForward(raw: RawForward, origin: string, fail: Report): ForwardSpec | undefined {
-  let ok = true;
-  const report: Report = (key, message) => { ok = false; fail(key, message); };
-  const proto = readProto(raw.proto, report);
-  const host = readHostPorts(raw.host, report);
-  const guest = raw.guest === undefined ? host : readGuestPorts(raw.guest, host, report);
-  const listen = raw.listen === undefined ? undefined : readListen(raw.listen, report);
-  const from = raw.from === undefined ? [] : readFrom(raw.from, listen, report);
-  if (host) checkElementCount(host, from, report);
-  const description = readOptional(raw, 'description', 'string', 'text', report);
-  const allowHostConflict = readOptional(raw, 'allowHostConflict', 'boolean', 'true or false', report) ?? false;
-  if (!ok || !proto || !host || !guest) return undefined;
-  return { proto, host, guest, listen: listen && formatIp(listen), from, description, allowHostConflict, origin };
-}
-
-function readProto(proto: unknown, report: Report): Proto | undefined {
-  if (proto === 'tcp' || proto === 'udp') return proto;
-  if (proto === undefined) report(null, 'proto is required (tcp or udp)');
-  else report('proto', `proto must be tcp or udp, found ${describe(proto)}`);
-  return undefined;
-}
-
-function readHostPorts(value: unknown, report: Report): PortRange | undefined {
-  if (value === undefined) { report(null, 'host is required (a port like 8080 or a range like "8000-8010")'); return undefined; }
-  const r = parsePortRange(value);
-  if (typeof r === 'string') report('host', `host: ${r}`);
-  else if (rangeWidth(r) > MAX_FORWARD_RANGE) report('host', `host: a range may span at most ${MAX_FORWARD_RANGE} ports, found ${rangeWidth(r)}`);
-  else return r;
-  return undefined;
-}
-
-function readGuestPorts(value: unknown, host: PortRange | undefined, report: Report): PortRange | undefined {
-  const r = parsePortRange(value);
-  if (typeof r === 'string') report('guest', `guest: ${r}`);
-  else if (host && rangeWidth(r) !== rangeWidth(host)) {
-    report('guest', `guest: a range must be as long as the host range (${rangeWidth(host)} ports), found ${rangeWidth(r)}`);
-  } else return r;
-  return undefined;
-}
-
-function readListen(value: unknown, report: Report): Ip | undefined {
-  if (typeof value !== 'string') { report('listen', `listen must be one host IP address (e.g. 203.0.113.1), found ${describe(value)}`); return undefined; }
-  const ip = parseIp(value);
-  const problem = typeof ip === 'string' ? ip : listenProblem(ip, value);
-  if (problem) report('listen', `listen: ${problem}`);
-  return typeof ip === 'string' || problem ? undefined : ip;
-}
-
-/** The source allow-list, minimal (nft refuses overlapping elements). */
-function readFrom(value: unknown, listen: Ip | undefined, report: Report): Cidr[] {
-  const list = Array.isArray(value) ? value : [value];
-  if (list.length === 0) report('from', 'from: an empty allow-list would admit nobody; remove "from" to admit every source');
-  const from: Cidr[] = [];
-  for (const v of list) {
-    const c = typeof v === 'string' ? parseCidr(v) : `expected a CIDR like 198.51.100.0/24, found ${describe(v)}`;
-    const mapped = typeof c === 'string' ? undefined : cidrIpv4Mapped(c);
-    if (typeof c === 'string') report('from', `from: ${c}`);
-    else if (mapped) report('from', `from: ${quote(v as string)} is an IPv4-mapped IPv6 range, which IPv6 rules never see (IPv4 packets stay IPv4); use ${mapped}`);
-    else if (listen && c.family !== listen.family) report('from', `from: ${c.text} is IPv${c.family} but listen ${formatIp(listen)} is IPv${listen.family}`);
-    else from.push(c);
-  }
-  return minimalCidrs(from);
-}
-
-function checkElementCount(host: PortRange, from: readonly Cidr[], report: Report): void {
-  const n = rangeWidth(host) * Math.max(1, from.length);
-  if (n <= MAX_FORWARD_ELEMENTS) return;
-  report('from', `from: ${from.length} sources for ${rangeWidth(host)} host ports make ${n} nft map elements, more than the ${MAX_FORWARD_ELEMENTS} a forward may have; use fewer, wider CIDRs or a shorter port range`);
-}
-
-/** An optional field of one JS type; undefined when absent or wrong (reported). */
-function readOptional<T extends 'string' | 'boolean'>(raw: RawForward, key: 'description' | 'allowHostConflict', type: T, what: string, report: Report): (T extends 'string' ? string : boolean) | undefined {
-  const v = raw[key];
-  if (v === undefined) return undefined;
-  if (typeof v === type) return v as T extends 'string' ? string : boolean;
-  report(key, `${key} must be ${what}, found ${describe(v)}`);
-  return undefined;
-}
-
-/** Two forwards of one template must not claim the same proto + host port on overlapping listen addresses. */
-function checkForwardOverlaps(y: YamlFile, forwards: ForwardSpec[], nodes: Node[]): void {
-  for (let i = 0; i < forwards.length; i++) {
-    for (let j = i + 1; j < forwards.length; j++) {
-      const a = forwards[i] as ForwardSpec;
-      const b = forwards[j] as ForwardSpec;
-      if (a.proto !== b.proto || a.host.lo > b.host.hi || b.host.lo > a.host.hi) continue;
-      if (a.listen && b.listen && a.listen !== b.listen) continue;
-      y.report(nodes[j], `forward ${b.proto} ${b.host.lo} overlaps the forward at ${a.origin}; merge them or use different host ports`);
-    }
-  }
-}
-
-export type { Family };

@@ -7,6 +7,7 @@ import { parseNetwork, type NetworkInfo } from '../../src/xml/network.js';
 import { parseTemplate, type Template } from '../../src/policy/template.js';
 import type { TemplateSet } from '../../src/policy/load.js';
 import type { Paths } from '../../src/paths.js';
+import { BINDINGS } from '../../src/bindings/registry.js';
 
 /** The repository root (import.meta.dirname needs Node 20.11; Debian 12 has 18). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -48,7 +49,7 @@ export function writeFiles(dir: string, files: Record<string, string>): string {
 
 /** Parses a template that must be valid. */
 export function template(name: string, yaml: string): Template {
-  const r = parseTemplate(`/etc/virtwire/templates/${name}.yaml`, yaml);
+  const r = parseTemplate(`/etc/virtwire/templates/${name}.yaml`, yaml, BINDINGS);
   if (!r.template) throw new Error(r.problems.map((p) => p.message).join('; '));
   return r.template;
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import AjvModule from 'ajv';
 import { parse } from 'yaml';
 import { parseTemplate } from '../../src/policy/template.js';
+import { BINDINGS } from '../../src/bindings/registry.js';
 
 const schema = JSON.parse(readFileSync(join(ROOT, 'templates', 'schema', 'template.schema.json'), 'utf8'));
 // ajv is CommonJS: its class is the default export's .default under NodeNext.
@@ -33,7 +34,7 @@ describe('template JSON Schema', () => {
     'match: {domains: [a]}\nbinding: nat\naddress: "fd00:77::10%virbr0"\n',
     'match: {domains: [a]}\nbinding: nat\naddress: ["192.168.122.10", "fd00:77::10%virbr0"]\n',
   ])('rejects what the validator rejects: %s', (yaml) => {
-    expect(parseTemplate('/t/x.yaml', yaml).template).toBeUndefined();
+    expect(parseTemplate('/t/x.yaml', yaml, BINDINGS).template).toBeUndefined();
     expect(validate(parse(yaml))).toBe(false);
   });
 });

@@ -16,6 +16,7 @@ import { quoted } from '../../src/errors.js';
 import { defaultNetwork, domainXml } from './helpers.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
 import { addressText, cidrText, globText, holds, hostileNumber, hostileText, isOneLine, nftAccepts, userErrorOf, w } from './fuzz.js';
+import { BINDINGS } from '../../src/bindings/registry.js';
 
 const FILE = '/etc/virtwire/templates/fuzz.yaml';
 const NET = defaultNetwork();
@@ -129,7 +130,7 @@ const yamlishText = fc.array(fc.oneof(w(6, fc.constantFrom(...YAML_BITS)), w(1, 
 
 /** The checks every parse must pass; returns the template when it validated. */
 function parsesCleanly(text: string): Template | undefined {
-  const r = parseTemplate(FILE, text);
+  const r = parseTemplate(FILE, text, BINDINGS);
   const lines = text.split(/\r\n|\r|\n/).length;
   for (const p of r.problems) {
     expect(p.file).toBe(FILE);
@@ -206,8 +207,8 @@ describe('template parsing properties', () => {
 
   it('validates a fair share of the structured templates (the generator reaches the end of the pipeline)', () => {
     const sample = fc.sample(templateText, { seed: 1, numRuns: 300 });
-    const valid = sample.filter((text) => parseTemplate(FILE, text).template);
+    const valid = sample.filter((text) => parseTemplate(FILE, text, BINDINGS).template);
     expect(valid.length).toBeGreaterThan(60);
-    expect(valid.filter((text) => resolved(parseTemplate(FILE, text).template as Template).length > 0).length).toBeGreaterThan(50);
+    expect(valid.filter((text) => resolved(parseTemplate(FILE, text, BINDINGS).template as Template).length > 0).length).toBeGreaterThan(50);
   });
 });

@@ -2,13 +2,17 @@ import { ROOT, tempDir, writeFiles } from './helpers.js';
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseTemplate } from '../../src/policy/template.js';
+import { parseTemplate, type BindingSettingsReader } from '../../src/policy/template.js';
+import type { YamlFile } from '../../src/policy/yaml-doc.js';
+import type { Node } from 'yaml';
 import { formatProblem } from '../../src/policy/yaml-doc.js';
 import { main } from '../../src/cli/main.js';
 import { DEFAULT_PATHS } from '../../src/paths.js';
+import { BINDINGS } from '../../src/bindings/registry.js';
+import { natSettings } from '../../src/bindings/nat/settings.js';
 
 const FILE = '/etc/virtwire/templates/web.yaml';
-const problems = (yaml: string, file = FILE): string[] => parseTemplate(file, yaml).problems.map(formatProblem);
+const problems = (yaml: string, file = FILE): string[] => parseTemplate(file, yaml, BINDINGS).problems.map(formatProblem);
 
 describe('template validation', () => {
   it('accepts the contract shape from the issue, with defaults filled in', () => {
@@ -27,16 +31,16 @@ forwards:
     description: web
   - proto: udp
     host: "8000-8010"
-`);
+`, BINDINGS);
     expect(r.problems).toEqual([]);
     const t = r.template!;
     expect(t.name).toBe('web');
     expect(t.priority).toBe(50);
     expect(t.match).toEqual({ domains: ['web-*'], networks: ['default'], optIn: false });
-    expect(t.forwards[0]).toMatchObject({ proto: 'tcp', host: { lo: 8080, hi: 8080 }, guest: { lo: 80, hi: 80 }, listen: '203.0.113.1', allowHostConflict: false });
-    expect(t.forwards[0]!.from.map((c) => c.text)).toEqual(['198.51.100.0/24']);
-    expect(t.forwards[0]!.origin).toBe(`${FILE}:8:5`);
-    expect(t.forwards[1]).toMatchObject({ proto: 'udp', host: { lo: 8000, hi: 8010 }, guest: { lo: 8000, hi: 8010 } });
+    expect(natSettings(t).forwards[0]).toMatchObject({ proto: 'tcp', host: { lo: 8080, hi: 8080 }, guest: { lo: 80, hi: 80 }, listen: '203.0.113.1', allowHostConflict: false });
+    expect(natSettings(t).forwards[0]!.from.map((c) => c.text)).toEqual(['198.51.100.0/24']);
+    expect(natSettings(t).forwards[0]!.origin).toBe(`${FILE}:8:5`);
+    expect(natSettings(t).forwards[1]).toMatchObject({ proto: 'udp', host: { lo: 8000, hi: 8010 }, guest: { lo: 8000, hi: 8010 } });
   });
 
   it('accepts every shipped example template', () => {
@@ -81,7 +85,7 @@ forwards:
   });
 
   it('still reports which domains a broken template was meant for', () => {
-    const r = parseTemplate(FILE, 'match: {domains: ["web-*"]}\nbinding: nat\nforwards: [{proto: tcp}]\n');
+    const r = parseTemplate(FILE, 'match: {domains: ["web-*"]}\nbinding: nat\nforwards: [{proto: tcp}]\n', BINDINGS);
     expect(r.template).toBeUndefined();
     expect(r.domains).toEqual(['web-*']);
   });
@@ -147,9 +151,9 @@ describe('values that used to crash or mislead', () => {
   });
 
   it('follows YAML aliases instead of calling them unsupported values', () => {
-    const r = parseTemplate(FILE, 'match: &m {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - &f {proto: tcp, host: 80, from: &src ["198.51.100.0/24"]}\n  - {proto: udp, host: 81, from: *src}\n');
+    const r = parseTemplate(FILE, 'match: &m {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - &f {proto: tcp, host: 80, from: &src ["198.51.100.0/24"]}\n  - {proto: udp, host: 81, from: *src}\n', BINDINGS);
     expect(r.problems).toEqual([]);
-    expect(r.template!.forwards.map((f) => f.from.map((c) => c.text))).toEqual([['198.51.100.0/24'], ['198.51.100.0/24']]);
+    expect(natSettings(r.template!).forwards.map((f) => f.from.map((c) => c.text))).toEqual([['198.51.100.0/24'], ['198.51.100.0/24']]);
   });
 
   it('cuts long values in messages and says how long they were', () => {
@@ -182,6 +186,40 @@ describe('virtwire templates check', () => {
       // 2001:db8::1 (documentation range) is not an address of this machine.
       'good.yaml:3:12: warning: listen 2001:db8::1 is not an address of this host now; the forward matches nothing until it is',
       expect.stringMatching(/^ok {2}.*good\.yaml: binding nat, priority 0, 1 forward\(s\), domains \["web-\[0-9\]\*"\]$/),
+    ]);
+  });
+});
+
+describe('binding settings are the binding\'s', () => {
+  // A second binding beside nat, as the parser sees bindings: the keys it owns and how to read them.
+  const bridgeLike = {
+    name: 'bridgeish', settingsKeys: ['bridge'], newSettings: () => ({ names: [] as string[] }),
+    readSettingsKey: (y: YamlFile, _key: string, value: Node | null, into: { names: string[] }) => {
+      const v = y.scalar(value);
+      if (typeof v === 'string') into.names.push(v); else y.report(value, 'bridge must be text');
+    },
+    finishSettings: () => {},
+  };
+  const catalog = new Map<string, BindingSettingsReader>([...BINDINGS, ['bridgeish', bridgeLike as BindingSettingsReader]]);
+  const parse = (yaml: string) => parseTemplate(FILE, yaml, catalog);
+
+  it('reads the keys of the chosen binding into its settings', () => {
+    expect(parse('match: {domains: ["*"]}\nbinding: bridgeish\nbridge: br0\n').template?.settings).toEqual({ names: ['br0'] });
+  });
+
+  it("refuses another binding's key with one line naming the binding's own keys", () => {
+    expect(parse('match: {domains: ["*"]}\nbinding: bridgeish\nforwards: []\n').problems.map(formatProblem)).toEqual([
+      `${FILE}:3:1: key "forwards" is not a setting of binding bridgeish; its settings: bridge`,
+    ]);
+    expect(parse('match: {domains: ["*"]}\nbinding: nat\nbridge: br0\n').problems.map(formatProblem)).toEqual([
+      `${FILE}:3:1: key "bridge" is not a setting of binding nat; its settings: address, forwards`,
+    ]);
+  });
+
+  it('with no valid binding, still reports the problems of a key only one binding owns', () => {
+    expect(parse('match: {domains: ["*"]}\nbinding: nope\nbridge: [x]\n').problems.map(formatProblem)).toEqual([
+      `${FILE}:2:10: binding must be one of: nat, bridgeish; found string "nope"`,
+      `${FILE}:3:9: bridge must be text`,
     ]);
   });
 });

@@ -8,6 +8,7 @@ import { readTrustedFile, MAX_POLICY_FILE_BYTES } from '../../src/policy/trust.j
 import { loadConfig, DEFAULT_CONFIG } from '../../src/policy/config.js';
 import { loadTemplates } from '../../src/policy/load.js';
 import { tempDir } from './helpers.js';
+import { BINDINGS } from '../../src/bindings/registry.js';
 
 const isRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -153,7 +154,7 @@ describe.skipIf(!isRoot)('readTrustedFile (as root)', () => {
     execFileSync('mkfifo', [join(d, 'fifo.yaml')]);
     symlinkSync('/dev/zero', join(d, 'zero.yaml'));
     mkdirSync(join(d, 'dir.yaml'));
-    const set = loadTemplates(d);
+    const set = loadTemplates(d, BINDINGS);
     expect(set.templates.map((t) => t.name)).toEqual(['web']);
     expect(set.broken.map((b) => [b.name, b.problems[0]?.message])).toEqual([
       ['dir', `${join(d, 'dir.yaml')} is a directory, not a regular file; ${REGULAR_ONLY}`],

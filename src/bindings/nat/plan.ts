@@ -1,7 +1,8 @@
 // binding nat: forwards from host ports to a guest behind libvirt's NAT.
 import type { DomainNic } from '../../xml/domain.js';
 import { reservedAddress, subnetHolding, type NetworkInfo } from '../../xml/network.js';
-import { validateForward, type ForwardSpec, type Template, FORWARD_KEYS } from '../../policy/template.js';
+import type { Template } from '../../policy/template.js';
+import { validateForward, natSettings, type ForwardSpec, FORWARD_KEYS } from './settings.js';
 import { rangeInside, formatRange } from '../../model/ports.js';
 import { canonicalIp, ipFamily } from '../../model/addr.js';
 import type { ResolvedForward } from '../../model/forward.js';
@@ -32,7 +33,7 @@ export function planNat(input: BindingPlanInput): ResolvedForward[] {
   for (const [nic, t] of wired) {
     if (usedTemplates.has(t)) continue;
     usedTemplates.add(t);
-    for (const spec of t.forwards) requests.push({ nic, spec, template: t });
+    for (const spec of natSettings(t).forwards) requests.push({ nic, spec, template: t });
   }
   const metaLimit = input.config.limits.metadataForwardsPerVm;
   if (domain.metadata.forwards.length > metaLimit) {
@@ -89,7 +90,7 @@ function resolveOne(input: BindingPlanInput, nic: DomainNic, spec: ForwardSpec, 
     const from = spec.from.filter((c) => c.family === family).map((c) => c.text);
     // An allow-list naming only the other family admits nobody on this one: no forward.
     if (spec.from.length > 0 && from.length === 0) continue;
-    const fixed = template?.address[family];
+    const fixed = template && natSettings(template).address[family];
     const reserved = fixed ? undefined : reservedAddress(net, family, nic.mac, domain.name);
     const guestAddr = fixed ?? reserved?.ip;
     if (!guestAddr) {
