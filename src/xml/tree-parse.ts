@@ -271,6 +271,15 @@ class Parser {
       if (prefix === '' || prefix === 'xml' || prefix === 'xmlns') continue;
       if (el.lookupNamespace(prefix) === null) this.fail(`namespace prefix ${JSON.stringify(prefix)} is not declared`, start);
     }
+    const expanded = new Set<string>();
+    for (const a of attrs) {
+      const i = a.name.indexOf(':');
+      const prefix = i === -1 ? '' : a.name.slice(0, i);
+      if (prefix === '' || prefix === 'xmlns') continue;
+      const key = `{${el.lookupNamespace(prefix)}}${a.name.slice(i + 1)}`;
+      if (expanded.has(key)) this.fail(`attribute ${a.name} appears twice (same namespace and name)`, start);
+      expanded.add(key);
+    }
     return el;
   }
 }

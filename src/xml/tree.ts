@@ -413,7 +413,10 @@ export class XElement {
     if (!p) throw new Error(`remove: <${this.name}> is the root element`);
     const i = p.kids.indexOf(this);
     const before = p.kids[i - 1];
-    const start = before instanceof XText && before.isWhitespace ? i - 1 : i;
+    const after = p.kids[i + 1];
+    // Its indentation goes only when nothing follows it on its line (else `<b/><c/>` would pull <c/> up).
+    const alone = after === undefined || (after instanceof XText && after.isWhitespace);
+    const start = alone && before instanceof XText && before.isWhitespace ? i - 1 : i;
     p.spliceKids(start, i - start + 1, []);
     this.parent = null;
     if (p.kids.every((k) => k instanceof XText && k.isWhitespace)) p.setKids([]);

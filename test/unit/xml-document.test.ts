@@ -50,6 +50,7 @@ describe('parse: well-formed XML only, with line and column', () => {
     ["<a x='1'y='2'/>", 'expected whitespace', 1, 9],
     ['<a>]]></a>', "']]>' in text", 1, 4],
     ['<a:b:c/>', 'not a valid element name', 1, 2],
+    ["<a xmlns:p='urn:x' xmlns:q='urn:x' p:k='1' q:k='2'/>", 'same namespace and name', 1, 1],
   ])('%j → %s', (xml, message, line, column) => {
     const e = syntaxError(xml);
     expect(e.message).toContain(message);
@@ -281,6 +282,9 @@ describe('removing and replacing', () => {
     d.find('a/e/f')?.remove();
     expect(String(d)).toBe('<a>\n  <b/>\n  <!-- c -->\n  <e/>\n</a>');
     expect(() => d.root.remove()).toThrow(/root/);
+    const inline = doc('<a>\n  <b/><c/>\n</a>');
+    inline.find('a/b')?.remove();
+    expect(String(inline)).toBe('<a>\n  <c/>\n</a>');
   });
 
   it('replaceWith() keeps the place and indentation, and is a no-op when equal', () => {
@@ -313,6 +317,44 @@ describe('removing and replacing', () => {
     d.root.upsertElement("host[@mac='52:54:00:00:00:01']", spec);
     expect(String(d)).toBe(once);
     expect(once).toBe("<dhcp>\n  <range start='a' end='b'/>\n  <host mac='52:54:00:00:00:01' ip='10.0.0.2'/>\n</dhcp>");
+  });
+});
+
+/** Whether `after` is `before` with one run of text inserted, nothing else changed. */
+function isPureInsertion(before: string, after: string): boolean {
+  const max = Math.min(before.length, after.length);
+  let p = 0;
+  while (p < max && before[p] === after[p]) p++;
+  let q = 0;
+  while (q < max - p && before[before.length - 1 - q] === after[after.length - 1 - q]) q++;
+  return after.length > before.length && p + q === before.length;
+}
+
+function allElements(e: XElement): XElement[] {
+  return [e, ...e.elements().flatMap(allElements)];
+}
+
+describe('edits touch only their own bytes (every element of every corpus file)', () => {
+  it.each(corpusNames())('%s', (name) => {
+    const xml = corpus(name);
+    const count = allElements(doc(xml).root).length;
+    for (let k = 0; k < count; k++) {
+      // A new attribute: one inserted run; removing it gives the input back.
+      let d = doc(xml);
+      let el = allElements(d.root)[k] as XElement;
+      el.setAttribute('virtwire-test', `v'&"<\t${k}`);
+      expect(isPureInsertion(xml, String(d)), `${name} element #${k} <${el.name}>`).toBe(true);
+      el.removeAttribute('virtwire-test');
+      expect(String(d)).toBe(xml);
+      // A new child of an element with children: one inserted run; removing it gives the input back.
+      d = doc(xml);
+      el = allElements(d.root)[k] as XElement;
+      if (el.elements().length === 0 || el.text().trim() !== '') continue;
+      const added = el.appendElement({ name: 'x', attrs: { k: String(k) }, children: [{ name: 'y' }] });
+      expect(isPureInsertion(xml, String(d)), `${name} element #${k} <${el.name}>`).toBe(true);
+      added.remove();
+      expect(String(d)).toBe(xml);
+    }
   });
 });
 
