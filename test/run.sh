@@ -8,7 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash ./install.sh --deps-only
 # Test-only tools: npm to install the dev toolchain, debootstrap for the
-# Debian 13 root the e2e suite runs libvirt 11 in, virt-xml-validate.
+# Debian 13 root the e2e suite runs libvirt 11 in, and xmllint for
+# virt-xml-validate (a shell script around it; the script itself and virsh
+# come with libvirt-clients, one of install.sh's demo packages, on Debian 12
+# and 13; the XML unit tests need both under CI=true).
 pkgs=(ca-certificates debootstrap libxml2-utils)
 # Debian's npm, unless one came with the Node already installed (NodeSource's
 # nodejs bundles npm and conflicts with Debian's package).
