@@ -208,11 +208,13 @@ describe.each(NAMES)('%s', (name) => {
     }
   });
 
-  it.skipIf(virshState === 'skip' || (haveVirsh && libvirtMajor < (DEFINE_MIN_MAJOR[name] ?? 0)))('input and output are accepted by libvirt\'s parser (virsh define, test driver)', async () => {
+  // On a libvirt older than the file needs, the known refusal is what is checked (not a skip).
+  const tooOld = haveVirsh && libvirtMajor < (DEFINE_MIN_MAJOR[name] ?? 0);
+  it.skipIf(virshState === 'skip')(tooOld ? `is refused by this libvirt ${libvirtMajor}.x as input, as expected (virsh define, test driver)` : 'input and output are accepted by libvirt\'s parser (virsh define, test driver)', async () => {
     if (virshState === 'fail') throw new Error('virsh is missing, and CI=true: install libvirt-clients');
     for (const file of [join(XML_DATA, `${name}-in.xml`), outFile(name)]) {
       const v = await libvirtDefines(file);
-      expect(v.ok, `${file}: ${v.output}`).toBe(true);
+      expect(v.ok, `${file}: ${v.output}`).toBe(!tooOld);
     }
   });
 });
