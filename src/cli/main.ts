@@ -13,7 +13,7 @@ import { Log } from '../log.js';
 import { UserError, errorMessage, quoted } from '../errors.js';
 import { makeContext, hostInterfaceAddresses } from '../engine/context.js';
 import { hostSockets } from '../host/listening.js';
-import { reconcile } from './reconcile.js';
+import { reconcile } from '../engine/lifecycle.js';
 import { VERSION } from '../version.js';
 
 export const HELP = `virtwire ${VERSION} — wire libvirt guests' networks from admin templates

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { reconcile } from '../../src/cli/reconcile.js';
+import { reconcile } from '../../src/engine/lifecycle.js';
 import { quoted } from '../../src/errors.js';
 import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';

@@ -1,0 +1,145 @@
+// The one path from desired state to host and ledger, for every caller: the
+// qemu and network hooks, `virtwire reconcile`, and the coming watcher.
+// Each function takes the ledger lock itself and returns notes for the log;
+// a refusal is a UserError whose message is the one line to show.
+import type { DomainInfo } from '../xml/domain.js';
+import type { NetworkInfo } from '../xml/network.js';
+import { withLock } from '../state/lock.js';
+import { loadConfig } from '../policy/config.js';
+import { runningDomains } from '../host/libvirt-status.js';
+import { BINDINGS } from '../bindings/registry.js';
+import { describeForward } from '../plan/describe.js';
+import { converge } from './converge.js';
+import { planVm, claim, rebuildCorrupt } from './reserve.js';
+import { markForCleanup, recoverLedger, type HookContext } from './context.js';
+import { UserError, errorMessage, quoted } from '../errors.js';
+
+/** qemu prepare: plan the VM and reserve what it will hold, or refuse. Undefined: nothing concerns it. */
+export async function reserveVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
+  const planned = planVm(domain, ctx);
+  if (!planned && !ctx.ledger.hasVm(domain.uuid)) return undefined;
+  const forwards = planned?.plan.forwards ?? [];
+  // Read before the lock: parsing every status file is the slow part.
+  const running = forwards.length ? ctx.runningDomains() : [];
+  const runningUuids = forwards.length ? ctx.runningUuids() : new Set<string>();
+  return withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate(); // under the lock: one rotating process at a time
+    if (forwards.length) {
+      // An unreadable entry hides what its VM holds: rebuild it before checking against it.
+      const { unresolved } = rebuildCorrupt(ctx, () => running, runningUuids);
+      const blocking = unresolved.find((u) => u.running);
+      if (blocking) throw new UserError(`VM ${quoted(domain.name)}: cannot check its forwards against the other VMs: ${blocking.message}; run "virtwire reconcile" once that is fixed`);
+    }
+    if (!planned || forwards.length === 0) {
+      // A leftover entry (e.g. a crash skipped release) must not linger.
+      return ctx.ledger.removeVm(domain.uuid) ? ['dropped a stale ledger entry'] : [];
+    }
+    ctx.ledger.putVm(claim(domain, planned.plan, planned.config, {
+      ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
+      hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
+    }, 'reserved'));
+    return [`reserved ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`];
+  });
+}
+
+/**
+ * qemu start (before QEMU runs): apply what prepare reserved, failing closed.
+ * Applied first, recorded after: a hook killed in between leaves a
+ * "reserved" entry, which the aborted start's release removes.
+ */
+export async function applyVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
+  if (!ctx.ledger.hasVm(domain.uuid)) return undefined;
+  const mark = loadConfig(ctx.paths.configFile).firewall.mark;
+  const running = ctx.runningUuids();
+  return withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate();
+    const entry = ctx.ledger.getVm(domain.uuid);
+    if (!entry) return [];
+    const applied = { ...entry, state: 'applied' as const, updatedAt: new Date().toISOString() };
+    const notes = [...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running, include: applied }))];
+    ctx.ledger.putVm(applied);
+    return notes;
+  });
+}
+
+/**
+ * qemu stopped/release (`remove`) and reconnect: converge, never refuse.
+ * reconnect also rebuilds the VM's entry if it was found corrupt, from the
+ * live XML the hook holds. Undefined: nothing to do for this VM.
+ */
+export async function settleVm(ctx: HookContext, domain: DomainInfo, how: 'remove' | 'reconnect'): Promise<string[] | undefined> {
+  // Work only for a VM with an entry, or when a corrupt file may hide one (its own, or one not yet set aside).
+  const corrupt = ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid || !c.file.endsWith('.json.corrupt'));
+  if (!ctx.ledger.hasVm(domain.uuid) && !corrupt) return undefined;
+  // On reconnect this VM's live XML is in hand: it counts as running whatever its status file says.
+  const running = how === 'reconnect' ? new Set([...ctx.runningUuids(), domain.uuid]) : ctx.runningUuids();
+  return withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate();
+    if (how === 'remove') ctx.ledger.removeVm(domain.uuid);
+    const recovered = recoverLedger(ctx, running, how === 'reconnect' ? domain : undefined);
+    return [...recovered, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
+  });
+}
+
+/**
+ * A network (re)started or was updated: libvirt has rebuilt its firewall
+ * rules on top of virtwire's, so re-assert; NICs whose binding no longer
+ * fits the network lose what it gave them. Undefined: nothing applied.
+ */
+export async function reassertNetwork(ctx: HookContext, net: NetworkInfo | undefined): Promise<string[] | undefined> {
+  const { entries, corrupt } = ctx.ledger.readVms();
+  // A corrupt entry may hide applied forwards: rebuild what can be, report the rest.
+  if (!entries.some((e) => e.state === 'applied') && corrupt.every((c) => c.file.endsWith('.json.corrupt'))) return undefined;
+  const running = ctx.runningUuids();
+  return withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate();
+    const withdrawn = net ? withdrawUnfit(ctx, net) : [];
+    return [...withdrawn, ...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
+  });
+}
+
+/**
+ * Drops from the ledger every NIC on `net` whose binding no longer fits it
+ * (e.g. a NAT network redefined as isolated): what it gave them is then
+ * removed by the converge that follows. Caller holds the lock.
+ */
+function withdrawUnfit(ctx: HookContext, net: NetworkInfo): string[] {
+  const notes: string[] = [];
+  for (const e of ctx.ledger.listVms()) {
+    const unfit = e.nics.filter((n) => n.network === net.name && BINDINGS.get(n.binding)?.networkRefusal(net) !== undefined);
+    if (unfit.length === 0) continue;
+    const nics = e.nics.filter((n) => !unfit.includes(n));
+    if (nics.length === 0) ctx.ledger.removeVm(e.uuid);
+    else ctx.ledger.putVm({ ...e, nics });
+    for (const n of unfit) {
+      notes.push(`withdrew ${n.forwards.length} forward(s) of VM ${quoted(e.name)} NIC ${n.mac}: ${BINDINGS.get(n.binding)?.networkRefusal(net)}`);
+    }
+  }
+  return notes;
+}
+
+/**
+ * `virtwire reconcile`: the host state made to match the ledger again (after
+ * `nft flush ruleset`, a firewall reload, a crash). Entries of VMs that no
+ * longer run are dropped; a corrupt entry of a running VM is rebuilt from
+ * the live XML in libvirt's status file. `unresolved`: what is left to fix.
+ */
+export async function reconcile(ctx: HookContext): Promise<{ notes: string[]; unresolved: string[] }> {
+  return withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate();
+    const notes: string[] = [];
+    const running = runningDomains(ctx.paths.libvirtRunDir, (m) => notes.push(m));
+    const runningUuids = ctx.runningUuids();
+    const rebuilt = rebuildCorrupt(ctx, () => running, runningUuids);
+    notes.push(...rebuilt.notes);
+    const unresolved = rebuilt.unresolved.map((u) => u.message);
+    // A broken virtwire.yaml does not stop the restore (the mark in use is kept) but is an error to fix.
+    try {
+      loadConfig(ctx.paths.configFile);
+    } catch (err) {
+      unresolved.push(errorMessage(err));
+    }
+    notes.push(...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids })));
+    return { notes, unresolved };
+  });
+}
