@@ -27,5 +27,5 @@ await build({
   banner: { js: "import { createRequire as __vwCreateRequire } from 'node:module'; const require = __vwCreateRequire(import.meta.url);" },
   logLevel: 'warning',
 });
-copyFileSync('src/sandbox/sandbox-init.sh', 'dist/sandbox-init.sh');
+copyFileSync('src/demo/sandbox-init.sh', 'dist/sandbox-init.sh');
 for (const f of Object.keys(entries)) chmodSync(`dist/${f}.mjs`, 0o755);
