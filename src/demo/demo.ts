@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
-import { Sandbox } from '../demo/sandbox.js';
+import { Sandbox } from './sandbox.js';
 import { UserError } from '../errors.js';
 
 export const DEMO_TEMPLATE = `description: virtwire demo - web VMs reachable on the host's port 8080

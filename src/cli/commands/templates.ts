@@ -1,0 +1,40 @@
+import { loadTemplates } from '../../policy/load.js';
+import { formatProblem } from '../../policy/yaml-doc.js';
+import { UserError } from '../../errors.js';
+import { hostInterfaceAddresses } from '../../hooks/context.js';
+import { canonicalIp, ipFamily } from '../../policy/addr.js';
+import { DEFAULT_PATHS } from '../../paths.js';
+import { defineCommand } from '../command.js';
+
+export const command = defineCommand({
+  name: 'templates',
+  summary: `Validate every template; prints each problem as file:line:column,
+and warns about a listen address this host does not have.`,
+  usage: 'templates check [--dir DIR]',
+  options: { dir: { type: 'string' } },
+  optionHelp: { dir: `Templates directory (default ${DEFAULT_PATHS.templatesDir}).` },
+  maxArgs: 1,
+  help: `"templates check" reads every template (*.yaml) in the templates directory as the hooks do and
+prints each problem as "file:line:column: what was found; what is allowed", then one "ok" line
+per valid template (its binding, priority, forwards and what it matches). It warns about a
+listen address this host does not have now. Exits 1 if any template has an error: such a file
+refuses the start of every VM it may concern. Run as a normal user, it skips the ownership
+checks (root-owned, not group- or world-writable, up to /), never the regular-file check.`,
+  examples: ['virtwire templates check', 'virtwire templates check --dir ./new-templates'],
+  async run({ values, args, paths, out }) {
+    const [sub] = args;
+    if (sub !== 'check') throw new UserError(`unknown "templates ${sub ?? ''}": did you mean "virtwire templates check"?`);
+    const dir = values.dir ?? paths.templatesDir;
+    const set = loadTemplates(dir);
+    for (const b of set.broken) for (const p of b.problems) out(`${formatProblem(p)}\n`);
+    const local = new Set(hostInterfaceAddresses().map((a) => (ipFamily(a) ? canonicalIp(a) : a)));
+    for (const t of set.templates) {
+      for (const f of t.forwards) {
+        if (f.listen && !local.has(f.listen)) out(`${f.origin}: warning: listen ${f.listen} is not an address of this host now; the forward matches nothing until it is\n`);
+      }
+      out(`ok  ${t.file}: binding ${t.binding}, priority ${t.priority}, ${t.forwards.length} forward(s), domains ${JSON.stringify(t.match.domains)}${t.match.networks ? `, networks ${JSON.stringify(t.match.networks)}` : ''}${t.match.optIn ? ', opt-in allowed' : ''}\n`);
+    }
+    if (set.templates.length + set.broken.length === 0) out(`no templates in ${dir}\n`);
+    return set.broken.length ? 1 : 0;
+  },
+});
