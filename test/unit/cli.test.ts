@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { COMMANDS } from '../../src/cli/commands/index.js';
 import { optionLabel } from '../../src/cli/command.js';
 import { HELP, commandHelp, main } from '../../src/cli/main.js';
+import { demoBundle, loadDemo } from '../../src/cli/commands/demo.js';
 import { DEFAULT_PATHS } from '../../src/paths.js';
 import { VERSION } from '../../src/version.js';
 import { ROOT, tempDir } from './helpers.js';
@@ -106,5 +107,15 @@ describe('the virtwire command table', () => {
     await expect(cli('templates', '--dir', dir)).rejects.toThrow('unknown "templates ": did you mean "virtwire templates check"?');
     expect(await cli('forwards')).toEqual({ code: 0, out: 'No forwards: no running VM is wired by a virtwire template.\n' });
     expect(await cli('forwards', '--json')).toEqual({ code: 0, out: '[]\n' });
+  });
+});
+
+describe('virtwire demo', () => {
+  it('loads dist/demo.mjs from beside the running bundle, and says so in one line when it is missing', async () => {
+    expect(demoBundle('file:///usr/local/lib/virtwire/dist/virtwire.mjs')).toBe('/usr/local/lib/virtwire/dist/demo.mjs');
+    const missing = join(tempDir(), 'demo.mjs');
+    await expect(loadDemo(missing)).rejects.toThrow(
+      `demo: ${missing} is missing (the demo is its own bundle, installed beside virtwire.mjs); run virtwire's install.sh again, or "npm run build" in a checkout`,
+    );
   });
 });
