@@ -113,7 +113,7 @@ export async function main(
   const max = cmd.maxArgs ?? 0;
   if (parsed.positionals.length > max) {
     const extra = parsed.positionals[max]!;
-    throw new UserError(`unexpected argument ${JSON.stringify(extra)} for "virtwire ${cmd.name}"; usage: virtwire ${cmd.usage}`);
+    throw new UserError(`unexpected argument ${quoted(extra)} for "virtwire ${cmd.name}"; usage: virtwire ${cmd.usage}`);
   }
   return cmd.run({ values: parsed.values, args: parsed.positionals, paths, out, run });
 }

@@ -89,6 +89,7 @@ describe('the virtwire command table', () => {
     await expect(cli('templates', 'check', '--dir')).rejects.toThrow(/^option --dir needs a value for "virtwire templates"/);
     await expect(cli('forwards', '--json=yes')).rejects.toThrow(/^option --json takes no value for "virtwire forwards"/);
     await expect(cli('forwards', 'web-1')).rejects.toThrow('unexpected argument "web-1" for "virtwire forwards"; usage: virtwire forwards [--json]');
+    await expect(cli('forwards', 'a\u2028b')).rejects.toThrow('unexpected argument "a\\u2028b" for');
     await expect(cli('--json', 'forwards')).rejects.toThrow(/^unknown option --json before the command: a command's options go after its name/);
     await expect(cli('--\u2028x')).rejects.toThrow(/^unknown option "--\\u2028x" before/);
     for (const argv of [['nope'], ['help', 'nope']]) await expect(cli(...argv)).rejects.toThrow('unknown command "nope"; run "virtwire --help"');
