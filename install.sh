@@ -152,9 +152,10 @@ case "$NODE" in
 esac
 say "hooks will run Node $NODE ($("$NODE" --version))"
 
-# Build the bundle unless a build at least as new as every source is there.
+# Build the bundle unless a build at least as new as every source is there
+# (with dist/demo.mjs, which a build from before the demo had its own bundle lacks).
 # An installed copy (LIBDIR, run by `virtwire demo`) has no src/: it is its own build.
-if [ ! -f "$SRC/dist/virtwire.mjs" ] || { [ -d "$SRC/src" ] && [ -n "$(find "$SRC/src" "$SRC/package.json" -newer "$SRC/dist/virtwire.mjs" -print -quit 2>/dev/null)" ]; }; then
+if [ ! -f "$SRC/dist/virtwire.mjs" ] || { [ -d "$SRC/src" ] && { [ ! -f "$SRC/dist/demo.mjs" ] || [ -n "$(find "$SRC/src" "$SRC/package.json" -newer "$SRC/dist/virtwire.mjs" -print -quit 2>/dev/null)" ]; }; }; then
   command -v npm >/dev/null || die "npm is needed to build virtwire: run ./install.sh --with-deps"
   say "building (npm ci && npm run build)"
   (cd "$SRC" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
@@ -167,7 +168,7 @@ install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/tem
 # meanwhile sees the old or the new file, never half of one.
 if [ "$SRC" != "$LIBDIR" ]; then
   install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config"
-  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/sandbox-init.sh \
+  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/demo.mjs dist/sandbox-init.sh \
            hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh \
            templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
     install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"

@@ -1,54 +1,82 @@
-// The `virtwire` command. Thin: parses arguments and calls the modules below.
+// The `virtwire` command: a dispatcher over the table in commands/index.ts.
+// It reads the command's name, parses that command's own options, and builds
+// every help text from the table, so help cannot drift from the commands.
 import { parseArgs } from 'node:util';
 import { DEFAULT_PATHS, type Paths } from '../paths.js';
-import { Ledger } from '../state/ledger.js';
-import { withLock } from '../state/lock.js';
-import { purgeHost } from '../engine/converge.js';
 import { runCommand, type Runner } from '../host/run.js';
-import { loadTemplates } from '../policy/load.js';
-import { BINDINGS, bindingNamed } from '../bindings/registry.js';
-import { formatProblem } from '../policy/yaml-doc.js';
-import { forwardRows, renderTable } from './forwards.js';
-import { Log } from '../log.js';
 import { UserError, errorMessage, quoted } from '../errors.js';
-import { makeContext, hostInterfaceAddresses } from '../engine/context.js';
-import { hostSockets } from '../host/listening.js';
-import { reconcile } from '../engine/lifecycle.js';
 import { VERSION } from '../version.js';
+import { optionLabel, type Command, type OptionsConfig } from './command.js';
+import { COMMANDS } from './commands/index.js';
 
-export const HELP = `virtwire ${VERSION} — wire libvirt guests' networks from admin templates
+/** Added to every command's options. */
+const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const satisfies OptionsConfig;
+
+/** `virtwire --help`: the commands' usage and summary, from the table. */
+export function topHelp(commands: readonly Command[] = COMMANDS): string {
+  const width = Math.max(...commands.map((c) => c.usage.length)) + 2;
+  const indent = (text: string): string => text.split('\n').join(`\n  ${' '.repeat(width)}`);
+  return `virtwire ${VERSION} — wire libvirt guests' networks from admin templates
 
 Usage: virtwire <command> [options]
+       virtwire <command> --help    that command's options and examples
 
 Commands:
-  forwards [--json]          List the port forwards applied or reserved for running VMs.
-  reconcile                  Restore the whole host state from the ledger (after a firewall
-                             reload, "nft flush ruleset", or a crash); drops entries of VMs
-                             that no longer run, rebuilds a corrupt entry of a running VM from
-                             libvirt's status file. Exits 1 if something is left to fix.
-  templates check [--dir D]  Validate every template; prints each problem as file:line:column,
-                             and warns about a listen address this host does not have.
-  purge                      Remove everything virtwire applied (the nft table, every accept
-                             it put in libvirt's firewall, the ledger), whatever the ledger
-                             and virtwire.yaml say. Running VMs lose their forwards.
-  demo [--keep]              Show virtwire at work in a throwaway sandbox: a private libvirtd,
-                             a tiny guest, and a request through a forwarded port. Needs root.
-  help                       This text.
-
+${commands.map((c) => `  ${c.usage.padEnd(width)}${indent(c.summary)}\n`).join('')}
 Options:
-  --json          Machine-readable output (forwards).
-  --dir D         Templates directory (default ${DEFAULT_PATHS.templatesDir}).
   -h, --help      This text.   -V, --version   Print the version.
 
 Examples:
-  virtwire templates check
-  virtwire forwards
-  virtwire forwards --json | jq '.[] | select(.vm == "web-1")'
-  nft delete table inet virtwire; virtwire reconcile
-
+${commands.map((c) => `  ${c.examples[0]}\n`).join('')}
 Files: templates ${DEFAULT_PATHS.templatesDir}/*.yaml, settings ${DEFAULT_PATHS.configFile},
 ledger ${DEFAULT_PATHS.runDir}, log ${DEFAULT_PATHS.logFile}. See README.md for the template reference.
 `;
+}
+
+/** `virtwire <name> --help`. */
+export function commandHelp(c: Command): string {
+  const options: Array<[string, string]> = [
+    ...Object.entries(c.options).map(([name, o]): [string, string] => [optionLabel(name, o), c.optionHelp[name] ?? '']),
+    ['-h, --help', 'This text.'],
+  ];
+  const width = Math.max(...options.map(([l]) => l.length)) + 2;
+  return `Usage: virtwire ${c.usage}
+
+${c.help}
+
+Options:
+${options.map(([l, h]) => `  ${l.padEnd(width)}${h}\n`).join('')}
+Examples:
+${c.examples.map((e) => `  ${e}\n`).join('')}`;
+}
+
+export const HELP = topHelp();
+
+/** An argument in a message: as typed when it is a plain option word, else quoted (one line, visible). */
+const shown = (arg: string): string => (/^-{1,2}[A-Za-z0-9][\w-]*(=.*)?$/.test(arg) && quoted(arg) === `"${arg}"` ? arg : quoted(arg));
+
+/** "--json, -h/--help": a command's options, for error messages. */
+function optionList(c: Command): string {
+  return [...Object.entries(c.options).map(([name, o]) => optionLabel(name, o).replace(', ', '/')), '-h/--help'].join(', ');
+}
+
+/** parseArgs' errors made into one line that names the command and its options. */
+function optionError(c: Command, err: unknown): unknown {
+  const code = (err as { code?: string }).code;
+  if (!code?.startsWith('ERR_PARSE_ARGS')) return err;
+  const msg = errorMessage(err);
+  const opt = /'(-[^' ,]+)/.exec(msg)?.[1];
+  const what = !opt
+    ? msg
+    : code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+      ? `unknown option ${shown(opt)}`
+      : /argument missing/.test(msg)
+        ? `option ${shown(opt)} needs a value`
+        : /does not take an argument/.test(msg)
+          ? `option ${shown(opt)} takes no value`
+          : msg;
+  return new UserError(`${what} for "virtwire ${c.name}" (its options: ${optionList(c)})`);
+}
 
 export async function main(
   argv: string[],
@@ -56,72 +84,38 @@ export async function main(
   out: (s: string) => void = (s) => process.stdout.write(s),
   run: Runner = runCommand,
 ): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: 'boolean' },
-      dir: { type: 'string' },
-      keep: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-      version: { type: 'boolean', short: 'V' },
-    },
-  });
-  if (values.version) { out(`${VERSION}\n`); return 0; }
-  const [cmd, sub] = positionals;
-  if (values.help || cmd === undefined || cmd === 'help') { out(HELP); return 0; }
-  const ledger = new Ledger(paths.runDir);
-  switch (cmd) {
-    case 'forwards': {
-      const rows = forwardRows(ledger);
-      out(values.json ? `${JSON.stringify(rows, null, 2)}\n` : renderTable(rows));
-      for (const c of ledger.readVms().corrupt) {
-        process.stderr.write(`virtwire: warning: ledger file ${c.file} is unreadable (${c.reason}); its VM's forwards are not listed or applied — run "virtwire reconcile"\n`);
-      }
-      return 0;
-    }
-    case 'templates': {
-      if (sub !== 'check') throw new UserError(`unknown "templates ${sub ?? ''}": did you mean "virtwire templates check"?`);
-      const dir = values.dir ?? paths.templatesDir;
-      const set = loadTemplates(dir, BINDINGS);
-      for (const b of set.broken) for (const p of b.problems) out(`${formatProblem(p)}\n`);
-      const local = hostInterfaceAddresses();
-      for (const t of set.templates) {
-        const binding = bindingNamed(t.binding);
-        for (const w of binding.warnings(t.settings, local)) out(`${w.where}: warning: ${w.message}\n`);
-        out(`ok  ${t.file}: binding ${t.binding}, priority ${t.priority}, ${binding.summary(t.settings)}, domains ${JSON.stringify(t.match.domains)}${t.match.networks ? `, networks ${JSON.stringify(t.match.networks)}` : ''}${t.match.optIn ? ', opt-in allowed' : ''}\n`);
-      }
-      if (set.templates.length + set.broken.length === 0) out(`no templates in ${dir}\n`);
-      return set.broken.length ? 1 : 0;
-    }
-    case 'reconcile': {
-      const ctx = makeContext(paths, run, { hostSockets: () => hostSockets() }, 'cli');
-      const { notes, unresolved } = await reconcile(ctx);
-      ctx.log.info(`reconcile: ${notes.join('; ') || 'nothing to do'}`);
-      for (const u of unresolved) ctx.log.error(`reconcile: ${u}`);
-      out(`${notes.length ? notes.map((d) => `reconcile: ${d}`).join('\n') : 'reconcile: nothing to do'}\n`);
-      for (const u of unresolved) out(`reconcile: error: ${u}\n`);
-      return unresolved.length ? 1 : 0;
-    }
-    case 'purge': {
-      const log = new Log(paths.logFile, 'cli');
-      // purge reads no configuration: a broken or untrusted virtwire.yaml must not keep forwards alive.
-      const done = await withLock(ledger.lockFile, async () => {
-        log.rotate(); // under the ledger lock: one rotating process at a time
-        return purgeHost(run, ledger);
-      });
-      log.info(`purge: ${done.join('; ') || 'nothing to do'}`);
-      out(`${done.length ? done.map((d) => `purge: ${d}`).join('\n') : 'purge: nothing to do'}\n`);
-      return 0;
-    }
-    case 'demo': {
-      const { runDemo } = await import('./demo.js');
-      return runDemo({ keep: values.keep === true, out });
-    }
-    default:
-      throw new UserError(`unknown command ${JSON.stringify(cmd)}; run "virtwire --help"`);
+  // virtwire's own options come before the command's name; a command's after it.
+  let i = 0;
+  let help = false;
+  let version = false;
+  for (; i < argv.length && argv[i]!.startsWith('-'); i++) {
+    const a = argv[i]!;
+    if (a === '--') { i++; break; }
+    if (a === '-h' || a === '--help') help = true;
+    else if (a === '-V' || a === '--version') version = true;
+    else throw new UserError(`unknown option ${shown(a)} before the command: a command's options go after its name ("virtwire <command> ${shown(a)}"); virtwire's own are -h/--help and -V/--version`);
   }
+  if (version) { out(`${VERSION}\n`); return 0; }
+  let name = argv[i];
+  let rest = argv.slice(i + 1);
+  if (name === 'help') { help = true; name = rest[0]; rest = []; }
+  if (name === undefined) { out(HELP); return 0; }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (!cmd) throw new UserError(`unknown command ${JSON.stringify(name)}; run "virtwire --help"`);
+  if (help) { out(commandHelp(cmd)); return 0; }
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: rest, options: { ...cmd.options, ...HELP_OPTION }, allowPositionals: true, strict: true }) as typeof parsed;
+  } catch (err) {
+    throw optionError(cmd, err);
+  }
+  if (parsed.values.help) { out(commandHelp(cmd)); return 0; }
+  const max = cmd.maxArgs ?? 0;
+  if (parsed.positionals.length > max) {
+    const extra = parsed.positionals[max]!;
+    throw new UserError(`unexpected argument ${quoted(extra)} for "virtwire ${cmd.name}"; usage: virtwire ${cmd.usage}`);
+  }
+  return cmd.run({ values: parsed.values, args: parsed.positionals, paths, out, run });
 }
 
 /** Runs main with process argv; errors become one line on stderr. */

@@ -4,7 +4,7 @@
 // /etc stay untouched; the demo's sandbox nests inside it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { Sandbox } from '../../src/sandbox/sandbox.js';
+import { Sandbox } from '../../src/demo/sandbox.js';
 
 const RUN = process.getuid?.() === 0 || process.env.CI === 'true';
 

@@ -1,5 +1,5 @@
 // Issue 9's proofs ("hardening"), against a real libvirtd in a sandbox
-// (src/sandbox/), virtwire installed there by its own install.sh, on Debian
+// (src/demo/), virtwire installed there by its own install.sh, on Debian
 // 12's libvirt 9 (iptables backend) and on libvirt 11 in a Debian 13 root
 // (nftables backend):
 //  - IPv6 forwards end to end: the `default` network has a DHCPv6 range
@@ -16,8 +16,8 @@ import { MODES, skipE2e } from './support.js';
 import { recordFigure } from '../support/figures.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox } from '../../src/sandbox/sandbox.js';
-import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
+import { Sandbox } from '../../src/demo/sandbox.js';
+import { ensureTrixieRoot } from '../support/rootfs.js';
 
 
 // 8080: no listen, no from => IPv4 and (the guest has a reserved IPv6) IPv6.

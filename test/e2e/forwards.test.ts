@@ -1,14 +1,15 @@
 // Issue 3's proof: port forwards to NAT guests on a plain `virsh start`,
-// against a real libvirtd in a sandbox (src/sandbox/), with virtwire
+// against a real libvirtd in a sandbox (src/demo/), with virtwire
 // installed there by its own install.sh, a booted tiny guest serving HTTP on
 // 80 and UDP on 5353, and traffic from a client namespace — on Debian 12's
 // libvirt 9 (iptables backend) and on libvirt 11 in a Debian 13 root
 // (nftables backend, that root's own Node 20).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { Sandbox } from '../../src/sandbox/sandbox.js';
-import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
-import { guestLabel } from '../../src/sandbox/domain-xml.js';
+import { Sandbox } from '../../src/demo/sandbox.js';
+import { ensureTrixieRoot } from '../support/rootfs.js';
+import { hostHttpGet, waitForGuestFetch } from '../support/sandbox-traffic.js';
+import { guestLabel } from '../../src/demo/domain-xml.js';
 import { restartLibvirtd as restartDaemon, virtwireLeftovers, MODES, skipE2e } from './support.js';
 
 
@@ -86,7 +87,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   it('a: the guest answers at host:8080 (tcp) and host:5353 (udp), from a client namespace and from the host itself', async () => {
     expect((await httpFromClient()).trim()).toBe(`virtwire-guest ${label}`);
     expect((await sb.clientUdp(sb.hostAddress, 5353, 'ping')).trim()).toBe(`udp-pong ${label}`);
-    expect((await sb.hostHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${label}`);
+    expect((await hostHttpGet(sb, sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${label}`);
     expect(await acceptIsFirst()).toBe(true);
     const rows = JSON.parse(await virtwire('forwards', '--json')) as Array<Record<string, string>>;
     expect(rows.map((r) => `${r.vm} ${r.state} ${r.proto} ${r.hostPort} ${r.guest}`)).toEqual([
@@ -98,7 +99,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   it('a: … and from a second guest on the same network (hairpin through the host\'s address)', async () => {
     // client-1 matches no template; it GETs host:8080 every second from inside the NAT network.
     await sb.bootGuest({ name: 'client-1', mac: '52:54:00:e2:00:20', ip: '192.168.122.20', fetch: `${sb.hostAddress}:8080` });
-    expect(await sb.waitForGuestFetch('client-1', `virtwire-guest ${label}`)).toContain(`${sb.hostAddress}:8080 virtwire-guest ${label}`);
+    expect(await waitForGuestFetch(sb, 'client-1', `virtwire-guest ${label}`)).toContain(`${sb.hostAddress}:8080 virtwire-guest ${label}`);
     await sb.destroyGuest('client-1');
   }, 180_000);
 

@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODES, skipE2e } from './support.js';
 import { join } from 'node:path';
-import { Sandbox, type GuestSpec } from '../../src/sandbox/sandbox.js';
-import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
-import { guestLabel } from '../../src/sandbox/domain-xml.js';
+import { Sandbox, type GuestSpec } from '../../src/demo/sandbox.js';
+import { ensureTrixieRoot } from '../support/rootfs.js';
+import { guestLabel } from '../../src/demo/domain-xml.js';
 import { recordFigure } from '../support/figures.js';
 
 

@@ -8,9 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
-import { Sandbox } from '../../src/sandbox/sandbox.js';
-import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
-import { guestLabel } from '../../src/sandbox/domain-xml.js';
+import { Sandbox } from '../../src/demo/sandbox.js';
+import { ensureTrixieRoot } from '../support/rootfs.js';
+import { guestLabel } from '../../src/demo/domain-xml.js';
 import { restartLibvirtd, MODES, skipE2e } from './support.js';
 
 

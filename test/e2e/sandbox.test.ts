@@ -10,10 +10,11 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guestDomainXml, guestLabel } from '../../src/sandbox/domain-xml.js';
-import { ensureGuestImage } from '../../src/sandbox/guest-image.js';
-import { ensureTrixieRoot } from '../../src/sandbox/rootfs.js';
-import { Sandbox } from '../../src/sandbox/sandbox.js';
+import { guestDomainXml, guestLabel } from '../../src/demo/domain-xml.js';
+import { ensureGuestImage } from '../../src/demo/guest-image.js';
+import { ensureTrixieRoot } from '../support/rootfs.js';
+import { hostHttpGet, hostUdp } from '../support/sandbox-traffic.js';
+import { Sandbox } from '../../src/demo/sandbox.js';
 
 const CI = process.env.CI === 'true';
 const IS_ROOT = process.getuid?.() === 0;
@@ -206,11 +207,11 @@ function sandboxSuite(spec: ModeSpec): void {
   }, 300_000);
 
   it('serves HTTP to the sandbox host (b)', async () => {
-    expect((await s().hostHttpGet(GUEST_IP, 80)).trim()).toBe(`virtwire-guest ${label}`);
+    expect((await hostHttpGet(s(), GUEST_IP, 80)).trim()).toBe(`virtwire-guest ${label}`);
   });
 
   it('answers UDP 5353 (c)', async () => {
-    expect(await s().hostUdp(GUEST_IP, 5353, 'ping')).toBe(`udp-pong ${label}`);
+    expect(await hostUdp(s(), GUEST_IP, 5353, 'ping')).toBe(`udp-pong ${label}`);
   });
 
   it('lets the client netns reach the guest through a hand-made DNAT (topology for forward tests)', async () => {
@@ -250,7 +251,7 @@ function sandboxSuite(spec: ModeSpec): void {
     const st = await s().virsh('domstate', '--domain', name);
     expect(st.stdout.trim()).toBe('shut off');
     await timed(`guest restart (${spec.mode})`, () => s().startGuest(name));
-    expect((await s().hostHttpGet(GUEST_IP, 80)).trim()).toBe(`virtwire-guest ${label}`);
+    expect((await hostHttpGet(s(), GUEST_IP, 80)).trim()).toBe(`virtwire-guest ${label}`);
   }, 300_000);
 
   it('stop() leaves no netns, no process, no host change (e)', async () => {

@@ -1,6 +1,6 @@
 // Shared by the e2e files (not a test file itself).
 import { join } from 'node:path';
-import type { Sandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/demo/sandbox.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync, existsSync, rmSync, readlinkSync } from 'node:fs';
-import { Sandbox } from '../../src/sandbox/sandbox.js';
+import { Sandbox } from '../../src/demo/sandbox.js';
 
 /** A temp dir as a killed sandbox run leaves it. */
 function leftover(id: string, owner: object): string {

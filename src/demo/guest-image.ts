@@ -14,7 +14,7 @@ import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
-import { findDebianMirror } from './rootfs.js';
+import { findDebianMirror } from './debian-mirror.js';
 
 export interface GuestImage {
   kernel: string;

@@ -1,3 +1,4 @@
+// Test-only (the e2e suite; the demo runs the host's own libvirt).
 // Builds (once) and caches a Debian 13 "trixie" root holding libvirt 11 + QEMU 10
 // + Node 20, so the e2e sandbox can test virtwire against libvirt 11 and its
 // nftables firewall backend on a Debian 12 machine (LIBVIRT-NOTES.md, "Testing
@@ -14,9 +15,10 @@
 // `unshare --mount --pid`, so a crash leaves no mount and no daemon behind.
 // Concurrent builders are serialised by `<cacheDir>.lock` (O_EXCL, holding the
 // builder's pid and start time; a lock whose process is gone is stale).
-import { constants as fsc, promises as fs, readFileSync, readdirSync } from 'node:fs';
+import { constants as fsc, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
+import { findDebianMirror } from '../../src/demo/debian-mirror.js';
 
 export const DEFAULT_TRIXIE_ROOT = '/var/cache/virtwire/trixie-root';
 
@@ -181,80 +183,6 @@ export async function readTrixieRootInfo(root: string): Promise<TrixieRootInfo |
   } catch {
     return undefined;
   }
-}
-
-/**
- * The host's Debian archive URI (not debian-security / -ports / snapshot), from
- * /etc/apt/sources.list, *.list and deb822 *.sources. Throws if there is none.
- */
-export function findDebianMirror(aptDir = '/etc/apt'): string {
-  const texts: { file: string; text: string }[] = [];
-  const read = (file: string): void => {
-    try {
-      texts.push({ file, text: readFileSync(file, 'utf8') });
-    } catch {
-      /* absent */
-    }
-  };
-  read(path.join(aptDir, 'sources.list'));
-  let names: string[] = [];
-  try {
-    names = readdirSync(path.join(aptDir, 'sources.list.d')).sort();
-  } catch {
-    /* absent */
-  }
-  for (const n of names) if (n.endsWith('.list') || n.endsWith('.sources')) read(path.join(aptDir, 'sources.list.d', n));
-
-  const uris: string[] = [];
-  for (const { file, text } of texts) {
-    if (file.endsWith('.sources')) uris.push(...deb822Uris(text));
-    else uris.push(...oneLineUris(text));
-  }
-  const usable = uris
-    .map((u) => u.replace(/\/+$/, ''))
-    .filter((u) => /^(https?|file):\/\//.test(u));
-  const mirror = usable.find((u) => /\/debian$/.test(u)) ?? usable.find((u) => !/security|ports|snapshot/.test(u));
-  if (!mirror) {
-    throw new Error(
-      `trixie root: no Debian mirror in ${aptDir}/sources.list or sources.list.d (found: ${uris.join(', ') || 'none'}). ` +
-        'Fix: add a "deb http://<mirror>/debian <suite> main" source.',
-    );
-  }
-  return mirror;
-}
-
-function deb822Uris(text: string): string[] {
-  const out: string[] = [];
-  for (const stanza of text.split(/\n\s*\n/)) {
-    const fields = new Map<string, string>();
-    let last = '';
-    for (const line of stanza.split('\n')) {
-      if (line.startsWith('#')) continue;
-      if (/^\s/.test(line) && last) {
-        fields.set(last, `${fields.get(last) ?? ''} ${line.trim()}`);
-        continue;
-      }
-      const m = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(line);
-      if (m?.[1]) {
-        last = m[1].toLowerCase();
-        fields.set(last, (m[2] ?? '').trim());
-      }
-    }
-    if ((fields.get('enabled') ?? 'yes').toLowerCase() === 'no') continue;
-    if (!(fields.get('types') ?? '').split(/\s+/).includes('deb')) continue;
-    out.push(...(fields.get('uris') ?? '').split(/\s+/).filter(Boolean));
-  }
-  return out;
-}
-
-function oneLineUris(text: string): string[] {
-  const out: string[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/#.*/, '').trim();
-    const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)/.exec(line);
-    if (m?.[1]) out.push(m[1]);
-  }
-  return out;
 }
 
 // ------------------------------------------------------------------ build

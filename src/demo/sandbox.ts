@@ -1,5 +1,7 @@
-// A private libvirtd for e2e tests, in its own network, mount and PID
-// namespaces, plus a "client" netns that plays a remote user.
+// A private libvirtd for `virtwire demo` and the e2e tests, in its own network,
+// mount and PID namespaces, plus a "client" netns that plays a remote user.
+// Test-only helpers built on it live in test/support/ (sandbox-traffic.ts,
+// rootfs.ts for the Debian 13 root passed as `rootfs`).
 //
 //   client netns (vw-c-…)            sandbox host netns (vw-h-…)
 //   eth0 192.0.2.2/24  <── veth ──>  uplink0 192.0.2.1/24   virbr0 192.168.122.1/24 ── guests
@@ -18,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { create } from 'xmlbuilder2';
 import { guestDomainXml, guestLabel } from './domain-xml.js';
-import { ensureGuestImage, GUEST_FETCH_PREFIX, GUEST_READY_PREFIX } from './guest-image.js';
+import { ensureGuestImage, GUEST_READY_PREFIX } from './guest-image.js';
 
 export interface SandboxStartOptions {
   /** A prepared Debian 13 root (e.g. from ensureTrixieRoot()): run its libvirt 11 instead of the host's. */
@@ -87,8 +89,9 @@ const KEPT_MARK = 'KEPT';
 const PATH_INSIDE = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const START_TIMEOUT_MS = 180_000;
 
-// Small tools the client/host helpers run with `node -e` (argv, never a shell).
-const HTTP_GET_JS = `
+// Small tools the client helpers run with `node -e` (argv, never a shell);
+// test/support/sandbox-traffic.ts runs them from the sandbox host too.
+export const HTTP_GET_JS = `
 const [host, port, ms] = process.argv.slice(1);
 const req = require('http').get({ host, port: Number(port), path: '/', timeout: Number(ms) }, (res) => {
   let body = '';
@@ -99,7 +102,7 @@ const req = require('http').get({ host, port: Number(port), path: '/', timeout: 
 req.on('timeout', () => { console.error('timeout after ' + ms + ' ms'); process.exit(2); });
 req.on('error', (e) => { console.error(e.message); process.exit(1); });
 `;
-const UDP_JS = `
+export const UDP_JS = `
 const [host, port, payload, ms] = process.argv.slice(1);
 const s = require('dgram').createSocket(require('net').isIPv6(host) ? 'udp6' : 'udp4');
 const send = () => s.send(payload, Number(port), host);
@@ -352,11 +355,6 @@ export class Sandbox {
     return res;
   }
 
-  private nodeInside(): string {
-    // Debian 12 mode shares the host's filesystem; the Debian 13 root has its own Node.
-    return this.rootfs ? 'node' : process.execPath;
-  }
-
   /** HTTP GET / from the client netns; returns the body, throws with the reason. */
   async clientHttpGet(host: string, port: number, timeoutMs = 5000): Promise<string> {
     const r = await this.clientExec([process.execPath, '-e', HTTP_GET_JS, host, String(port), String(timeoutMs)], {
@@ -365,25 +363,9 @@ export class Sandbox {
     return r.stdout;
   }
 
-  /** HTTP GET / from the sandbox host netns. */
-  async hostHttpGet(host: string, port: number, timeoutMs = 5000): Promise<string> {
-    const r = await this.exec([this.nodeInside(), '-e', HTTP_GET_JS, host, String(port), String(timeoutMs)], {
-      timeoutMs: timeoutMs + 10_000,
-    });
-    return r.stdout;
-  }
-
   /** Sends payload to host:port/udp from the client netns (resending every 0.5 s); returns the first answer. */
   async clientUdp(host: string, port: number, payload: string, timeoutMs = 5000): Promise<string> {
     const r = await this.clientExec([process.execPath, '-e', UDP_JS, host, String(port), payload, String(timeoutMs)], {
-      timeoutMs: timeoutMs + 10_000,
-    });
-    return r.stdout;
-  }
-
-  /** The same from the sandbox host netns. */
-  async hostUdp(host: string, port: number, payload: string, timeoutMs = 5000): Promise<string> {
-    const r = await this.exec([this.nodeInside(), '-e', UDP_JS, host, String(port), payload, String(timeoutMs)], {
       timeoutMs: timeoutMs + 10_000,
     });
     return r.stdout;
@@ -471,22 +453,9 @@ export class Sandbox {
     );
   }
 
-  /**
-   * Waits until a guest booted with `fetch` reports an answer containing
-   * `want` on its console; returns that line. Throws with the last lines seen.
-   */
-  async waitForGuestFetch(name: string, want: string, timeoutMs = 30_000): Promise<string> {
-    const g = this.guest(name);
-    const deadline = Date.now() + timeoutMs;
-    let lines: string[] = [];
-    while (Date.now() < deadline) {
-      const text = await fs.readFile(g.serialLog, 'utf8').catch(() => '');
-      lines = text.split('\n').filter((l) => l.startsWith(GUEST_FETCH_PREFIX));
-      const hit = lines.find((l) => l.includes(want));
-      if (hit) return hit.trim();
-      await sleep(200);
-    }
-    throw new Error(`sandbox: guest ${name} fetched no answer containing ${JSON.stringify(want)} within ${timeoutMs / 1000} s; last: ${lines.slice(-3).join(' | ') || '(no fetch lines)'}`);
+  /** The file a guest's serial console is written to (its READY line, and the `fetch` answers, land there). */
+  consoleLog(name: string): string {
+    return this.guest(name).serialLog;
   }
 
   private logTail(text: string): string {

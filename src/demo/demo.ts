@@ -1,7 +1,11 @@
+// `virtwire demo`, built as its own bundle (dist/demo.mjs): the sandbox it
+// runs (a private libvirtd, the guest image builder, xmlbuilder2 and its DOM)
+// stays out of dist/virtwire.mjs. src/cli/commands/demo.ts loads this bundle from
+// beside the running virtwire.mjs and calls runDemo.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
-import { Sandbox } from '../sandbox/sandbox.js';
+import { Sandbox } from './sandbox.js';
 import { UserError } from '../errors.js';
 
 export const DEMO_TEMPLATE = `description: virtwire demo - web VMs reachable on the host's port 8080

@@ -1,0 +1,11 @@
+// Every `virtwire` command, in the order `virtwire --help` and README's
+// "Commands" list them (a unit test keeps the three in step). Each file
+// exports its `command`: name, help, options and run.
+import type { Command } from '../command.js';
+import { command as forwards } from './forwards.js';
+import { command as reconcile } from './reconcile.js';
+import { command as templates } from './templates.js';
+import { command as purge } from './purge.js';
+import { command as demo } from './demo.js';
+
+export const COMMANDS: readonly Command[] = [forwards, reconcile, templates, purge, demo];
