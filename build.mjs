@@ -1,7 +1,7 @@
 // Bundles each entry point into one self-contained ESM file for Node >= 18.19:
 // hooks must not walk node_modules at run time (they run several times per VM start).
 import { build } from 'esbuild';
-import { readFileSync, copyFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { readFileSync, copyFileSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 const entries = {
@@ -10,7 +10,7 @@ const entries = {
   virtwire: 'src/cli/virtwire.ts',
 };
 mkdirSync('dist', { recursive: true });
-await build({
+const result = await build({
   entryPoints: entries,
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
@@ -26,6 +26,9 @@ await build({
   // Some dependencies are CommonJS and require() Node built-ins.
   banner: { js: "import { createRequire as __vwCreateRequire } from 'node:module'; const require = __vwCreateRequire(import.meta.url);" },
   logLevel: 'warning',
+  // What went into each bundle: test/unit/bundles.test.ts proves no hook bundle holds src/libvirt/.
+  metafile: true,
 });
+writeFileSync('dist/meta.json', JSON.stringify(result.metafile));
 copyFileSync('src/sandbox/sandbox-init.sh', 'dist/sandbox-init.sh');
 for (const f of Object.keys(entries)) chmodSync(`dist/${f}.mjs`, 0o755);

@@ -1,0 +1,67 @@
+// Hooks never talk to libvirt (the daemon waits for them): no hook bundle may
+// hold anything under src/libvirt/. Proved on esbuild's own record of what
+// went into each bundle, dist/meta.json (build.mjs writes it). `npm test`
+// builds first; run alone, this test builds when dist/meta.json is missing or
+// older than the sources.
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { build, type Metafile } from 'esbuild';
+import { ROOT } from './helpers.js';
+
+const META = join(ROOT, 'dist', 'meta.json');
+const HOOK_BUNDLES = { 'dist/qemu-hook.mjs': 'src/hooks/qemu.ts', 'dist/network-hook.mjs': 'src/hooks/network.ts' };
+
+function newestSourceMtime(dir = join(ROOT, 'src')): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestSourceMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function metafile(): Metafile {
+  const built = statSync(META, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  const sources = Math.max(newestSourceMtime(), ...['build.mjs', 'package.json', 'package-lock.json'].map((f) => statSync(join(ROOT, f)).mtimeMs));
+  if (built < sources) execFileSync(process.execPath, ['build.mjs'], { cwd: ROOT, stdio: 'inherit', timeout: 120_000 });
+  return JSON.parse(readFileSync(META, 'utf8')) as Metafile;
+}
+
+/** The inputs of one bundle under src/libvirt/. */
+function libvirtInputs(meta: Metafile, bundle: string): string[] {
+  const out = meta.outputs[bundle];
+  if (!out) throw new Error(`${bundle} is not in the metafile (outputs: ${Object.keys(meta.outputs).join(', ')})`);
+  return Object.keys(out.inputs).filter((p) => p.startsWith('src/libvirt/'));
+}
+
+describe('bundle boundaries (esbuild metafile)', () => {
+  it('no hook bundle includes anything under src/libvirt/', { timeout: 120_000 }, () => {
+    const meta = metafile();
+    for (const [bundle, entry] of Object.entries(HOOK_BUNDLES)) {
+      const inputs = Object.keys(meta.outputs[bundle]?.inputs ?? {});
+      // Not vacuous: the bundle is there and holds its entry point and the hook code.
+      expect(meta.outputs[bundle]?.entryPoint).toBe(entry);
+      expect(inputs.filter((p) => p.startsWith('src/hooks/')).length).toBeGreaterThan(3);
+      expect(libvirtInputs(meta, bundle)).toEqual([]);
+    }
+    // …while src/libvirt/ exists and is TypeScript the bundler would pick up.
+    expect(readdirSync(join(ROOT, 'src', 'libvirt')).sort()).toEqual(['client.ts', 'errors.ts', 'virsh.ts']);
+  });
+
+  it('the same check flags a bundle that imports the client, even through another module', async () => {
+    const r = await build({
+      stdin: { contents: "import { LibvirtClient } from './src/libvirt/client.ts'; console.log(LibvirtClient);", resolveDir: ROOT, sourcefile: 'fake-hook.ts', loader: 'ts' },
+      absWorkingDir: ROOT,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      write: false,
+      outfile: 'dist/fake-hook.mjs',
+      metafile: true,
+      logLevel: 'silent',
+    });
+    expect(libvirtInputs(r.metafile, 'dist/fake-hook.mjs').sort()).toEqual(['src/libvirt/client.ts', 'src/libvirt/errors.ts', 'src/libvirt/virsh.ts']);
+  });
+});
