@@ -15,6 +15,7 @@ import { ensureGuestImage } from '../../src/demo/guest-image.js';
 import { ensureTrixieRoot } from '../support/rootfs.js';
 import { hostHttpGet, hostUdp } from '../support/sandbox-traffic.js';
 import { Sandbox } from '../../src/demo/sandbox.js';
+import { alive } from '../support/process.js';
 
 const CI = process.env.CI === 'true';
 const IS_ROOT = process.getuid?.() === 0;
@@ -95,14 +96,6 @@ async function zombiesInPidNs(initPid: number): Promise<number[]> {
   return found;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 // --------------------------------------------------------------------------- pure
 

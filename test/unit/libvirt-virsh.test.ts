@@ -12,6 +12,7 @@ import { LibvirtError, classify } from '../../src/libvirt/errors.js';
 import { dhcpHostXml } from '../../src/libvirt/client.js';
 import { holds, hostileText } from './fuzz.js';
 import { tempDir } from './helpers.js';
+import { alive } from '../support/process.js';
 
 const haveVirsh = spawnSync('virsh', ['--version'], { stdio: 'ignore' }).status === 0;
 const TEST_URI = 'test:///default';
@@ -23,14 +24,6 @@ async function failure(p: Promise<unknown>): Promise<LibvirtError> {
   return err;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('virsh argument encoding (pure)', () => {
   it('single-quotes every word in virsh\'s own syntax; a line cannot carry control characters', () => {
