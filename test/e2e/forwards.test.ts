@@ -161,6 +161,19 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect(JSON.parse(await virtwire('forwards', '--json'))).toHaveLength(2);
   }, 180_000);
 
+  it('g: `virsh save` drops the forward with the VM; `virsh restore` (prepare + start run again) brings it back', async () => {
+    const image = join(sb.dir, 'web-1.save');
+    await sb.virsh('save', '--domain', WEB1.name, '--file', image);
+    expect((await sb.virsh('domstate', WEB1.name)).stdout.trim()).toBe('shut off');
+    expect(JSON.parse(await virtwire('forwards', '--json')).map((r: { vm: string }) => r.vm)).not.toContain(WEB1.name);
+    await expect(httpFromClient()).rejects.toThrow();
+    await sb.virsh('restore', '--file', image);
+    expect((await sb.virsh('domstate', WEB1.name)).stdout.trim()).toBe('running');
+    // The restored guest is the same boot (its memory came back), so no READY line: ask its web server.
+    expect((await httpFromClientSoon()).trim()).toBe(`virtwire-guest ${label}`);
+    await sb.exec(['rm', '-f', image]);
+  }, 180_000);
+
   it('install.sh --uninstall removes every forward, the hooks and the command, keeps /etc/virtwire and the running VM', async () => {
     const out = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh'), '--uninstall']);
     expect(out.stdout).toContain('uninstalled');
