@@ -1,0 +1,76 @@
+// Issue 10, e2e a: a VM defined with a plain <interface type='network'> and no
+// DHCP reservation. `virtwire plan` shows the reservation it would add and
+// exits 2; `virtwire apply` reserves the address (live and config); a plain
+// `virsh start` then gets the forward; a second apply says unchanged and plan
+// exits 0 — on libvirt 9 (iptables backend) and libvirt 11 (nftables backend).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Sandbox } from '../../src/demo/sandbox.js';
+import { ensureTrixieRoot } from '../support/rootfs.js';
+import { guestLabel } from '../../src/demo/domain-xml.js';
+import { MODES, skipE2e } from './support.js';
+
+const WEB = 'match: {domains: ["web-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
+const MAC = '52:54:00:e2:0a:01';
+// The sandbox's default network is libvirt's stock one: 192.168.122.1/24 with the
+// range .2-.254, so nothing lies outside the range and the first free address inside
+// it is the allocator's pick (a fresh sandbox has no leases).
+const WEB1 = { name: 'web-1', mac: MAC, ip: '192.168.122.2', reserve: false };
+const HOST_LINE = `<host mac='${MAC}' ip='192.168.122.2'/>`;
+
+describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
+  let sb: Sandbox;
+
+  const virtwire = (...args: string[]) => sb.exec(['virtwire', ...args], { reject: false });
+  const hostEntries = async (...flags: string[]) =>
+    (await sb.virsh('net-dumpxml', '--network', 'default', ...flags)).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
+
+  beforeAll(async () => {
+    const rootfs = trixie ? await ensureTrixieRoot() : undefined;
+    sb = await Sandbox.start({ rootfs });
+    const inst = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
+    expect(inst.stdout).toContain('installed virtwire');
+    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB });
+    await sb.defineGuest(WEB1);
+  }, 600_000);
+
+  afterAll(async () => {
+    await sb?.stop();
+  }, 120_000);
+
+  it('e2e a: plan shows the reservation and exits 2; apply reserves (live and config); virsh start forwards; apply again is unchanged, plan exits 0', async () => {
+    expect(await hostEntries()).toEqual([]);
+
+    const plan = await virtwire('plan', 'web-1');
+    expect(plan.stderr).toBe('');
+    expect(plan.exitCode).toBe(2);
+    expect(plan.stdout).toContain('VM "web-1": would change\n');
+    expect(plan.stdout).toContain('--- network "default"\n+++ network "default" (after apply)\n');
+    expect(plan.stdout).toContain(`+    ${HOST_LINE}\n`);
+    expect(plan.stdout.split('\n')).toContain('  forward at start: tcp *:8080 -> 192.168.122.2:80');
+    expect(await hostEntries(), 'plan changes nothing').toEqual([]);
+
+    const apply = await virtwire('apply', 'web-1');
+    expect(apply).toMatchObject({ exitCode: 0, stderr: '' });
+    expect(apply.stdout.trim()).toBe('VM "web-1": changed (reserved 192.168.122.2 for NIC 52:54:00:e2:0a:01 on network "default")');
+    expect(await hostEntries()).toEqual([HOST_LINE]);
+    expect(await hostEntries('--inactive')).toEqual([HOST_LINE]);
+
+    await sb.startGuest(WEB1.name); // waits for the guest's READY line with ip=192.168.122.2
+    expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
+
+    const again = await virtwire('apply', 'web-1');
+    expect(again.exitCode).toBe(0);
+    expect(again.stdout.trim()).toBe('VM "web-1": unchanged');
+    const plan2 = await virtwire('plan', '--all');
+    expect(plan2.exitCode, plan2.stdout).toBe(0);
+    expect(plan2.stdout.split('\n')).toContain('VM "web-1": unchanged');
+    expect(await hostEntries()).toEqual([HOST_LINE]);
+  }, 300_000);
+
+  it('apply goes on past a VM that does not exist and exits 1, naming it', async () => {
+    const r = await virtwire('apply', 'no-such-vm', 'web-1');
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout.trim()).toBe('VM "no-such-vm": error: no domain named "no-such-vm" in libvirt; check "virsh list --all"\nVM "web-1": unchanged');
+  }, 60_000);
+});
