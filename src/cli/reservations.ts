@@ -6,7 +6,7 @@ import { parseNetwork, type NetworkInfo } from '../xml/network.js';
 import { readLeases } from '../host/libvirt-status.js';
 import { loadTemplates, type TemplateSet } from '../policy/load.js';
 import { BINDINGS } from '../bindings/registry.js';
-import { plannedReservations, type NetworkView, type Reservation } from '../engine/reservations.js';
+import { plannedReservations, withHost, type NetworkView, type Reservation } from '../engine/reservations.js';
 import { UserError, quoted } from '../errors.js';
 import type { Paths } from '../paths.js';
 import { withLock } from '../state/lock.js';
@@ -44,6 +44,15 @@ export class NetworkReader {
   private readonly views = new Map<string, NetworkView & { uuid: string; active: boolean; persistent: boolean; xml: string }>();
 
   constructor(private readonly client: LibvirtClient, private readonly paths: Paths) {}
+
+  /**
+   * Counts a planned reservation as made (plan --all: the next VM's plan
+   * sees it, as apply's would). Only for a network read() has read.
+   */
+  note(r: Reservation): void {
+    const v = this.views.get(r.network);
+    if (v) this.views.set(r.network, { ...v, info: withHost(v.info, r.mac, r.ip) });
+  }
 
   /** A network read() has read already. */
   peek(name: string): NetworkInfo | undefined {

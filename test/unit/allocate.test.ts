@@ -5,6 +5,9 @@ import { allocateIpv4 } from '../../src/plan/allocate.js';
 import { parseNetwork } from '../../src/xml/network.js';
 import type { Lease } from '../../src/host/libvirt-status.js';
 import { UserError } from '../../src/errors.js';
+import { plannedReservations } from '../../src/engine/reservations.js';
+import { parseDomain } from '../../src/xml/domain.js';
+import { defaultNetwork, domainXml, set, template } from './helpers.js';
 
 const MAC = '52:54:00:aa:00:01';
 const NOW = 1_800_000_000;
@@ -78,5 +81,34 @@ describe('allocateIpv4', () => {
   it('a network without IPv4 DHCP is a one-line UserError', () => {
     const xml = "<network><name>lab</name><forward mode='nat'/><ip address='192.168.100.1' prefix='24'/></network>";
     expect(() => alloc(xml)).toThrow(/^network "lab" has no IPv4 DHCP .*address:$/);
+  });
+});
+
+describe('plannedReservations: which NICs of a VM need one', () => {
+  const WEB = template('web', 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n');
+  const FIXED = template('fixed', 'match: {domains: ["fixed-*"]}\nbinding: nat\naddress: 192.168.122.50\nforwards:\n  - {proto: tcp, host: 8081, guest: 80}\n');
+  const isolated = parseNetwork("<network><name>iso</name><ip address='10.1.0.1' prefix='24'><dhcp><range start='10.1.0.100' end='10.1.0.200'/></dhcp></ip></network>");
+  const views = (name: string) => (name === 'default' ? { info: defaultNetwork(), leases: [] } : name === 'iso' ? { info: isolated, leases: [] } : undefined);
+  const planned = (xml: string) =>
+    plannedReservations({ domain: parseDomain(xml), templates: set(WEB, FIXED), network: views, now: NOW }).map((r) => `${r.mac} ${r.network} ${r.ip}`);
+
+  it('a wired NIC without reservation gets the first free address; two on one network get two', () => {
+    expect(planned(domainXml('web-1', [{ mac: '52:54:00:77:00:20' }, { mac: '52:54:00:77:00:21' }]))).toEqual([
+      '52:54:00:77:00:20 default 192.168.122.2',
+      '52:54:00:77:00:21 default 192.168.122.3',
+    ]);
+  });
+
+  it('skips NICs already reserved, NICs of a template with address:, and VMs no template wires', () => {
+    expect(planned(domainXml('web-1', [{ mac: '52:54:00:77:00:10' }]))).toEqual([]);
+    expect(planned(domainXml('fixed-1', [{ mac: '52:54:00:77:00:20' }]))).toEqual([]);
+    expect(planned(domainXml('db-1', [{ mac: '52:54:00:77:00:20' }]))).toEqual([]);
+  });
+
+  it('a wired NIC on a non-NAT or missing network is a one-line error naming VM, NIC and network', () => {
+    expect(() => planned(domainXml('web-1', [{ mac: '52:54:00:77:00:20', network: 'iso' }]))).toThrow(
+      /^VM "web-1" NIC 52:54:00:77:00:20: binding nat needs a NAT network .*network "iso" has forward mode "isolated"; attach the NIC to a NAT network, or keep template \/etc\/virtwire\/templates\/web\.yaml off this network with match\.networks$/);
+    expect(() => planned(domainXml('web-1', [{ mac: '52:54:00:77:00:20', network: 'gone' }]))).toThrow(
+      'VM "web-1" NIC 52:54:00:77:00:20: network "gone" does not exist; define it, or attach the NIC to another network');
   });
 });

@@ -1,10 +1,9 @@
 import { LibvirtClient } from '../../libvirt/client.js';
 import { resolveForwards } from '../../engine/wiring.js';
-import { withHost, type Reservation } from '../../engine/reservations.js';
+import type { Reservation } from '../../engine/reservations.js';
 import { hostInterfaceAddresses } from '../../engine/context.js';
 import { loadConfig } from '../../policy/config.js';
 import { describeForward } from '../../plan/describe.js';
-import type { NetworkInfo } from '../../xml/network.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, selectDomains, templatesOf } from '../reservations.js';
@@ -56,20 +55,16 @@ Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM 
         if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
           const { domain, reservations } = await domainNeeds(client, networks, templates, s.domain);
-          const after = new Map<string, NetworkInfo>();
-          for (const r of reservations) {
-            const before = after.get(r.network) ?? (await networks.read(r.network))!.info;
-            after.set(r.network, withHost(before, r.mac, r.ip));
-          }
+          for (const r of reservations) networks.note(r);
           const plan = resolveForwards({
             domain,
             templates,
             config: loadConfig(paths.configFile),
-            network: (n) => after.get(n) ?? networks.peek(n),
+            network: (n) => networks.peek(n),
             hostAddresses: hostInterfaceAddresses,
           });
           out(`${vm}: ${reservations.length ? 'would change' : 'unchanged'}\n`);
-          for (const net of after.keys()) out(reservationDiff(net, reservations.filter((r) => r.network === net)));
+          for (const net of new Set(reservations.map((r) => r.network))) out(reservationDiff(net, reservations.filter((r) => r.network === net)));
           for (const f of plan.forwards) out(`  forward at start: ${describeForward(f)}\n`);
           changes ||= reservations.length > 0;
         } catch (err) {
