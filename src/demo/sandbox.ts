@@ -62,6 +62,11 @@ export interface GuestSpec {
   label?: string;
   /** IPv4:PORT the guest keeps fetching as a client (waitForGuestFetch reads the answers). */
   fetch?: string;
+  /**
+   * false: define the guest without its DHCP reservation (something else,
+   * e.g. `virtwire apply`, must reserve `ip` before the start). Default true.
+   */
+  reserve?: boolean;
   /** libvirt network the NIC is attached to (default: 'default'; reservations are made only on 'default'). */
   network?: string;
   /**
@@ -393,7 +398,7 @@ export class Sandbox {
       if (!this.ipv6) throw new Error(`sandbox: guest ${g.name} asks for IPv6 ${g.ip6}, but the sandbox was started without ipv6: true`);
     }
     const image = await this.stageImage();
-    if ((g.network ?? 'default') === 'default') await this.reserve(g.mac, g.ip);
+    if ((g.network ?? 'default') === 'default' && g.reserve !== false) await this.reserve(g.mac, g.ip);
     if (g.ip6 !== undefined) await this.reserve6(g.name, g.mac, g.ip6);
     const label = g.label ?? guestLabel(g.name);
     const serialDir = path.join(this.dir, 'serial');

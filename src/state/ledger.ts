@@ -73,6 +73,15 @@ export class Ledger {
     return join(this.dir, 'lock');
   }
 
+  /**
+   * Serializes `virtwire apply`'s DHCP reservations (two applies never hand
+   * out one address). Not the ledger lock: a live net-update runs the network
+   * hook, which takes the ledger lock while libvirt waits for it.
+   */
+  get reserveLockFile(): string {
+    return join(this.dir, 'reserve.lock');
+  }
+
   private get vmsDir(): string {
     return join(this.dir, 'vms');
   }

@@ -12,6 +12,8 @@ export interface NetworkIp {
   address: string;
   subnet: Cidr;
   hosts: DhcpHost[];
+  /** Its <dhcp><range start end>s of this family (dnsmasq's dynamic pool); [] without DHCP. */
+  ranges: Array<{ start: string; end: string }>;
 }
 
 export interface NetworkInfo {
@@ -46,7 +48,13 @@ function networkFromElement(net: XmlElement): NetworkInfo {
       if (!hostIp || ipFamily(hostIp) !== family) continue;
       hosts.push({ mac: attr(h, 'mac')?.toLowerCase(), name: attr(h, 'name'), ip: canonicalIp(hostIp) });
     }
-    ips.push({ family, address: canonicalIp(address), subnet: subnetOf(address, prefix), hosts });
+    const ranges: NetworkIp['ranges'] = [];
+    for (const r of children(child(ip, 'dhcp'), 'range')) {
+      const start = attr(r, 'start');
+      const end = attr(r, 'end');
+      if (start && end && ipFamily(start) === family && ipFamily(end) === family) ranges.push({ start: canonicalIp(start), end: canonicalIp(end) });
+    }
+    ips.push({ family, address: canonicalIp(address), subnet: subnetOf(address, prefix), hosts, ranges });
   }
   return {
     name: text(child(net, 'name')) ?? '',

@@ -119,4 +119,10 @@ describe('virtwire demo', () => {
       `demo: ${missing} is missing (the demo is its own bundle, installed beside virtwire.mjs); run virtwire's install.sh again, or "npm run build" in a checkout`,
     );
   });
+
+  it('plan and apply want VM names or --all (not both); plan then exits 1, never 2 ("would change")', async () => {
+    expect(await cli('plan')).toEqual({ code: 1, out: '' });
+    expect(await cli('plan', 'web-1', '--all')).toEqual({ code: 1, out: '' });
+    await expect(cli('apply')).rejects.toThrow('name the VMs to act on, or give --all (not both)');
+  });
 });

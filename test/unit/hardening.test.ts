@@ -135,7 +135,7 @@ describe('names stay byte-exact and messages stay one safe line (item 6)', () =>
     expect(shellWord('läb', 'NETWORK')).toBe('NETWORK');
     const name = `web "1" $(id)`;
     expect(() => plan(domainXml(name, [{ mac: '52:54:00:77:00:99' }]))).toThrow(
-      `VM ${quoted(name)} NIC 52:54:00:77:00:99 (network "default"): no IPv4 address to forward to; reserve one with: virsh net-update default add ip-dhcp-host "<host mac='52:54:00:77:00:99' ip='ADDRESS'/>" --live --config, or set address: in /etc/virtwire/templates/web.yaml`);
+      `VM ${quoted(name)} NIC 52:54:00:77:00:99 (network "default"): no IPv4 address to forward to; reserve one with: virtwire apply 'web "1" $(id)' (or: virsh net-update default add ip-dhcp-host "<host mac='52:54:00:77:00:99' ip='ADDRESS'/>" --live --config), or set address: in /etc/virtwire/templates/web.yaml`);
     const v6only = template('v6', 'match: {domains: ["*"]}\nbinding: nat\nforwards: [{proto: tcp, host: 8080, listen: "2001:db8:77::1"}]\n');
     expect(() => plan(domainXml(name, [{ mac: '52:54:00:77:00:10' }]), { templates: set(v6only) })).toThrow(
       `reserve one with: virsh net-update default add ip-dhcp-host "<host id='CLIENT-DUID' name='DOMAIN-NAME' ip='ADDRESS'/>" --live --config --parent-index 1`);

@@ -58,7 +58,7 @@ describe('guest addresses and forwards', () => {
 
   it('without a reservation the start fails with one line saying how to add one', () => {
     expect(() => plan(domainXml('web-2', [{ mac: '52:54:00:77:00:99' }]))).toThrow(
-      `VM "web-2" NIC 52:54:00:77:00:99 (network "default"): no IPv4 address to forward to; reserve one with: virsh net-update default add ip-dhcp-host "<host mac='52:54:00:77:00:99' ip='ADDRESS'/>" --live --config, or set address: in /etc/virtwire/templates/web.yaml`);
+      `VM "web-2" NIC 52:54:00:77:00:99 (network "default"): no IPv4 address to forward to; reserve one with: virtwire apply web-2 (or: virsh net-update default add ip-dhcp-host "<host mac='52:54:00:77:00:99' ip='ADDRESS'/>" --live --config), or set address: in /etc/virtwire/templates/web.yaml`);
   });
 
   it('an explicit address: wins; an address outside the network is refused', () => {

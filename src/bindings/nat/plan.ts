@@ -98,7 +98,7 @@ function resolveOne(input: BindingPlanInput, nic: DomainNic, spec: ForwardSpec, 
       // A name goes into the suggested command only when it is plain: it sits in XML inside shell quotes.
       const plainName = /^[A-Za-z0-9._+:@-]+$/.test(domain.name) ? domain.name : 'DOMAIN-NAME';
       const hint = family === 4
-        ? `virsh net-update ${netWord} add ip-dhcp-host "<host mac='${nic.mac}' ip='ADDRESS'/>" --live --config`
+        ? `virtwire apply ${shellWord(domain.name, 'VM')} (or: virsh net-update ${netWord} add ip-dhcp-host "<host mac='${nic.mac}' ip='ADDRESS'/>" --live --config)`
         // dnsmasq gives a reserved IPv6 address to the client with that DUID (id=); name= ties it to this domain for virtwire.
         : `virsh net-update ${netWord} add ip-dhcp-host "<host id='CLIENT-DUID' name='${plainName}' ip='ADDRESS'/>" --live --config --parent-index 1`;
       throw new UserError(`${where}: no IPv${family} address to forward to; reserve one with: ${hint}${template ? `, or set address: in ${template.file}` : ''}`);

@@ -6,6 +6,8 @@ import { command as forwards } from './forwards.js';
 import { command as reconcile } from './reconcile.js';
 import { command as templates } from './templates.js';
 import { command as purge } from './purge.js';
+import { command as plan } from './plan.js';
+import { command as apply } from './apply.js';
 import { command as demo } from './demo.js';
 
-export const COMMANDS: readonly Command[] = [forwards, reconcile, templates, purge, demo];
+export const COMMANDS: readonly Command[] = [plan, apply, forwards, reconcile, templates, purge, demo];

@@ -1,0 +1,80 @@
+import { LibvirtClient } from '../../libvirt/client.js';
+import { resolveForwards } from '../../engine/wiring.js';
+import type { Reservation } from '../../engine/reservations.js';
+import { hostInterfaceAddresses } from '../../engine/context.js';
+import { loadConfig } from '../../policy/config.js';
+import { describeForward } from '../../plan/describe.js';
+import { errorMessage, quoted } from '../../errors.js';
+import { defineCommand } from '../command.js';
+import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, selectDomains, templatesOf } from '../reservations.js';
+
+/** The network XML change as a unified-diff-like block: the <host> lines apply would add. */
+export function reservationDiff(network: string, added: readonly Reservation[]): string {
+  return [
+    `--- network ${quoted(network)}`,
+    `+++ network ${quoted(network)} (after apply)`,
+    '@@ <ip> <dhcp> @@',
+    ...added.map((r) => `+    <host mac='${r.mac}' ip='${r.ip}'/>`),
+  ].map((l) => `${l}\n`).join('');
+}
+
+export const command = defineCommand({
+  name: 'plan',
+  summary: `Show what "virtwire apply" would change (DHCP reservations in
+the libvirt networks) and the forwards the VMs would get; exit 2
+when something would change, 0 when nothing would.`,
+  usage: 'plan [VM…] [--all] [--connect CONNECT]',
+  options: SELECT_OPTIONS,
+  optionHelp: SELECT_HELP,
+  maxArgs: Number.MAX_SAFE_INTEGER,
+  help: `For each VM named (by its exact libvirt name) or, with --all, every domain: which NICs a
+template wires with binding nat but that have no DHCP host reservation in their libvirt network
+(and no address: in the template), the address apply would reserve for each — the one the NIC
+leases now when it has one, else the first free one of the subnet, outside the DHCP range when
+there is room — as a diff of the network XML, and the forwards the VM would get at its next start.
+Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
+  examples: ['virtwire plan web-1', 'virtwire plan --all'],
+  async run({ values, args, paths, out }) {
+    const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
+    try {
+      const networks = new NetworkReader(client, paths);
+      let changes = false;
+      let failed = false;
+      let selected;
+      let templates;
+      try {
+        templates = templatesOf(paths);
+        selected = await selectDomains(client, args, values.all === true);
+      } catch (err) {
+        // Exit 2 means "something would change": any error here must be 1.
+        process.stderr.write(`virtwire: ${errorMessage(err)}\n`);
+        return 1;
+      }
+      for (const s of selected) {
+        const vm = `VM ${quoted(s.name)}`;
+        if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
+        try {
+          const { domain, reservations } = await domainNeeds(client, networks, templates, s.domain);
+          for (const r of reservations) networks.note(r);
+          const plan = resolveForwards({
+            domain,
+            templates,
+            config: loadConfig(paths.configFile),
+            network: (n) => networks.peek(n),
+            hostAddresses: hostInterfaceAddresses,
+          });
+          out(`${vm}: ${reservations.length ? 'would change' : 'unchanged'}\n`);
+          for (const net of new Set(reservations.map((r) => r.network))) out(reservationDiff(net, reservations.filter((r) => r.network === net)));
+          for (const f of plan.forwards) out(`  forward at start: ${describeForward(f)}\n`);
+          changes ||= reservations.length > 0;
+        } catch (err) {
+          out(`${vm}: error: ${errorMessage(err)}\n`);
+          failed = true;
+        }
+      }
+      return failed ? 1 : changes ? 2 : 0;
+    } finally {
+      await client.close();
+    }
+  },
+});

@@ -1,0 +1,54 @@
+// Two applies at once never hand out one address: processes that allocate
+// and write a reservation through apply's locked step (reserveLocked), with
+// the network kept in a file (the fake store: read XML, add a <host>),
+// each pausing between its decision and its write.
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir, ROOT } from './helpers.js';
+import { parseNetwork } from '../../src/xml/network.js';
+
+const PROCS = 6;
+
+describe('apply\'s reservation lock', () => {
+  it(`${PROCS} processes reserving at once get ${PROCS} different addresses, all written`, async () => {
+    const dir = tempDir();
+    const store = join(dir, 'network.xml');
+    writeFileSync(store, "<network><name>lab</name><forward mode='nat'/><ip address='192.168.100.1' prefix='24'><dhcp><range start='192.168.100.100' end='192.168.100.254'/></dhcp></ip></network>");
+    const src = (p: string) => JSON.stringify(join(ROOT, p));
+    const script = `
+      import { reserveLocked } from ${src('src/cli/reservations.ts')};
+      import { allocateIpv4 } from ${src('src/plan/allocate.ts')};
+      import { parseNetwork } from ${src('src/xml/network.ts')};
+      import { readFileSync, writeFileSync } from 'node:fs';
+      const store = ${JSON.stringify(store)};
+      const mac = process.argv[2];
+      const nic = { index: 0, type: 'network', mac, network: 'lab' };
+      const done = await reserveLocked(${JSON.stringify(join(dir, 'reserve.lock'))},
+        async () => {
+          const a = allocateIpv4({ network: parseNetwork(readFileSync(store, 'utf8')), leases: [], mac, now: 0 });
+          await new Promise((r) => setTimeout(r, 20)); // decided, not yet written
+          return a.kind === 'new' ? [{ nic, network: 'lab', mac, ip: a.ip }] : [];
+        },
+        async (r) => {
+          writeFileSync(store, readFileSync(store, 'utf8').replace('</dhcp>', "<host mac='" + r.mac + "' ip='" + r.ip + "'/></dhcp>"));
+        });
+      process.stdout.write(done.map((r) => r.ip).join(','));`;
+    const file = join(dir, 'child.ts');
+    writeFileSync(file, script);
+    const viteNode = join(ROOT, 'node_modules', '.bin', 'vite-node');
+    const results = await Promise.all(Array.from({ length: PROCS }, (_, i) => new Promise<{ code: number; out: string }>((resolve) => {
+      let out = '';
+      const c = spawn(viteNode, [file, `52:54:00:aa:00:0${i}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      c.on('close', (code) => resolve({ code: code ?? 1, out }));
+    })));
+    expect(results.map((r) => r.code)).toEqual(Array(PROCS).fill(0));
+    const ips = results.map((r) => r.out.trim());
+    expect(new Set(ips).size).toBe(PROCS);
+    expect(ips.sort()).toEqual(Array.from({ length: PROCS }, (_, i) => `192.168.100.${i + 2}`).sort());
+    const hosts = parseNetwork(readFileSync(store, 'utf8')).ips[0]!.hosts;
+    expect(hosts.map((h) => h.ip).sort()).toEqual([...ips].sort());
+  }, 60_000);
+});
