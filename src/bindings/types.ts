@@ -6,6 +6,30 @@ import type { NetworkInfo } from '../xml/network.js';
 import type { Template, BindingSettingsReader } from '../policy/template.js';
 import type { GlobalConfig } from '../policy/config.js';
 import type { ResolvedForward } from '../model/forward.js';
+import type { Lease } from '../host/libvirt-status.js';
+
+/** A network as define-time planning sees it: its current XML and DHCP leases. */
+export interface NetworkView {
+  info: NetworkInfo;
+  leases: readonly Lease[];
+}
+
+/** A DHCP host reservation a NIC needs in its libvirt network. */
+export interface Reservation {
+  nic: DomainNic;
+  network: string;
+  mac: string;
+  ip: string;
+}
+
+export interface DefineTimeInput {
+  domain: DomainInfo;
+  /** The NICs this binding wires, with the template that won each. */
+  wired: ReadonlyMap<DomainNic, Template>;
+  network: (name: string) => NetworkView | undefined;
+  /** Seconds since the epoch (lease expiry). */
+  now: number;
+}
 
 export interface BindingPlanInput {
   domain: DomainInfo;
@@ -36,6 +60,8 @@ export interface Binding extends BindingSettingsReader {
    * (re)starts: NICs it no longer fits lose what the binding gave them.
    */
   networkRefusal(net: NetworkInfo): string | undefined;
+  /** Define time: the DHCP host reservations the NICs it wires still need (bindings without addresses have none). */
+  reservations?(input: DefineTimeInput): Reservation[];
   /** A few words on a template's settings for `virtwire templates check` ("2 forward(s)"). */
   summary(settings: unknown): string;
   /** Things in valid settings an admin should look at (for `templates check`), with where they are written. */

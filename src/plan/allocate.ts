@@ -67,3 +67,9 @@ export function allocateIpv4(input: AllocateInput): Allocation {
   }
   throw new UserError(`network ${quoted(network.name)} has no free IPv4 address left in ${ip.subnet.text} for NIC ${mac} (all reserved or leased); remove unused <host> entries (virsh net-update ${shellWord(network.name, 'NETWORK')} delete ip-dhcp-host "<host mac=… ip=…/>" --live --config), widen the subnet, or give the template an address:`);
 }
+
+/** The network as it will be once `mac` has `ip` reserved. */
+export function withHost(net: NetworkInfo, mac: string, ip: string): NetworkInfo {
+  const target = dhcpIpv4(net);
+  return { ...net, ips: net.ips.map((x) => (x === target ? { ...x, hosts: [...x.hosts, { mac, ip }] } : x)) };
+}

@@ -1,5 +1,6 @@
 import type { Binding } from '../types.js';
 import { planNat, natNetworkRefusal } from './plan.js';
+import { natReservations } from './reservations.js';
 import { NAT_KEYS, newNatSettings, readNatKey, finishNatSettings, type NatSettings } from './settings.js';
 import { canonicalIp, ipFamily } from '../../model/addr.js';
 
@@ -12,6 +13,7 @@ export const nat: Binding = {
   finishSettings: (y, s) => finishNatSettings(y, s as NatSettings),
   hostPlan: (input) => ({ forwards: planNat(input) }),
   networkRefusal: natNetworkRefusal,
+  reservations: natReservations,
   summary: (s) => `${(s as NatSettings).forwards.length} forward(s)`,
   warnings: (s, hostAddresses) => {
     const local = new Set(hostAddresses.map((a) => (ipFamily(a) ? canonicalIp(a) : a)));
