@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, ROOT } from './helpers.js';
+import { recordFigure } from '../support/figures.js';
 import { parseNetwork } from '../../src/xml/network.js';
 
 const PROCS = 6;
@@ -50,5 +51,6 @@ describe('apply\'s reservation lock', () => {
     expect(ips.sort()).toEqual(Array.from({ length: PROCS }, (_, i) => `192.168.100.${i + 2}`).sort());
     const hosts = parseNetwork(readFileSync(store, 'utf8')).ips[0]!.hosts;
     expect(hosts.map((h) => h.ip).sort()).toEqual([...ips].sort());
+    recordFigure('concurrency', `${PROCS} processes reserving a DHCP address at once, as \`virtwire apply\` does`, 'unit', PROCS);
   }, 60_000);
 });
