@@ -104,6 +104,12 @@ describe('bounded work (item 3)', () => {
       'VM "alice": its metadata asks for 17 forwards, over limits.metadataForwardsPerVm = 16 of /etc/virtwire/virtwire.yaml; remove some from the domain\'s <metadata>, or ask the admin for a template');
   });
 
+  it('a metadata nic= that is not a MAC is refused, quoted (found by the property test: a newline reached the message raw)', () => {
+    const xml = domainXml('alice', [{ mac: '52:54:00:77:00:10' }], meta('<template name="dev"/><forward proto="tcp" host="20000" nic="&#10;x"/>'));
+    expect(() => plan(xml, { templates: set(OPT) })).toThrow(
+      'VM "alice" metadata forward #1: nic must be the MAC address of one of the VM\'s NICs (like 52:54:00:12:34:56), found "\\nx"; fix the domain\'s <metadata>');
+  });
+
   it('a metadata listen must be an address of this host', () => {
     const xml = (listen: string) => domainXml('alice', [{ mac: '52:54:00:77:00:10' }], meta(`<template name="dev"/><forward proto="tcp" host="20000" listen="${listen}"/>`));
     expect(() => plan(xml('198.51.100.7'), { templates: set(OPT) })).toThrow(

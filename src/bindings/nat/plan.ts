@@ -7,6 +7,7 @@ import { rangeInside, formatRange } from '../../model/ports.js';
 import { canonicalIp, ipFamily } from '../../model/addr.js';
 import type { ResolvedForward } from '../../model/forward.js';
 import { UserError, quoted, shellWord } from '../../errors.js';
+import { MAC } from '../../model/ids.js';
 import type { BindingPlanInput } from '../types.js';
 
 /**
@@ -61,6 +62,10 @@ export function planNat(input: BindingPlanInput): ResolvedForward[] {
       throw new UserError(`${where}: host port ${formatRange(spec.host)} is outside forwards.allowedHostPorts (${input.config.forwards.allowedHostPorts.map(formatRange).join(', ')}) of /etc/virtwire/virtwire.yaml; use a port inside it, or ask the admin to widen it or add a template`);
     }
     const nicMac = attrs.nic?.toLowerCase();
+    // nic= is the VM owner's text: a MAC, or refused (it would otherwise reach the message raw).
+    if (nicMac !== undefined && !MAC.test(nicMac)) {
+      throw new UserError(`${where}: nic must be the MAC address of one of the VM's NICs (like 52:54:00:12:34:56), found ${quoted(attrs.nic as string)}; fix the domain's <metadata>`);
+    }
     const nic = nicMac ? [...wired.keys()].find((n) => n.mac === nicMac) : [...wired.keys()][0];
     if (!nic) {
       throw new UserError(nicMac
