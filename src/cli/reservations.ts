@@ -96,10 +96,22 @@ export function templatesOf(paths: Paths): TemplateSet {
  * read (`needs`), then write each reservation (`add`) before the lock goes,
  * so a concurrent apply's decision sees it.
  */
-export function reserveLocked(lockFile: string, needs: () => Promise<Reservation[]>, add: (r: Reservation) => Promise<void>): Promise<Reservation[]> {
+export function reserveLocked(
+  lockFile: string,
+  needs: () => Promise<Reservation[]>,
+  add: (r: Reservation) => Promise<void>,
+  remove?: (r: Reservation) => Promise<void>,
+): Promise<Reservation[]> {
   return withLock(lockFile, async () => {
     const rs = await needs();
-    for (const r of rs) await add(r);
+    const done: Reservation[] = [];
+    try {
+      for (const r of rs) { await add(r); done.push(r); }
+    } catch (err) {
+      // All of a VM's reservations or none: take back the ones made before the failure.
+      for (const r of done.reverse()) await remove?.(r).catch(() => undefined);
+      throw err;
+    }
     return rs;
   });
 }

@@ -5,7 +5,7 @@ import type { HostSocket } from '../host/listening.js';
 import { Ledger } from '../state/ledger.js';
 import { Log } from '../log.js';
 import type { NetworkInfo } from '../xml/network.js';
-import { readLeases, readNetworkStatus, runningDomains, runningUuids, type Lease, type RunningDomain } from '../host/libvirt-status.js';
+import { readLeases, readNetworkStatus, readRunning, type Lease, type Running, type RunningDomain } from '../host/libvirt-status.js';
 import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
 import { errorMessage } from '../errors.js';
 import { rebuildCorrupt } from './reserve.js';
@@ -22,9 +22,9 @@ export interface HookContext {
   hostAddresses: () => string[];
   /** The live network from libvirt's status file — never the libvirt API (the daemon is waiting for us). */
   network: (name: string) => NetworkInfo | undefined;
-  /** Domains libvirt runs now, from its status files. */
-  runningDomains: () => RunningDomain[];
-  /** Just their UUIDs (liveness: never by name). */
+  /** Domains libvirt runs now, from its status files: their UUIDs (liveness: never by name) and the parsed domains. */
+  running: () => Running;
+  /** Just the UUIDs: the cheap read, for liveness. */
   runningUuids: () => Set<string>;
   /** DHCP leases on a live network. */
   leases: (network: string) => Lease[];
@@ -46,8 +46,8 @@ export function makeContext(paths: Paths, run: Runner, probes: HostProbes, tag: 
     hostSockets: probes.hostSockets,
     hostAddresses: probes.hostAddresses ?? hostInterfaceAddresses,
     network,
-    runningDomains: () => runningDomains(paths.libvirtRunDir, (m) => log.error(m)),
-    runningUuids: () => runningUuids(paths.libvirtRunDir),
+    running: () => readRunning(paths.libvirtRunDir, true, (m) => log.error(m)),
+    runningUuids: () => readRunning(paths.libvirtRunDir, false).uuids,
     leases: (name) => readLeases(paths.libvirtLibDir, network(name)?.bridge),
   };
 }
@@ -79,7 +79,7 @@ export function markForCleanup(ctx: HookContext): number {
  * holds. Returns notes for the log. Caller holds the lock.
  */
 export function recoverLedger(ctx: HookContext, runningUuids: ReadonlySet<string>, self?: DomainInfo): string[] {
-  const readRunning = (): RunningDomain[] => [...ctx.runningDomains().filter((d) => d.domain.uuid !== self?.uuid), ...(self ? [{ domain: self }] : [])];
-  const r = rebuildCorrupt(ctx, readRunning, runningUuids);
+  const domains = (): RunningDomain[] => [...ctx.running().domains.filter((d) => d.domain.uuid !== self?.uuid), ...(self ? [{ domain: self }] : [])];
+  const r = rebuildCorrupt(ctx, domains, runningUuids);
   return [...r.notes, ...r.unresolved.map((u) => u.message)];
 }

@@ -6,7 +6,7 @@ import type { DomainInfo } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
 import { withLock } from '../state/lock.js';
 import { loadConfig } from '../policy/config.js';
-import { runningDomains } from '../host/libvirt-status.js';
+import { readRunning } from '../host/libvirt-status.js';
 import { BINDINGS } from '../bindings/registry.js';
 import { describeForward } from '../plan/describe.js';
 import { converge } from './converge.js';
@@ -19,9 +19,8 @@ export async function reserveVm(ctx: HookContext, domain: DomainInfo): Promise<s
   const planned = planVm(domain, ctx);
   if (!planned && !ctx.ledger.hasVm(domain.uuid)) return undefined;
   const forwards = planned?.plan.forwards ?? [];
-  // Read before the lock: parsing every status file is the slow part.
-  const running = forwards.length ? ctx.runningDomains() : [];
-  const runningUuids = forwards.length ? ctx.runningUuids() : new Set<string>();
+  // Read before the lock, each status file once: parsing them is the slow part.
+  const { domains: running, uuids: runningUuids } = forwards.length ? ctx.running() : { domains: [], uuids: new Set<string>() };
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate(); // under the lock: one rotating process at a time
     if (forwards.length) {
@@ -69,8 +68,8 @@ export async function applyVm(ctx: HookContext, domain: DomainInfo): Promise<str
  */
 export async function settleVm(ctx: HookContext, domain: DomainInfo, how: 'remove' | 'reconnect'): Promise<string[] | undefined> {
   // Work only for a VM with an entry, or when a corrupt file may hide one (its own, or one not yet set aside).
-  const corrupt = ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid || !c.file.endsWith('.json.corrupt'));
-  if (!ctx.ledger.hasVm(domain.uuid) && !corrupt) return undefined;
+  const mayHide = (): boolean => ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid || !c.file.endsWith('.json.corrupt'));
+  if (!ctx.ledger.hasVm(domain.uuid) && !mayHide()) return undefined;
   // On reconnect this VM's live XML is in hand: it counts as running whatever its status file says.
   const running = how === 'reconnect' ? new Set([...ctx.runningUuids(), domain.uuid]) : ctx.runningUuids();
   return withLock(ctx.ledger.lockFile, async () => {
@@ -128,8 +127,7 @@ export async function reconcile(ctx: HookContext): Promise<{ notes: string[]; un
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate();
     const notes: string[] = [];
-    const running = runningDomains(ctx.paths.libvirtRunDir, (m) => notes.push(m));
-    const runningUuids = ctx.runningUuids();
+    const { domains: running, uuids: runningUuids } = readRunning(ctx.paths.libvirtRunDir, true, (m) => notes.push(m));
     const rebuilt = rebuildCorrupt(ctx, () => running, runningUuids);
     notes.push(...rebuilt.notes);
     const unresolved = rebuilt.unresolved.map((u) => u.message);

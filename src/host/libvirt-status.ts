@@ -11,21 +11,34 @@ export interface RunningDomain {
   domain: DomainInfo;
 }
 
+/** What libvirt's status files say runs now. */
+export interface Running {
+  /**
+   * UUIDs of the running domains, read with two patterns (the UUID and the
+   * QEMU pid), so a status file virtwire's parser would choke on still counts
+   * as running — liveness decides whether a VM's forwards are dropped, and
+   * must not err that way.
+   */
+  uuids: Set<string>;
+  /** Fully parsed, only when asked for (`parse`); files that do not parse are reported through `problem`. */
+  domains: RunningDomain[];
+}
+
 /**
- * Every running domain, keyed by nothing but what the files say: a status
- * file's name is the domain name, which can hold anything, so liveness is
- * decided by the UUID inside, never by building a path from a name.
- * Unreadable files are reported through `problem` and skipped.
+ * The domains libvirt runs now, from /run/libvirt/qemu/*.xml whose QEMU pid
+ * is alive, each file read once. A status file's name is the domain name,
+ * which can hold anything, so liveness is decided by the UUID inside, never
+ * by building a path from a name.
  */
-export function runningDomains(libvirtRunDir: string, problem: (msg: string) => void = () => {}): RunningDomain[] {
+export function readRunning(libvirtRunDir: string, parse: boolean, problem: (msg: string) => void = () => {}): Running {
+  const out: Running = { uuids: new Set(), domains: [] };
   const dir = join(libvirtRunDir, 'qemu');
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.xml'));
   } catch {
-    return [];
+    return out;
   }
-  const out: RunningDomain[] = [];
   for (const n of names) {
     const file = join(dir, n);
     let xml: string;
@@ -34,41 +47,16 @@ export function runningDomains(libvirtRunDir: string, problem: (msg: string) => 
     } catch {
       continue; // removed meanwhile: the domain stopped
     }
+    const pid = /<domstatus\b[^>]*\bpid=['"](\d+)['"]/.exec(xml)?.[1];
+    const uuid = /<domain\b[\s\S]*?<uuid>\s*([0-9a-fA-F-]{36})\s*<\/uuid>/.exec(xml)?.[1];
+    if (!uuid || (pid !== undefined && !existsSync(`/proc/${pid}`))) continue;
+    out.uuids.add(uuid.toLowerCase());
+    if (!parse) continue;
     try {
-      const { domain, pid } = parseDomainStatus(xml, file);
-      if (pid === undefined || existsSync(`/proc/${pid}`)) out.push({ domain });
+      out.domains.push({ domain: parseDomainStatus(xml, file).domain });
     } catch (err) {
       problem(`cannot read libvirt status file ${file}: ${errorMessage(err)}`);
     }
-  }
-  return out;
-}
-
-/**
- * UUIDs of the domains libvirt runs now. Deliberately lighter than
- * runningDomains(): only the UUID and the pid are read, so a status file
- * virtwire's parser would choke on still counts as a running VM — liveness
- * decides whether a VM's forwards are dropped, and must not err that way.
- */
-export function runningUuids(libvirtRunDir: string): Set<string> {
-  const dir = join(libvirtRunDir, 'qemu');
-  const out = new Set<string>();
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.xml'));
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    let xml: string;
-    try {
-      xml = readFileSync(join(dir, n), 'utf8');
-    } catch {
-      continue;
-    }
-    const pid = /<domstatus\b[^>]*\bpid=['"](\d+)['"]/.exec(xml)?.[1];
-    const uuid = /<domain\b[\s\S]*?<uuid>\s*([0-9a-fA-F-]{36})\s*<\/uuid>/.exec(xml)?.[1];
-    if (uuid && (pid === undefined || existsSync(`/proc/${pid}`))) out.add(uuid.toLowerCase());
   }
   return out;
 }

@@ -4,11 +4,9 @@
 // `virsh start` then gets the forward; a second apply says unchanged and plan
 // exits 0 — on libvirt 9 (iptables backend) and libvirt 11 (nftables backend).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import { Sandbox } from '../../src/demo/sandbox.js';
-import { ensureTrixieRoot } from '../support/rootfs.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
-import { MODES, skipE2e } from './support.js';
+import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
 
 const WEB = 'match: {domains: ["web-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
 const MAC = '52:54:00:e2:0a:01';
@@ -28,11 +26,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     (await sb.virsh('net-dumpxml', '--network', 'default', ...flags)).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
 
   beforeAll(async () => {
-    const rootfs = trixie ? await ensureTrixieRoot() : undefined;
-    sb = await Sandbox.start({ rootfs });
-    const inst = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
-    expect(inst.stdout).toContain('installed virtwire');
-    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB });
+    ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB }));
     await sb.defineGuest(WEB1);
   }, 600_000);
 

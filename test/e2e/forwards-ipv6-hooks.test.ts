@@ -12,12 +12,11 @@
 //  - Opt-in through the README's own `virsh metadata` command, and the refusal
 //    of a metadata port outside forwards.allowedHostPorts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODES, skipE2e } from './support.js';
+import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
 import { recordFigure } from '../support/figures.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox } from '../../src/demo/sandbox.js';
-import { ensureTrixieRoot } from '../support/rootfs.js';
 
 
 // 8080: no listen, no from => IPv4 and (the guest has a reserved IPv6) IPv6.
@@ -87,11 +86,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
   const networkHook = (on: boolean) => sb.exec(['mv', on ? NET_HOOK_OFF : NET_HOOK, on ? NET_HOOK : NET_HOOK_OFF]);
 
   beforeAll(async () => {
-    const rootfs = trixie ? await ensureTrixieRoot() : undefined;
-    sb = await Sandbox.start({ rootfs, ipv6: true });
-    const inst = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
-    expect(inst.stdout).toContain('installed virtwire');
-    await writeFile('/etc/virtwire/templates/web6.yaml', WEB6);
+    ({ sb } = await sandboxWithVirtwire(trixie, { web6: WEB6 }, { ipv6: true }));
     const t = Date.now();
     await sb.bootGuest(GUEST);
     console.log(`[e2e timing] ${trixie ? 'libvirt 11' : 'libvirt 9'}: IPv4 + DHCPv6 guest READY in ${((Date.now() - t) / 1000).toFixed(2)} s`);

@@ -7,10 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { Sandbox } from '../../src/demo/sandbox.js';
-import { ensureTrixieRoot } from '../support/rootfs.js';
 import { hostHttpGet, waitForGuestFetch } from '../support/sandbox-traffic.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
-import { restartLibvirtd as restartDaemon, virtwireLeftovers, MODES, skipE2e } from './support.js';
+import { restartLibvirtd as restartDaemon, virtwireLeftovers, MODES, skipE2e, sandboxWithVirtwire } from './support.js';
 
 
 const WEB = 'match: {domains: ["web-*"], networks: [default]}\npriority: 50\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80, description: web}\n  - {proto: udp, host: 5353}\n';
@@ -71,12 +70,9 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   }
 
   beforeAll(async () => {
-    const rootfs = trixie ? await ensureTrixieRoot() : undefined;
-    sb = await Sandbox.start({ rootfs });
-    const inst = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
-    expect(inst.stdout).toContain('installed virtwire');
-    expect(inst.stdout).toMatch(/sent SIGHUP to libvirtd/);
-    await writeTemplate('web', WEB);
+    let installOutput: string;
+    ({ sb, installOutput } = await sandboxWithVirtwire(trixie, { web: WEB }));
+    expect(installOutput).toMatch(/sent SIGHUP to libvirtd/);
     await sb.bootGuest(WEB1);
   }, 600_000);
 

@@ -4,10 +4,8 @@
 // 12's libvirt 9 (iptables backend) and libvirt 11 in a Debian 13 root
 // (nftables backend).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MODES, skipE2e } from './support.js';
-import { join } from 'node:path';
+import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
 import { Sandbox, type GuestSpec } from '../../src/demo/sandbox.js';
-import { ensureTrixieRoot } from '../support/rootfs.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
 import { recordFigure } from '../support/figures.js';
 
@@ -101,12 +99,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
   const sh = (script: string, ...args: string[]) => sb.exec(['bash', '-c', script, 'sh', ...args]);
 
   beforeAll(async () => {
-    const rootfs = trixie ? await ensureTrixieRoot() : undefined;
-    sb = await Sandbox.start({ rootfs });
-    await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
-    await writeFile('/etc/virtwire/templates/web.yaml', WEB);
-    await writeFile('/etc/virtwire/templates/evil.yaml', EVIL);
-    await writeFile('/etc/virtwire/templates/dev.yaml', DEV);
+    ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB, evil: EVIL, dev: DEV }));
     await writeFile('/tmp/iso.xml', ISO_NET);
     await sb.virsh('net-define', '--file', '/tmp/iso.xml');
     await sb.virsh('net-start', '--network', 'iso');

@@ -9,9 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
 import { Sandbox } from '../../src/demo/sandbox.js';
-import { ensureTrixieRoot } from '../support/rootfs.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
-import { restartLibvirtd, MODES, skipE2e } from './support.js';
+import { restartLibvirtd, MODES, skipE2e, sandboxWithVirtwire } from './support.js';
 
 
 const WEB = 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
@@ -30,10 +29,9 @@ describe.skipIf(skipE2e).each(MODES)('Node gone under a running VM — $mode', (
   const reconnectsRecorded = async () => ((await sb.exec(['cat', CALLS], { reject: false })).stdout.match(/^web-1 reconnect$/gm) ?? []).length;
 
   beforeAll(async () => {
-    sb = await Sandbox.start({ rootfs: trixie ? await ensureTrixieRoot() : undefined });
-    const inst = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
-    expect(inst.stdout).toContain('hooks will run Node /usr/bin/node (v');
-    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB });
+    let installOutput: string;
+    ({ sb, installOutput } = await sandboxWithVirtwire(trixie, { web: WEB }));
+    expect(installOutput).toContain('hooks will run Node /usr/bin/node (v');
     await sb.exec(['tee', RECORDER], { input: `#!/bin/sh\necho "$1 $2" >> ${CALLS}\n` });
     await sb.exec(['chmod', '0755', RECORDER]);
     await sb.bootGuest(WEB1);

@@ -1,6 +1,7 @@
 // Shared by the e2e files (not a test file itself).
 import { join } from 'node:path';
-import type { Sandbox } from '../../src/demo/sandbox.js';
+import { Sandbox } from '../../src/demo/sandbox.js';
+import { ensureTrixieRoot } from '../support/rootfs.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -49,3 +50,16 @@ export const MODES = [
 
 /** e2e files skip only when not root and not in CI: under CI=true a test that cannot run fails. */
 export const skipE2e = process.getuid?.() !== 0 && process.env.CI !== 'true';
+
+/**
+ * A sandbox for one mode with virtwire installed by its own install.sh (the
+ * way an admin installs it) and these templates in /etc/virtwire/templates
+ * (name → YAML). Returns the sandbox and install.sh's output.
+ */
+export async function sandboxWithVirtwire(trixie: boolean, templates: Record<string, string> = {}, opts: { ipv6?: boolean } = {}): Promise<{ sb: Sandbox; installOutput: string }> {
+  const sb = await Sandbox.start({ rootfs: trixie ? await ensureTrixieRoot() : undefined, ipv6: opts.ipv6 });
+  const inst = await sb.exec(['bash', join(sb.repoDirInside, 'install.sh')]);
+  if (!inst.stdout.includes('installed virtwire')) throw new Error(`install.sh in the sandbox did not say "installed virtwire":\n${inst.stdout}\n${inst.stderr}`);
+  for (const [name, yaml] of Object.entries(templates)) await sb.exec(['tee', `/etc/virtwire/templates/${name}.yaml`], { input: yaml });
+  return { sb, installOutput: inst.stdout };
+}

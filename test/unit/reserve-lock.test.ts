@@ -54,3 +54,16 @@ describe('apply\'s reservation lock', () => {
     recordFigure('concurrency', `${PROCS} processes reserving a DHCP address at once, as \`virtwire apply\` does`, 'unit', PROCS);
   }, 60_000);
 });
+
+describe('apply is all or nothing per VM', () => {
+  it('a reservation that fails takes back the ones made before it, and the error goes on', async () => {
+    const { reserveLocked } = await import('../../src/cli/reservations.js');
+    const r = (mac: string, ip: string) => ({ nic: { index: 0, type: 'network', mac, network: 'default' }, network: 'default', mac, ip });
+    const log: string[] = [];
+    const rs = [r('52:54:00:00:00:01', '192.168.100.2'), r('52:54:00:00:00:02', '192.168.100.3')];
+    await expect(reserveLocked(join(tempDir(), 'lock'), async () => rs,
+      async (x) => { if (x.ip.endsWith('.3')) throw new Error('net-update refused'); log.push(`add ${x.ip}`); },
+      async (x) => { log.push(`delete ${x.ip}`); })).rejects.toThrow('net-update refused');
+    expect(log).toEqual(['add 192.168.100.2', 'delete 192.168.100.2']);
+  });
+});

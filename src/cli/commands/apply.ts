@@ -23,7 +23,8 @@ reservation (virsh net-update … add ip-dhcp-host, --config, and --live when th
 for every NIC a template wires with binding nat that has none (and no address: in the template).
 The address is the one the NIC leases now when it has one, else the first free one of the subnet,
 outside the DHCP range when there is room. Networks are re-read under virtwire's reservation lock,
-so two applies at once never hand out one address. Prints one line per VM (changed, unchanged, or
+so two applies at once never hand out one address. A VM gets all its reservations or none: one
+that libvirt refuses takes back those made before it. Prints one line per VM (changed, unchanged, or
 error and why), goes on past a VM that fails, and exits 1 if any did. "virtwire plan" shows the
 same without changing anything.`,
   examples: ['virtwire apply web-1', 'virtwire apply --all'],
@@ -45,6 +46,10 @@ same without changing anything.`,
             async (r) => {
               const net = (await networks.read(r.network))!;
               await client.updateDhcpHost(net.uuid, 'add', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
+            },
+            async (r) => {
+              const net = (await networks.read(r.network))!;
+              await client.updateDhcpHost(net.uuid, 'delete', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
             },
           );
           out(`${vm}: ${done.length ? `changed (${reservedText(done)})` : 'unchanged'}\n`);
