@@ -40,6 +40,11 @@ export class Log {
     this.write('info', message);
   }
 
+  /** Something works, but not as the admin may think (e.g. a stale record): worth reading. */
+  warn(message: string): void {
+    this.write('warning', message);
+  }
+
   error(message: string): void {
     this.write('error', message);
   }

@@ -1,12 +1,11 @@
 // What `virtwire plan` and `virtwire apply` share: which domains, what each
 // needs (engine/reservations.ts), read from libvirt through the client.
-import { LibvirtClient, type Domain, type Network } from '../libvirt/client.js';
-import { parseDomain, type DomainInfo } from '../xml/domain.js';
+import type { LibvirtClient, Domain, Network } from '../libvirt/client.js';
 import { parseNetwork, type NetworkInfo } from '../xml/network.js';
 import { readLeases } from '../host/libvirt-status.js';
 import { loadTemplates, type TemplateSet } from '../policy/load.js';
 import { BINDINGS } from '../bindings/registry.js';
-import { plannedReservations, withHost, type NetworkView, type Reservation } from '../engine/reservations.js';
+import { withHost, type NetworkView, type Reservation } from '../engine/reservations.js';
 import { UserError, quoted } from '../errors.js';
 import type { Paths } from '../paths.js';
 import { withLock } from '../state/lock.js';
@@ -73,42 +72,31 @@ export class NetworkReader {
   }
 }
 
-/** A domain's persistent definition and the reservations it needs, given fresh network views. */
-export async function domainNeeds(
-  client: LibvirtClient,
-  networks: NetworkReader,
-  templates: TemplateSet,
-  d: Domain,
-): Promise<{ domain: DomainInfo; reservations: Reservation[] }> {
-  const domain = parseDomain(await client.domainXml(d.uuid, { inactive: true }), `domain ${quoted(d.name)}`);
-  const views = new Map<string, NetworkView | undefined>();
-  for (const nic of domain.nics) if (nic.network && !views.has(nic.network)) views.set(nic.network, await networks.read(nic.network));
-  const reservations = plannedReservations({ domain, templates, network: (n) => views.get(n), now: Math.floor(Date.now() / 1000) });
-  return { domain, reservations };
-}
-
 export function templatesOf(paths: Paths): TemplateSet {
   return loadTemplates(paths.templatesDir, BINDINGS);
 }
 
 /**
  * The one step apply takes under the reservation lock: decide from a fresh
- * read (`needs`), then write each reservation (`add`) before the lock goes,
- * so a concurrent apply's decision sees it.
+ * read (`needs`), write each reservation (`add`), then do what follows
+ * (`then`) before the lock goes, so a concurrent apply's decision sees it.
+ * A VM gets all of it or none of its reservations: a failure anywhere takes
+ * back the ones made.
  */
 export function reserveLocked(
   lockFile: string,
   needs: () => Promise<Reservation[]>,
   add: (r: Reservation) => Promise<void>,
   remove?: (r: Reservation) => Promise<void>,
+  then?: (made: Reservation[]) => Promise<void>,
 ): Promise<Reservation[]> {
   return withLock(lockFile, async () => {
     const rs = await needs();
     const done: Reservation[] = [];
     try {
       for (const r of rs) { await add(r); done.push(r); }
+      await then?.(rs);
     } catch (err) {
-      // All of a VM's reservations or none: take back the ones made before the failure.
       for (const r of done.reverse()) await remove?.(r).catch(() => undefined);
       throw err;
     }

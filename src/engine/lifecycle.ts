@@ -5,6 +5,7 @@
 import type { DomainInfo } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
 import { withLock } from '../state/lock.js';
+import { entryForwards } from '../state/ledger.js';
 import { loadConfig } from '../policy/config.js';
 import { readRunning } from '../host/libvirt-status.js';
 import { BINDINGS } from '../bindings/registry.js';
@@ -12,11 +13,14 @@ import { describeForward } from '../plan/describe.js';
 import { converge } from './converge.js';
 import { planVm, claim, rebuildCorrupt } from './reserve.js';
 import { markForCleanup, recoverLedger, type HookContext } from './context.js';
-import { UserError, errorMessage, quoted } from '../errors.js';
+import { staleRecord } from './record.js';
+import type { VmPlan } from '../plan/types.js';
+import { UserError, errorMessage, quoted, shellWord } from '../errors.js';
 
 /** qemu prepare: plan the VM and reserve what it will hold, or refuse. Undefined: nothing concerns it. */
 export async function reserveVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
   const planned = planVm(domain, ctx);
+  if (planned) warnIfStale(ctx, domain, planned.plan);
   if (!planned && !ctx.ledger.hasVm(domain.uuid)) return undefined;
   const forwards = planned?.plan.forwards ?? [];
   // Read before the lock, each status file once: parsing them is the slow part.
@@ -42,6 +46,18 @@ export async function reserveVm(ctx: HookContext, domain: DomainInfo): Promise<s
 }
 
 /**
+ * The templates win over the record `virtwire apply` left in the domain's
+ * <metadata> (the VM owner can edit it; the admin edits templates): a
+ * template edited since, or a hand-edited record, is logged, never obeyed
+ * and never silently ignored.
+ */
+function warnIfStale(ctx: HookContext, domain: DomainInfo, plan: VmPlan): void {
+  const diff = staleRecord(domain, plan);
+  if (diff.length === 0) return;
+  ctx.log.warn(`VM ${quoted(domain.name)}: the wiring recorded in its <metadata> is stale, the templates now give: ${diff.join('; ')}; starting with what the templates give — run "virtwire apply ${shellWord(domain.name, 'VM')}" to record it`);
+}
+
+/**
  * qemu start (before QEMU runs): apply what prepare reserved, failing closed.
  * Applied first, recorded after: a hook killed in between leaves a
  * "reserved" entry, which the aborted start's release removes.
@@ -58,6 +74,34 @@ export async function applyVm(ctx: HookContext, domain: DomainInfo): Promise<str
     const notes = [...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running, include: applied }))];
     ctx.ledger.putVm(applied);
     return notes;
+  });
+}
+
+/**
+ * A running VM re-planned from the templates now (`virtwire apply` after a
+ * template edit): checked and applied in one step under the lock, the whole
+ * table replaced at once, so its forwards move with no gap and a refusal
+ * changes nothing. `domain` is its live XML.
+ */
+export async function rewireVm(ctx: HookContext, domain: DomainInfo): Promise<{ moved: string[]; notes: string[] }> {
+  const planned = planVm(domain, ctx);
+  const forwards = planned?.plan.forwards ?? [];
+  const { domains: running, uuids } = ctx.running();
+  const runningUuids = new Set([...uuids, domain.uuid]);
+  const mark = loadConfig(ctx.paths.configFile).firewall.mark;
+  return withLock(ctx.ledger.lockFile, async () => {
+    ctx.log.rotate();
+    const entry = planned && forwards.length ? claim(domain, planned.plan, planned.config, {
+      ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
+      hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
+    }, 'applied') : undefined;
+    const before = new Set(entryForwards(ctx.ledger.getVm(domain.uuid) ?? { nics: [] }).map(describeForward));
+    const after = new Set((entry ? entryForwards(entry) : []).map(describeForward));
+    const moved = [...[...after].filter((f) => !before.has(f)).map((f) => `+${f}`), ...[...before].filter((f) => !after.has(f)).map((f) => `-${f}`)];
+    if (!entry) ctx.ledger.removeVm(domain.uuid);
+    const notes = [...recoverLedger(ctx, runningUuids), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids, include: entry }))];
+    if (entry) ctx.ledger.putVm(entry);
+    return { moved, notes };
   });
 }
 

@@ -117,7 +117,8 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
   checkConflicts(domain.name, plan.forwards, others.map((e) => ({ ...e, forwards: entryForwards(e) })), src.hostSockets());
   checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap(entryForwards)), config.limits);
   const nics = plan.nics.map((n) => ({
-    ...n, bindingVersion: bindingNamed(n.binding).version, forwards: plan.forwards.filter((f) => f.nic === n.mac),
+    mac: n.mac, template: n.template, binding: n.binding, bindingVersion: bindingNamed(n.binding).version,
+    ...(n.network === undefined ? {} : { network: n.network }), forwards: plan.forwards.filter((f) => f.nic === n.mac),
   })).filter((n) => n.forwards.length > 0);
   return { schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, nics, updatedAt: new Date().toISOString() };
 }

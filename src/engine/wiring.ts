@@ -30,6 +30,6 @@ export function resolveForwards(input: ResolveInput): VmPlan {
     const mine = new Map([...wired].filter(([, t]) => t.binding === binding.name));
     forwards.push(...binding.hostPlan({ ...input, wired: mine }).forwards);
   }
-  const nics = [...wired].map(([nic, t]) => ({ mac: nic.mac, binding: t.binding, network: nic.network }));
+  const nics = [...wired].map(([nic, t]) => ({ mac: nic.mac, template: t.name, binding: t.binding, network: nic.network }));
   return { uuid: domain.uuid, name: domain.name, nics, forwards };
 }

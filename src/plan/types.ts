@@ -3,6 +3,8 @@ import type { ResolvedForward } from '../model/forward.js';
 /** A NIC a template wires, and the binding that serves it. */
 export interface PlannedNic {
   mac: string;
+  /** The template that won the NIC. */
+  template: string;
   binding: string;
   network?: string;
 }

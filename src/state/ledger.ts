@@ -11,6 +11,8 @@ export const LEDGER_SCHEMA = 2;
 /** What virtwire applied for one NIC: which binding (and its version) did it, and what the host holds for it. */
 export interface NicEntry {
   mac: string;
+  /** The template that won the NIC (entries written before the define-time release have none). */
+  template?: string;
   binding: string;
   bindingVersion: number;
   network?: string;

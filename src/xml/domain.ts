@@ -1,9 +1,12 @@
 import { parseXml, child, children, attr, text, elementEntries, decodeXmlText, type XmlElement } from './parse.js';
 import { UserError, quoted, escapeUnsafe } from '../errors.js';
 import { MAC, UUID } from '../model/ids.js';
+import type { RecordedForward, RecordedNic } from '../model/record.js';
 
 /** XML namespace of virtwire's element in a domain's <metadata>. */
 export const METADATA_NS = 'https://virtwire.dev/xmlns/domain/1';
+/** Local name of the child of virtwire's metadata element where `virtwire apply` records its decisions. */
+export const RECORD_ELEMENT = 'applied';
 
 export interface DomainNic {
   /** Position among the domain's <interface> elements (0-based), for messages. */
@@ -19,6 +22,12 @@ export interface DomainNic {
 export interface DomainMetadata {
   templates: string[];
   forwards: Array<{ attrs: Record<string, string>; index: number }>;
+  /**
+   * What `virtwire apply` decided, as recorded in the same element
+   * (undefined: never applied, or the record was removed). Unverified: only
+   * compared with what the templates give now.
+   */
+  record?: RecordedNic[];
 }
 
 export interface DomainInfo {
@@ -106,11 +115,41 @@ function readMetadata(meta: XmlElement | undefined): DomainMetadata {
         const n = attr(c, 'name');
         if (n !== undefined) out.templates.push(n);
       } else if (local === 'forward') {
-        const attrs: Record<string, string> = {};
-        for (const [k, v] of Object.entries(c)) if (k.startsWith('@_') && typeof v === 'string') attrs[k.slice(2)] = decodeXmlText(v);
-        out.forwards.push({ attrs, index: index++ });
+        out.forwards.push({ attrs: attrsOf(c), index: index++ });
+      } else if (local === RECORD_ELEMENT) {
+        out.record = readRecord(c);
       }
     }
   }
   return out;
+}
+
+function attrsOf(el: XmlElement): Record<string, string> {
+  const attrs: Record<string, string> = {};
+  for (const [k, v] of Object.entries(el)) if (k.startsWith('@_') && typeof v === 'string') attrs[k.slice(2)] = decodeXmlText(v);
+  return attrs;
+}
+
+/** The recorded decisions; what is not in the recorded shape is skipped (it is only ever compared). */
+function readRecord(el: XmlElement): RecordedNic[] {
+  const local = (tag: string): string => tag.slice(tag.indexOf(':') + 1);
+  const nics: RecordedNic[] = [];
+  for (const [tag, n] of elementEntries(el)) {
+    if (local(tag) !== 'nic') continue;
+    const a = attrsOf(n);
+    const forwards: RecordedForward[] = [];
+    for (const [ftag, f] of elementEntries(n)) {
+      const fa = attrsOf(f);
+      if (local(ftag) !== 'forward' || !fa.proto || !fa.host || !fa.to || !fa.guest) continue;
+      forwards.push({
+        proto: fa.proto, host: fa.host, to: fa.to, guest: fa.guest,
+        ...(fa.listen ? { listen: fa.listen } : {}), ...(fa.from ? { from: fa.from } : {}),
+      });
+    }
+    nics.push({
+      mac: (a.mac ?? '').toLowerCase(), template: a.template ?? '', binding: a.binding ?? '',
+      bindingVersion: Number(a.version ?? 0), ...(a.network !== undefined ? { network: a.network } : {}), forwards,
+    });
+  }
+  return nics;
 }

@@ -1,8 +1,12 @@
-// Issue 10, e2e a: a VM defined with a plain <interface type='network'> and no
-// DHCP reservation. `virtwire plan` shows the reservation it would add and
-// exits 2; `virtwire apply` reserves the address (live and config); a plain
-// `virsh start` then gets the forward; a second apply says unchanged and plan
-// exits 0 — on libvirt 9 (iptables backend) and libvirt 11 (nftables backend).
+// Issue 10, define-time wiring end to end, on libvirt 9 (iptables backend)
+// and libvirt 11 (nftables backend):
+// e2e a: a VM defined with a plain <interface type='network'> and no DHCP
+//   reservation: `virtwire plan` shows the reservation and the domain diff
+//   and exits 2; `virtwire apply` reserves (live and config) and records its
+//   decisions in <metadata> (a Defined event); `virsh start` gets the forward;
+//   a second apply is unchanged and defines nothing (no Defined event).
+// e2e c: a template edited while the VM runs: apply moves the forward live.
+// e2e f: a domain wired the port-forward release's way keeps working.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
@@ -22,6 +26,11 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;
 
   const virtwire = (...args: string[]) => sb.exec(['virtwire', ...args], { reject: false });
+  /** libvirt's domain lifecycle events over the next few seconds, as `virsh event` prints them. */
+  const lifecycleEvents = async (): Promise<string> => {
+    const r = await sb.exec(['virsh', '-c', 'qemu:///system', 'event', '--loop', '--event', 'lifecycle', '--timeout', '6'], { env: { LC_ALL: 'C' }, timeoutMs: 30_000, reject: false });
+    return `${r.stdout}${r.stderr}`;
+  };
   const hostEntries = async (...flags: string[]) =>
     (await sb.virsh('net-dumpxml', '--network', 'default', ...flags)).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
 
@@ -46,18 +55,32 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect(plan.stdout.split('\n')).toContain('  forward at start: tcp *:8080 -> 192.168.122.2:80');
     expect(await hostEntries(), 'plan changes nothing').toEqual([]);
 
+    expect(plan.stdout).toContain(`--- domain "web-1"\n+++ domain "web-1" (after apply)\n`);
+    expect(plan.stdout).toMatch(new RegExp(`\\n\\+ {8}<virtwire:nic mac=(['"])${MAC}\\1 template=\\1web\\1 binding=\\1nat\\1 version=\\1\\d+\\1 network=\\1default\\1>\\n`));
+
+    // The first apply defines (a Defined event: the check below can see one).
+    const events1 = lifecycleEvents();
+    await sleep(1000);
     const apply = await virtwire('apply', 'web-1');
     expect(apply).toMatchObject({ exitCode: 0, stderr: '' });
-    expect(apply.stdout.trim()).toBe('VM "web-1": changed (reserved 192.168.122.2 for NIC 52:54:00:e2:0a:01 on network "default")');
+    expect(apply.stdout.trim()).toBe('VM "web-1": changed (reserved 192.168.122.2 for NIC 52:54:00:e2:0a:01 on network "default"; recorded its wiring in the domain <metadata>)');
+    expect(await events1).toContain("event 'lifecycle' for domain 'web-1': Defined Updated");
     expect(await hostEntries()).toEqual([HOST_LINE]);
     expect(await hostEntries('--inactive')).toEqual([HOST_LINE]);
+    // Visible in virsh dumpxml, as virt-manager's XML tab shows it.
+    const dumped = (await sb.virsh('dumpxml', '--domain', 'web-1', '--inactive')).stdout;
+    expect(dumped).toContain(`<virtwire:nic mac="${MAC}" template="web" binding="nat" version="1" network="default">`);
+    expect(dumped).toContain('<virtwire:forward proto="tcp" host="8080" to="192.168.122.2" guest="80"/>');
 
     await sb.startGuest(WEB1.name); // waits for the guest's READY line with ip=192.168.122.2
     expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
 
+    const events2 = lifecycleEvents();
+    await sleep(1000);
     const again = await virtwire('apply', 'web-1');
     expect(again.exitCode).toBe(0);
     expect(again.stdout.trim()).toBe('VM "web-1": unchanged');
+    expect(await events2, 'a second apply defines nothing').not.toContain('Defined');
     const plan2 = await virtwire('plan', '--all');
     expect(plan2.exitCode, plan2.stdout).toBe(0);
     expect(plan2.stdout.split('\n')).toContain('VM "web-1": unchanged');
@@ -87,9 +110,11 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
 
     await sb.exec(['tee', '/etc/virtwire/templates/lease.yaml'], { input: LEASE });
     const apply = await virtwire('apply', 'lease-1');
-    expect(apply.stdout.trim()).toBe(`VM "lease-1": changed (reserved ${leased} for NIC ${mac} on network "default")`);
+    expect(apply.stdout.trim()).toBe(`VM "lease-1": changed (reserved ${leased} for NIC ${mac} on network "default"; forwards moved live: +tcp *:8081 -> ${leased}:80; recorded its wiring in the domain <metadata>)`);
     expect(apply.exitCode).toBe(0);
     expect(await hostEntries('--inactive')).toContain(`<host mac='${mac}' ip='${leased}'/>`);
+    // Running already: its forward works at once, with no restart.
+    expect((await sb.clientHttpGet(sb.hostAddress, 8081)).trim()).toBe(`virtwire-guest ${guestLabel('lease-1')}`);
 
     await sb.virsh('destroy', '--domain', 'lease-1');
     await sb.virsh('start', '--domain', 'lease-1');
@@ -101,5 +126,37 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     const rows = JSON.parse((await virtwire('forwards', '--json')).stdout) as Array<Record<string, string>>;
     expect(rows.filter((r) => r.vm === 'lease-1').map((r) => r.guest)).toEqual([`${leased}:80`]);
     await sb.virsh('destroy', '--domain', 'lease-1');
+  }, 300_000);
+
+  it('e2e c: a template edited while its VM runs — apply moves the forward live: the new port answers, the old one stops, the VM keeps running', async () => {
+    const pid = async () => (await sb.exec(['cat', '/run/libvirt/qemu/web-1.pid'])).stdout.trim();
+    if ((await sb.virsh('domstate', '--domain', 'web-1')).stdout.trim() !== 'running') await sb.startGuest('web-1');
+    const before = await pid();
+    expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
+    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB.replace('host: 8080', 'host: 8082') });
+    const plan = await virtwire('plan', 'web-1');
+    expect(plan.exitCode, plan.stdout).toBe(2);
+    expect(plan.stdout).toContain('-          <virtwire:forward proto="tcp" host="8080" to="192.168.122.2" guest="80"/>\n');
+    expect(plan.stdout).toContain('+          <virtwire:forward proto="tcp" host="8082" to="192.168.122.2" guest="80"/>\n');
+
+    const apply = await virtwire('apply', 'web-1');
+    expect(apply.stdout.trim()).toBe('VM "web-1": changed (forwards moved live: +tcp *:8082 -> 192.168.122.2:80, -tcp *:8080 -> 192.168.122.2:80; recorded its wiring in the domain <metadata>)');
+    expect((await sb.clientHttpGet(sb.hostAddress, 8082)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
+    await expect(sb.clientHttpGet(sb.hostAddress, 8080, 2000)).rejects.toThrow();
+    expect(await pid(), 'the same QEMU process: the VM was never restarted').toBe(before);
+    expect((await virtwire('apply', 'web-1')).stdout.trim()).toBe('VM "web-1": unchanged');
+  }, 300_000);
+
+  it('e2e f: a domain wired the port-forward release\'s way (a hand-made reservation, no virtwire metadata) keeps working with no command', async () => {
+    await sb.exec(['tee', '/etc/virtwire/templates/old.yaml'], { input: 'match: {domains: ["old-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8083, guest: 80}\n' });
+    const old = { name: 'old-1', mac: '52:54:00:e2:0a:03', ip: '192.168.122.40' }; // reserve: true — by hand, as before apply existed
+    await sb.defineGuest(old);
+    expect((await sb.virsh('dumpxml', '--domain', 'old-1', '--inactive')).stdout).not.toContain('https://virtwire.dev/xmlns/');
+    await sb.startGuest('old-1');
+    expect((await sb.clientHttpGet(sb.hostAddress, 8083)).trim()).toBe(`virtwire-guest ${guestLabel('old-1')}`);
+    const log = (await sb.exec(['cat', '/var/log/virtwire.log'])).stdout.split('\n').filter((l) => l.includes('"old-1"'));
+    expect(log.some((l) => l.includes('prepare: reserved 1 forward(s)')), log.join('\n')).toBe(true);
+    expect(log.filter((l) => / (warning|error): /.test(l))).toEqual([]);
+    await sb.virsh('destroy', '--domain', 'old-1');
   }, 300_000);
 });

@@ -12,7 +12,7 @@ const SRC = join(ROOT, 'src');
 const RANK: Record<string, number> = {
   '.': -1, model: 0,
   xml: 1,
-  host: 2, state: 2, policy: 2,
+  host: 2, state: 2, policy: 2, rewrite: 2,
   plan: 3,
   bindings: 4,
   engine: 5,

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { reconcile } from '../../src/engine/lifecycle.js';
+import { reconcile, rewireVm } from '../../src/engine/lifecycle.js';
+import { parseDomain } from '../../src/xml/domain.js';
 import { quoted } from '../../src/errors.js';
 import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
@@ -66,6 +67,50 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     const log = readFileSync(paths.logFile, 'utf8');
     expect(log).toContain('prepare: reserved 2 forward(s)');
     expect(log.split('\n').every((l) => l === '' || /^\d{4}-/.test(l)), 'a VM name with a newline must not forge a log line').toBe(true);
+  });
+
+  it('a stale record in the domain <metadata> (template edited after apply) is logged, and the templates win', async () => {
+    // What apply recorded when web.yaml said 8081; web.yaml now says 8080 (and udp 5353).
+    const record = `<vw:wiring xmlns:vw="https://virtwire.dev/xmlns/domain/1"><vw:applied>
+      <vw:nic mac="52:54:00:77:00:10" template="web" binding="nat" version="1" network="default">
+        <vw:forward proto="tcp" host="8081" to="192.168.122.10" guest="80"/>
+      </vw:nic></vw:applied></vw:wiring>`;
+    const xml = domainXml('web-stale', [{ mac: '52:54:00:77:00:10' }], record, UUID_A);
+    expect(await hook('prepare', xml)).toEqual({ exitCode: 0 });
+    expect(await hook('start', xml)).toEqual({ exitCode: 0 });
+    expect(await table()).toContain('tcp . 8080 : 192.168.122.10 . 80');
+    expect(await table()).not.toContain('8081');
+    const warning = readFileSync(paths.logFile, 'utf8').split('\n').find((l) => l.includes(' warning: '));
+    expect(warning).toContain('VM "web-stale": the wiring recorded in its <metadata> is stale, the templates now give: NIC 52:54:00:77:00:10: +tcp *:8080 -> 192.168.122.10:80, +udp *:5353 -> 192.168.122.10:5353, -tcp *:8081 -> 192.168.122.10:80; starting with what the templates give — run "virtwire apply web-stale" to record it');
+  });
+
+  it('a record that matches what the templates give is not reported', async () => {
+    const record = `<vw:wiring xmlns:vw="https://virtwire.dev/xmlns/domain/1"><vw:applied>
+      <vw:nic mac="52:54:00:77:00:10" template="web" binding="nat" version="1" network="default">
+        <vw:forward proto="udp" host="5353" to="192.168.122.10" guest="5353"/>
+        <vw:forward proto="tcp" host="8080" to="192.168.122.10" guest="80"/>
+      </vw:nic></vw:applied></vw:wiring>`;
+    expect(await hook('prepare', domainXml('web-fresh', [{ mac: '52:54:00:77:00:10' }], record, UUID_A))).toEqual({ exitCode: 0 });
+    expect(readFileSync(paths.logFile, 'utf8')).not.toContain(' warning: ');
+  });
+
+  it('rewireVm (apply on a running VM) moves its forwards in one step; a conflict changes nothing', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    runs(NAME_A, vmA());
+    writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8090, guest: 80}\n' });
+    const moved = await rewireVm(ctx, parseDomain(vmA()));
+    expect(moved.moved).toEqual(['+tcp *:8090 -> 192.168.122.10:80', '-tcp *:8080 -> 192.168.122.10:80', '-udp *:5353 -> 192.168.122.10:5353']);
+    expect(await table()).toContain('tcp . 8090 : 192.168.122.10 . 80');
+    expect(await table()).not.toContain('8080');
+    // web-b runs with 8090 too (its entry applied); a second rewire of A must be refused and leave A's forward.
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 5\nbinding: nat\naddress: 192.168.122.11\nforwards:\n  - {proto: tcp, host: 9000, guest: 80}\n' });
+    runs('web-b', vmB());
+    await rewireVm(ctx, parseDomain(vmB()));
+    writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9000, guest: 80}\n' });
+    await expect(rewireVm(ctx, parseDomain(vmA()))).rejects.toThrow(/tcp port 9000 .* already forwarded to running VM "web-b"/);
+    expect(await table()).toContain('tcp . 8090 : 192.168.122.10 . 80');
+    expect(await table()).toContain('tcp . 9000 : 192.168.122.11 . 80');
   });
 
   it('a second VM claiming the same host port is refused at prepare; the first keeps its forward', async () => {

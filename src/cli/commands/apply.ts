@@ -1,58 +1,102 @@
-import { LibvirtClient } from '../../libvirt/client.js';
+import { LibvirtClient, type Domain } from '../../libvirt/client.js';
 import { Ledger } from '../../state/ledger.js';
+import { loadConfig } from '../../policy/config.js';
+import { parseDomain } from '../../xml/domain.js';
+import { makeContext, type HookContext } from '../../engine/context.js';
+import { rewireVm } from '../../engine/lifecycle.js';
+import { hostSockets } from '../../host/listening.js';
 import type { Reservation } from '../../engine/reservations.js';
+import type { TemplateSet } from '../../policy/load.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, reserveLocked, selectDomains, templatesOf } from '../reservations.js';
+import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, reserveLocked, selectDomains, templatesOf } from '../reservations.js';
+import { wireDomain } from '../wire.js';
+import type { Paths } from '../../paths.js';
 
-function reservedText(rs: readonly Reservation[]): string {
-  return rs.map((r) => `reserved ${r.ip} for NIC ${r.mac} on network ${quoted(r.network)}`).join(', ');
+function reservedText(r: Reservation): string {
+  return `reserved ${r.ip} for NIC ${r.mac} on network ${quoted(r.network)}`;
+}
+
+/**
+ * One VM, all or nothing as far as it can be: reservations (taken back if a
+ * later step fails), then the running VM's forwards (one table replace),
+ * then the definition with the decisions recorded. Returns what changed.
+ */
+async function applyOne(client: LibvirtClient, paths: Paths, ctx: () => HookContext, templates: TemplateSet, d: Domain): Promise<string[]> {
+  const config = loadConfig(paths.configFile);
+  // Fresh network XML and leases under the lock: what another apply just reserved is seen.
+  const networks = new NetworkReader(client, paths);
+  const changes: string[] = [];
+  const dhcp = async (r: Reservation, how: 'add' | 'delete'): Promise<void> => {
+    const net = (await networks.read(r.network))!;
+    await client.updateDhcpHost(net.uuid, how, { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
+  };
+  await reserveLocked(
+    new Ledger(paths.runDir).reserveLockFile,
+    async () => (await wireDomain(client, networks, templates, config, d, { forDefine: d.persistent })).reservations,
+    (r) => dhcp(r, 'add'),
+    (r) => dhcp(r, 'delete'),
+    async (made) => {
+      changes.push(...made.map(reservedText));
+      if (d.state !== 'running' && d.state !== 'paused') return;
+      // A refusal here (a port another VM holds) changes nothing on the host and takes the reservations back.
+      const { moved } = await rewireVm(ctx(), parseDomain(await client.domainXml(d.uuid), `domain ${quoted(d.name)}`));
+      if (moved.length) changes.push(`forwards moved live: ${moved.join(', ')}`);
+    },
+  );
+  if (!d.persistent) return changes; // a transient domain has no definition to record in
+  // With the reservations in place, the wiring as it will be recorded (re-read: libvirt holds the truth).
+  const w = await wireDomain(client, new NetworkReader(client, paths), templates, config, d, { forDefine: true });
+  if (w.xmlAfter !== w.xmlBefore) {
+    try {
+      await client.defineDomain(w.xmlAfter);
+    } catch (err) {
+      throw new Error(`${changes.length ? `${changes.join('; ')}; but ` : ''}recording the wiring in its <metadata> failed: ${errorMessage(err)}`);
+    }
+    changes.push('recorded its wiring in the domain <metadata>');
+  }
+  return changes;
 }
 
 export const command = defineCommand({
   name: 'apply',
-  summary: `Give the VMs' NICs that templates wire the DHCP reservations
-their forwards need (live and config); one line per VM: changed,
+  summary: `Wire the VMs templates match: DHCP reservations (live and
+config), forwards of running VMs moved live, the decisions
+recorded in each domain's <metadata>; one line per VM: changed,
 unchanged or error; exit 1 if any VM failed.`,
   usage: 'apply [VM…] [--all] [--connect CONNECT]',
   options: SELECT_OPTIONS,
   optionHelp: SELECT_HELP,
   maxArgs: Number.MAX_SAFE_INTEGER,
-  help: `For each VM named (by its exact libvirt name) or, with --all, every domain: adds a DHCP host
-reservation (virsh net-update … add ip-dhcp-host, --config, and --live when the network is active)
-for every NIC a template wires with binding nat that has none (and no address: in the template).
-The address is the one the NIC leases now when it has one, else the first free one of the subnet,
-outside the DHCP range when there is room. Networks are re-read under virtwire's reservation lock,
-so two applies at once never hand out one address. A VM gets all its reservations or none: one
-that libvirt refuses takes back those made before it. Prints one line per VM (changed, unchanged, or
-error and why), goes on past a VM that fails, and exits 1 if any did. "virtwire plan" shows the
-same without changing anything.`,
+  help: `For each VM named (by its exact libvirt name) or, with --all, every domain:
+1. adds a DHCP host reservation (virsh net-update … add ip-dhcp-host, --config, and --live when
+   the network is active) for every NIC a template wires with binding nat that has none (and no
+   address: in the template): the address the NIC leases now when it has one, else the first free
+   one of the subnet, outside the DHCP range when there is room;
+2. on a running VM, moves its forwards to what the templates give now, in one nft transaction
+   (no gap; a conflict refuses the change and leaves the old forwards);
+3. records what it decided per NIC (template, binding, forwards) in the domain's <metadata>
+   (virsh dumpxml shows it) and defines the domain — only when that record changed, so a second
+   apply defines nothing.
+Networks are re-read under virtwire's reservation lock, so two applies at once never hand out one
+address. A VM gets all its reservations or none: a later step that fails takes them back. Prints
+one line per VM (changed and what, unchanged, or error and why), goes on past a VM that fails,
+and exits 1 if any did. "virtwire plan" shows the same without changing anything.`,
   examples: ['virtwire apply web-1', 'virtwire apply --all'],
-  async run({ values, args, paths, out }) {
+  async run({ values, args, paths, out, run }) {
     const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
+    let ctx: HookContext | undefined;
+    const context = (): HookContext => (ctx ??= makeContext(paths, run, { hostSockets: () => hostSockets() }, 'cli'));
     try {
       const templates = templatesOf(paths);
-      const lockFile = new Ledger(paths.runDir).reserveLockFile;
       let failed = false;
       for (const s of await selectDomains(client, args, values.all === true)) {
         const vm = `VM ${quoted(s.name)}`;
         if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
-          // Fresh network XML and leases under the lock: what another apply just reserved is seen.
-          const networks = new NetworkReader(client, paths);
-          const done = await reserveLocked(
-            lockFile,
-            async () => (await domainNeeds(client, networks, templates, s.domain)).reservations,
-            async (r) => {
-              const net = (await networks.read(r.network))!;
-              await client.updateDhcpHost(net.uuid, 'add', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
-            },
-            async (r) => {
-              const net = (await networks.read(r.network))!;
-              await client.updateDhcpHost(net.uuid, 'delete', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
-            },
-          );
-          out(`${vm}: ${done.length ? `changed (${reservedText(done)})` : 'unchanged'}\n`);
+          const changes = await applyOne(client, paths, context, templates, s.domain);
+          out(`${vm}: ${changes.length ? `changed (${changes.join('; ')})` : 'unchanged'}\n`);
+          if (changes.length) context().log.info(`apply ${vm}: ${changes.join('; ')}`);
         } catch (err) {
           out(`${vm}: error: ${errorMessage(err)}\n`);
           failed = true;

@@ -1,12 +1,12 @@
 import { LibvirtClient } from '../../libvirt/client.js';
-import { resolveForwards } from '../../engine/wiring.js';
 import type { Reservation } from '../../engine/reservations.js';
-import { hostInterfaceAddresses } from '../../engine/context.js';
 import { loadConfig } from '../../policy/config.js';
 import { describeForward } from '../../plan/describe.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, selectDomains, templatesOf } from '../reservations.js';
+import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, selectDomains, templatesOf } from '../reservations.js';
+import { wireDomain } from '../wire.js';
+import { unifiedDiff } from '../diff.js';
 
 /** The network XML change as a unified-diff-like block: the <host> lines apply would add. */
 export function reservationDiff(network: string, added: readonly Reservation[]): string {
@@ -20,9 +20,10 @@ export function reservationDiff(network: string, added: readonly Reservation[]):
 
 export const command = defineCommand({
   name: 'plan',
-  summary: `Show what "virtwire apply" would change (DHCP reservations in
-the libvirt networks) and the forwards the VMs would get; exit 2
-when something would change, 0 when nothing would.`,
+  summary: `Show what "virtwire apply" would change — DHCP reservations in
+the libvirt networks, the record in the domain XML — and the
+forwards the VMs would get; exit 2 when something would change, 0
+when nothing would.`,
   usage: 'plan [VM…] [--all] [--connect CONNECT]',
   options: SELECT_OPTIONS,
   optionHelp: SELECT_HELP,
@@ -31,7 +32,8 @@ when something would change, 0 when nothing would.`,
 template wires with binding nat but that have no DHCP host reservation in their libvirt network
 (and no address: in the template), the address apply would reserve for each — the one the NIC
 leases now when it has one, else the first free one of the subnet, outside the DHCP range when
-there is room — as a diff of the network XML, and the forwards the VM would get at its next start.
+there is room — as a diff of the network XML; the unified diff of the domain XML apply would define
+(the decisions it records in <metadata>); and the forwards the VM would get at its next start.
 Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
   examples: ['virtwire plan web-1', 'virtwire plan --all'],
   async run({ values, args, paths, out }) {
@@ -54,19 +56,14 @@ Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM 
         const vm = `VM ${quoted(s.name)}`;
         if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
-          const { domain, reservations } = await domainNeeds(client, networks, templates, s.domain);
-          for (const r of reservations) networks.note(r);
-          const plan = resolveForwards({
-            domain,
-            templates,
-            config: loadConfig(paths.configFile),
-            network: (n) => networks.peek(n),
-            hostAddresses: hostInterfaceAddresses,
-          });
-          out(`${vm}: ${reservations.length ? 'would change' : 'unchanged'}\n`);
+          const { reservations, plan, xmlBefore, xmlAfter } = await wireDomain(client, networks, templates, loadConfig(paths.configFile), s.domain, { forDefine: false });
+          const domainDiff = s.domain.persistent ? unifiedDiff(xmlBefore, xmlAfter, `domain ${quoted(s.name)}`, `domain ${quoted(s.name)} (after apply)`) : '';
+          const changing = reservations.length > 0 || domainDiff !== '';
+          out(`${vm}: ${changing ? 'would change' : 'unchanged'}\n`);
           for (const net of new Set(reservations.map((r) => r.network))) out(reservationDiff(net, reservations.filter((r) => r.network === net)));
+          out(domainDiff);
           for (const f of plan.forwards) out(`  forward at start: ${describeForward(f)}\n`);
-          changes ||= reservations.length > 0;
+          changes ||= changing;
         } catch (err) {
           out(`${vm}: error: ${errorMessage(err)}\n`);
           failed = true;

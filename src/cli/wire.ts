@@ -1,0 +1,54 @@
+// What `virtwire plan` and `virtwire apply` compute per VM: the reservations
+// its NICs need, the forwards it gets, and its domain XML with the decisions
+// recorded (the pure rewrite, src/rewrite/) — from libvirt's current state.
+import type { LibvirtClient, Domain } from '../libvirt/client.js';
+import { parseDomain, type DomainInfo } from '../xml/domain.js';
+import { parseXmlDocument } from '../xml/document.js';
+import { assignMissingMacs, randomQemuMac, writeRecord } from '../rewrite/domain.js';
+import { plannedReservations, type NetworkView, type Reservation } from '../engine/reservations.js';
+import { resolveForwards } from '../engine/wiring.js';
+import { recordOf } from '../engine/record.js';
+import { hostInterfaceAddresses } from '../engine/context.js';
+import type { TemplateSet } from '../policy/load.js';
+import type { GlobalConfig } from '../policy/config.js';
+import type { VmPlan } from '../plan/types.js';
+import { quoted } from '../errors.js';
+import type { NetworkReader } from './reservations.js';
+
+export interface VmWiring {
+  /** The persistent definition (with any MAC assigned), as virtwire read it. */
+  domain: DomainInfo;
+  reservations: Reservation[];
+  /** What the VM gets at its next start, given those reservations. */
+  plan: VmPlan;
+  /** The domain XML libvirt has, and with virtwire's decisions recorded: equal when nothing changes. */
+  xmlBefore: string;
+  xmlAfter: string;
+}
+
+/**
+ * Reads the domain's persistent XML (with security info when it will be
+ * defined back: without it a define drops graphics passwords) and works
+ * out its wiring. Planned reservations are noted in `networks`, so the next
+ * VM of a `--all` run sees them. Throws UserError.
+ */
+export async function wireDomain(
+  client: LibvirtClient,
+  networks: NetworkReader,
+  templates: TemplateSet,
+  config: GlobalConfig,
+  d: Domain,
+  opts: { forDefine: boolean },
+): Promise<VmWiring> {
+  const xmlBefore = await client.domainXml(d.uuid, { inactive: true, securityInfo: opts.forDefine });
+  const doc = parseXmlDocument(xmlBefore);
+  assignMissingMacs(doc, randomQemuMac);
+  const domain = parseDomain(String(doc), `domain ${quoted(d.name)}`);
+  const views = new Map<string, NetworkView | undefined>();
+  for (const nic of domain.nics) if (nic.network && !views.has(nic.network)) views.set(nic.network, await networks.read(nic.network));
+  const reservations = plannedReservations({ domain, templates, network: (n) => views.get(n), now: Math.floor(Date.now() / 1000) });
+  for (const r of reservations) networks.note(r);
+  const plan = resolveForwards({ domain, templates, config, network: (n) => networks.peek(n), hostAddresses: hostInterfaceAddresses });
+  writeRecord(doc, recordOf(plan));
+  return { domain, reservations, plan, xmlBefore, xmlAfter: String(doc) };
+}

@@ -1,0 +1,27 @@
+// The decisions `virtwire apply` records in a domain's <metadata>, made from
+// the same plan the hooks act on; and how a recorded set differs from now.
+import type { VmPlan } from '../plan/types.js';
+import type { DomainInfo } from '../xml/domain.js';
+import { bindingNamed } from '../bindings/registry.js';
+import { forwardText, recordDifferences, recordedForward, type RecordedNic } from '../model/record.js';
+
+/** One record per wired NIC, forwards in a stable order (so an unchanged plan records byte-identical XML). */
+export function recordOf(plan: VmPlan): RecordedNic[] {
+  return plan.nics.map((n) => ({
+    mac: n.mac,
+    template: n.template,
+    binding: n.binding,
+    bindingVersion: bindingNamed(n.binding).version,
+    ...(n.network === undefined ? {} : { network: n.network }),
+    forwards: plan.forwards.filter((f) => f.nic === n.mac).map(recordedForward)
+      .sort((a, b) => (forwardText(a) < forwardText(b) ? -1 : forwardText(a) > forwardText(b) ? 1 : 0)),
+  }));
+}
+
+/**
+ * How the domain's recorded decisions differ from `plan` (the templates now):
+ * empty when they agree or the domain was never applied (nothing recorded).
+ */
+export function staleRecord(domain: DomainInfo, plan: VmPlan): string[] {
+  return domain.metadata.record ? recordDifferences(domain.metadata.record, recordOf(plan)) : [];
+}
