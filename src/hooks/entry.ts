@@ -11,7 +11,7 @@ import type { HookResult } from './qemu-handler.js';
  * happens — a non-zero `reconnect` makes libvirt kill the running VM.
  * hooks/qemu has the same list (test/unit/shims.test.ts keeps them in step).
  */
-export const QEMU_FAIL_CLOSED_OPS: readonly string[] = ['prepare', 'start'];
+export const QEMU_FAIL_CLOSED_OPS: readonly string[] = ['migrate', 'restore', 'prepare', 'start'];
 
 export function qemuOpMayFail(op: string | undefined): boolean {
   return op !== undefined && QEMU_FAIL_CLOSED_OPS.includes(op);
@@ -30,6 +30,8 @@ export interface EntryDeps {
   /** Used when the context itself could not be made. */
   fallbackLog: () => Log;
   stderr: (line: string) => void;
+  /** The filter operations' output (the domain XML for libvirt). */
+  stdout?: (text: string) => void;
 }
 
 /**
@@ -47,6 +49,7 @@ export async function runHook(entry: HookEntry, argv: string[], deps: EntryDeps)
     log = ctx.log;
     const r = await entry.handle(ctx, argv);
     if (r.stderr) deps.stderr(r.stderr);
+    if (r.stdout !== undefined && r.exitCode === 0) deps.stdout?.(r.stdout);
     if (r.exitCode === 0 || mayFail) return r.exitCode;
     log.error(`${what}: exit status ${r.exitCode} turned into 0 — libvirt must not see this operation fail (${r.stderr ?? 'no message'})`);
     return 0;

@@ -1,16 +1,19 @@
 import { parseDomain } from '../xml/domain.js';
 import { reserveVm, applyVm, settleVm } from '../engine/lifecycle.js';
+import { filterIncoming } from '../engine/filter.js';
 import { UserError, errorMessage, oneLine, quoted } from '../errors.js';
 import type { HookContext } from '../engine/context.js';
 
 export interface HookResult {
   exitCode: number;
+  /** For libvirt's filter operations (migrate, restore): the domain XML that replaces the input. */
+  stdout?: string;
   /** One line for libvirt's error message (stderr), if the operation must fail. */
   stderr?: string;
 }
 
 /** qemu operations virtwire acts on; everything else exits 0 at once without reading stdin. */
-const ACTIVE_OPS = new Set(['prepare', 'start', 'stopped', 'release', 'reconnect']);
+const ACTIVE_OPS = new Set(['migrate', 'restore', 'prepare', 'start', 'stopped', 'release', 'reconnect']);
 
 export function qemuOpIsActive(op: string | undefined): boolean {
   return op !== undefined && ACTIVE_OPS.has(op);
@@ -18,16 +21,18 @@ export function qemuOpIsActive(op: string | undefined): boolean {
 
 /**
  * `/etc/libvirt/hooks/qemu.d/virtwire NAME OP SUBOP EXTRA` with the live
- * domain XML on stdin. prepare plans and reserves (refusing the start on a
+ * domain XML on stdin. migrate/restore filter the incoming XML (its record),
+ * prepare plans and reserves (refusing the start on a
  * conflict), start applies before QEMU runs, stopped/release remove exactly
  * the ledger's entry and never fail, reconnect converges and never fails.
  */
 export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin: () => Promise<string>): Promise<HookResult> {
   const op = argv[1];
   if (!qemuOpIsActive(op)) return { exitCode: 0 };
-  if (op === 'prepare' || op === 'start') {
+  if (op === 'prepare' || op === 'start' || op === 'migrate' || op === 'restore') {
     try {
       const xml = await readStdin();
+      if (op === 'migrate' || op === 'restore') return filter(ctx, op, xml);
       return op === 'prepare' ? await prepare(ctx, xml) : await start(ctx, xml);
     } catch (err) {
       const msg = err instanceof UserError ? err.message : `internal error: ${errorMessage(err)} (details in ${ctx.paths.logFile})`;
@@ -36,6 +41,13 @@ export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin
     }
   }
   return cleanupOrReconnect(ctx, op as string, argv[0] ?? '?', readStdin);
+}
+
+/** migrate / restore: this host's record in the incoming XML; an error cancels the operation. */
+function filter(ctx: HookContext, op: string, xml: string): HookResult {
+  const out = filterIncoming(ctx, xml);
+  if (out !== undefined) ctx.log.info(`VM ${quoted(parseDomain(out).name)} ${op}: recorded this host's wiring in the incoming XML`);
+  return out === undefined ? { exitCode: 0 } : { exitCode: 0, stdout: out };
 }
 
 async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {

@@ -15,6 +15,7 @@ const entry: HookEntry = { driver: 'qemu', mayFail: qemuOpMayFail, handle: (ctx,
 const deps = {
   fallbackLog: () => new Log(DEFAULT_PATHS.logFile, TAG),
   stderr: (line: string) => { process.stderr.write(`${line}\n`); },
+  stdout: (text: string) => { process.stdout.write(text); },
 };
 guardProcess(entry, argv, deps);
 process.exitCode = await runHook(entry, argv, { ...deps, makeContext: () => makeContext(DEFAULT_PATHS, runCommand, { hostSockets: () => hostSockets() }, TAG) });

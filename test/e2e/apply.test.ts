@@ -6,7 +6,9 @@
 //   decisions in <metadata> (a Defined event); `virsh start` gets the forward;
 //   a second apply is unchanged and defines nothing (no Defined event).
 // e2e c: a template edited while the VM runs: apply moves the forward live.
+// e2e e: save + restore: the restore filter records this host's wiring.
 // e2e f: a domain wired the port-forward release's way keeps working.
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
@@ -145,6 +147,29 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await expect(sb.clientHttpGet(sb.hostAddress, 8080, 2000)).rejects.toThrow();
     expect(await pid(), 'the same QEMU process: the VM was never restarted').toBe(before);
     expect((await virtwire('apply', 'web-1')).stdout.trim()).toBe('VM "web-1": unchanged');
+  }, 300_000);
+
+  it('e2e e: virsh save + restore of a wired guest — the restore filter records this host\'s wiring in the restored XML, and the forward works after restore', async () => {
+    // web-1 runs, applied with 8082 (e2e c). The template changes on disk, and nobody runs apply.
+    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB.replace('host: 8080', 'host: 8084') });
+    const image = join(sb.dir, 'web-1.save');
+    await sb.virsh('save', '--domain', 'web-1', '--file', image);
+    expect((await sb.virsh('domstate', '--domain', 'web-1')).stdout.trim()).toBe('shut off');
+    await sb.virsh('restore', '--file', image);
+    expect((await sb.virsh('domstate', '--domain', 'web-1')).stdout.trim()).toBe('running');
+    // The restored guest is the same boot (its memory came back): ask its web server, on the template's new port.
+    let answer = '';
+    for (const deadline = Date.now() + 60_000; !answer && Date.now() < deadline;) {
+      answer = await sb.clientHttpGet(sb.hostAddress, 8084, 2000).catch(async () => { await sleep(500); return ''; });
+    }
+    expect(answer.trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
+    // The filter wrote this host's decisions into the XML libvirt restored from (the live XML).
+    const live = (await sb.virsh('dumpxml', '--domain', 'web-1')).stdout;
+    expect(live).toContain('<virtwire:forward proto="tcp" host="8084" to="192.168.122.2" guest="80"/>');
+    expect(live).not.toContain('host="8082"');
+    const log = (await sb.exec(['cat', '/var/log/virtwire.log'])).stdout;
+    expect(log).toContain(`VM "web-1" restore: recorded this host's wiring in the incoming XML`);
+    await sb.exec(['rm', '-f', image]);
   }, 300_000);
 
   it('e2e f: a domain wired the port-forward release\'s way (a hand-made reservation, no virtwire metadata) keeps working with no command', async () => {

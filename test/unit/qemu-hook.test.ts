@@ -69,6 +69,35 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(log.split('\n').every((l) => l === '' || /^\d{4}-/.test(l)), 'a VM name with a newline must not forge a log line').toBe(true);
   });
 
+  it('restore and migrate filter the incoming XML: this host\'s record written in, every other byte kept; none when it is current', async () => {
+    const stale = `<vw:wiring xmlns:vw="https://virtwire.dev/xmlns/domain/1"><!-- owner's note --><vw:template name="x"/><vw:applied>
+      <vw:nic mac="52:54:00:77:00:10" template="web" binding="nat" version="1" network="default">
+        <vw:forward proto="tcp" host="9999" to="192.168.122.99" guest="80"/>
+      </vw:nic></vw:applied></vw:wiring>`;
+    writeFiles(paths.templatesDir, { 'x.yaml': 'match: {optIn: true}\npriority: -1\nbinding: nat\nforwards: []\n' });
+    const xml = domainXml('web-moved', [{ mac: '52:54:00:77:00:10' }], stale, UUID_A);
+    for (const op of ['restore', 'migrate']) {
+      const r = await hook(op, xml);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const out = r.stdout as string;
+      expect(out).toContain('<vw:forward proto="tcp" host="8080" to="192.168.122.10" guest="80"/>');
+      expect(out).not.toContain('9999');
+      // Everything but the record is byte for byte what came in.
+      const cut = (x: string) => x.replace(/<vw:applied>[\s\S]*<\/vw:applied>/, '');
+      expect(cut(out)).toBe(cut(xml));
+      expect(await hook(op, out), 'a current record: no output, the XML stays').toEqual({ exitCode: 0 });
+    }
+    expect(await table(), 'a filter changes nothing on the host').toBe('');
+  });
+
+  it('a restore this host cannot wire is cancelled with one line (its start would be refused anyway)', async () => {
+    writeFiles(join(paths.libvirtRunDir, 'network'), { 'default.xml': fixture('network-default.xml').replace("<forward mode='nat'>", "<forward mode='route'>") });
+    const r = await hook('restore', vmA());
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^virtwire: VM .*binding nat needs a NAT network/);
+    expect(r.stdout).toBeUndefined();
+  });
+
   it('a stale record in the domain <metadata> (template edited after apply) is logged, and the templates win', async () => {
     // What apply recorded when web.yaml said 8081; web.yaml now says 8080 (and udp 5353).
     const record = `<vw:wiring xmlns:vw="https://virtwire.dev/xmlns/domain/1"><vw:applied>
@@ -316,9 +345,16 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 describe('operations with nothing to do', () => {
   it('exit 0 without reading stdin', async () => {
     const ctx = makeContext(testPaths(join(tempDir(), 'nonexistent')), async () => { throw new Error('no command expected'); }, { hostSockets: () => [] }, 't');
-    for (const op of ['started', 'migrate', 'restore', 'attach']) {
+    for (const op of ['started', 'attach', 'detach']) {
       expect(await handleQemuHook(ctx, ['vm', op, 'begin', '-'], async () => { throw new Error('stdin read'); })).toEqual({ exitCode: 0 });
     }
+  });
+
+  it('migrate/restore of a VM no template concerns: exit 0, no output (the XML stays as it came)', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'templates'));
+    const ctx = makeContext(testPaths(root), async () => { throw new Error('no command expected'); }, { hostSockets: () => [] }, 't');
+    for (const op of ['migrate', 'restore']) expect(await handleQemuHook(ctx, ['db', op, 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
   });
 
   it('a VM no template matches exits 0 and touches nothing', async () => {
