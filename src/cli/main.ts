@@ -125,6 +125,7 @@ export async function run(): Promise<void> {
   } catch (err) {
     const known = err instanceof UserError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     process.stderr.write(`virtwire: ${known ? errorMessage(err) : `${errorMessage(err)}`}${known ? '' : ' (internal error)'}\n`);
-    process.exitCode = known ? 2 : 1;
+    // 1 for every error, usage included: `virtwire plan` exits 2 for "something would change".
+    process.exitCode = 1;
   }
 }

@@ -82,6 +82,27 @@ describe('the virtwire command table', () => {
     }
   });
 
+  it('a command-line error exits 1, never 2 (which `virtwire plan` means as "something would change")', async () => {
+    const { run } = await import('../../src/cli/main.js');
+    const argv = process.argv;
+    const stderr = process.stderr.write;
+    const written: string[] = [];
+    try {
+      for (const bad of [['plan', '--bogus'], ['plan', '--connect'], ['nope']]) {
+        process.argv = ['node', 'virtwire', ...bad];
+        process.stderr.write = ((s: string) => { written.push(s); return true; }) as typeof process.stderr.write;
+        await run();
+        process.stderr.write = stderr;
+        expect(process.exitCode, bad.join(' ')).toBe(1);
+      }
+    } finally {
+      process.argv = argv;
+      process.stderr.write = stderr;
+      process.exitCode = 0;
+    }
+    expect(written).toHaveLength(3);
+  });
+
   it('refuses an option the command does not have with one line naming the command and its options', async () => {
     await expect(cli('forwards', '--keep')).rejects.toThrow(/^unknown option --keep for "virtwire forwards" \(its options: --json, -h\/--help\)$/);
     await expect(cli('templates', 'check', '--json')).rejects.toThrow(/^unknown option --json for "virtwire templates" \(its options: --dir DIR, -h\/--help\)$/);

@@ -58,6 +58,19 @@ async function applyOne(client: LibvirtClient, paths: Paths, ctx: () => HookCont
   return changes;
 }
 
+/**
+ * "[12/500] web-12" on stderr, rewritten in place, when stderr is a terminal
+ * and there are many VMs; cleared at the end. Never in a pipe or a log.
+ */
+function progressLine(total: number): (done: number, name: string) => void {
+  if (!process.stderr.isTTY || total < 10) return () => undefined;
+  return (done, name) => {
+    const width = process.stderr.columns ?? 80;
+    const text = done >= total ? '' : `[${done + 1}/${total}] ${quoted(name)}`.slice(0, width - 1);
+    process.stderr.write(`\r\x1b[K${text}`);
+  };
+}
+
 export const command = defineCommand({
   name: 'apply',
   summary: `Wire the VMs templates match: DHCP reservations (live and
@@ -90,8 +103,11 @@ and exits 1 if any did. "virtwire plan" shows the same without changing anything
     try {
       const templates = templatesOf(paths);
       let failed = false;
-      for (const s of await selectDomains(client, args, values.all === true)) {
+      const selected = await selectDomains(client, args, values.all === true);
+      const progress = progressLine(selected.length);
+      for (const [i, s] of selected.entries()) {
         const vm = `VM ${quoted(s.name)}`;
+        progress(i, s.name);
         if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
           const changes = await applyOne(client, paths, context, templates, s.domain);
@@ -102,6 +118,7 @@ and exits 1 if any did. "virtwire plan" shows the same without changing anything
           failed = true;
         }
       }
+      progress(selected.length, '');
       return failed ? 1 : 0;
     } finally {
       await client.close();
