@@ -62,12 +62,11 @@ async function applyOne(client: LibvirtClient, paths: Paths, ctx: () => HookCont
  * "[12/500] web-12" on stderr, rewritten in place, when stderr is a terminal
  * and there are many VMs; cleared at the end. Never in a pipe or a log.
  */
-function progressLine(total: number): (done: number, name: string) => void {
-  if (!process.stderr.isTTY || total < 10) return () => undefined;
-  return (done, name) => {
-    const width = process.stderr.columns ?? 80;
-    const text = done >= total ? '' : `[${done + 1}/${total}] ${quoted(name)}`.slice(0, width - 1);
-    process.stderr.write(`\r\x1b[K${text}`);
+function progressLine(total: number): { show: (done: number, name: string) => void; clear: () => void } {
+  if (!process.stderr.isTTY || total < 10) return { show: () => undefined, clear: () => undefined };
+  return {
+    show: (done, name) => process.stderr.write(`\r\x1b[K${`[${done + 1}/${total}] ${quoted(name)}`.slice(0, (process.stderr.columns ?? 80) - 1)}`),
+    clear: () => process.stderr.write('\r\x1b[K'),
   };
 }
 
@@ -96,7 +95,7 @@ address. A VM gets all its reservations or none: a later step that fails takes t
 one line per VM (changed and what, unchanged, or error and why), goes on past a VM that fails,
 and exits 1 if any did. "virtwire plan" shows the same without changing anything.`,
   examples: ['virtwire apply web-1', 'virtwire apply --all'],
-  async run({ values, args, paths, out, run }) {
+  async run({ values, args, paths, out: write, run }) {
     const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
     let ctx: HookContext | undefined;
     const context = (): HookContext => (ctx ??= makeContext(paths, run, { hostSockets: () => hostSockets() }, 'cli'));
@@ -107,7 +106,8 @@ and exits 1 if any did. "virtwire plan" shows the same without changing anything
       const progress = progressLine(selected.length);
       for (const [i, s] of selected.entries()) {
         const vm = `VM ${quoted(s.name)}`;
-        progress(i, s.name);
+        progress.show(i, s.name);
+        const out = (line: string): void => { progress.clear(); write(line); };
         if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
           const changes = await applyOne(client, paths, context, templates, s.domain);
@@ -118,7 +118,7 @@ and exits 1 if any did. "virtwire plan" shows the same without changing anything
           failed = true;
         }
       }
-      progress(selected.length, '');
+      progress.clear();
       return failed ? 1 : 0;
     } finally {
       await client.close();
