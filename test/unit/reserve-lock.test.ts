@@ -30,7 +30,7 @@ describe('apply\'s reservation lock', () => {
         async () => {
           const a = allocateIpv4({ network: parseNetwork(readFileSync(store, 'utf8')), leases: [], mac, now: 0 });
           await new Promise((r) => setTimeout(r, 20)); // decided, not yet written
-          return a.kind === 'new' ? [{ nic, network: 'lab', mac, ip: a.ip }] : [];
+          return a.kind === 'new' ? [{ nic, network: 'lab', family: 4, mac, ip: a.ip }] : [];
         },
         async (r) => {
           writeFileSync(store, readFileSync(store, 'utf8').replace('</dhcp>', "<host mac='" + r.mac + "' ip='" + r.ip + "'/></dhcp>"));
@@ -58,7 +58,7 @@ describe('apply\'s reservation lock', () => {
 describe('apply is all or nothing per VM', () => {
   it('a reservation that fails takes back the ones made before it, and the error goes on', async () => {
     const { reserveLocked } = await import('../../src/cli/reservations.js');
-    const r = (mac: string, ip: string) => ({ nic: { index: 0, type: 'network', mac, network: 'default' }, network: 'default', mac, ip });
+    const r = (mac: string, ip: string) => ({ nic: { index: 0, type: 'network', mac, network: 'default' }, network: 'default', family: 4 as const, mac, ip });
     const log: string[] = [];
     const rs = [r('52:54:00:00:00:01', '192.168.100.2'), r('52:54:00:00:00:02', '192.168.100.3')];
     await expect(reserveLocked(join(tempDir(), 'lock'), async () => rs,

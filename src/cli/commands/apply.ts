@@ -3,10 +3,12 @@ import { Ledger } from '../../state/ledger.js';
 import type { Reservation } from '../../engine/reservations.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, reserveLocked, selectDomains, templatesOf } from '../reservations.js';
+import {
+  DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, reservationText, reserveLocked, selectDomains, templatesOf, updateReservation,
+} from '../reservations.js';
 
 function reservedText(rs: readonly Reservation[]): string {
-  return rs.map((r) => `reserved ${r.ip} for NIC ${r.mac} on network ${quoted(r.network)}`).join(', ');
+  return rs.map(reservationText).join(', ');
 }
 
 export const command = defineCommand({
@@ -43,14 +45,8 @@ same without changing anything.`,
           const done = await reserveLocked(
             lockFile,
             async () => (await domainNeeds(client, networks, templates, s.domain)).reservations,
-            async (r) => {
-              const net = (await networks.read(r.network))!;
-              await client.updateDhcpHost(net.uuid, 'add', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
-            },
-            async (r) => {
-              const net = (await networks.read(r.network))!;
-              await client.updateDhcpHost(net.uuid, 'delete', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
-            },
+            (r) => updateReservation(client, networks, r, 'add'),
+            (r) => updateReservation(client, networks, r, 'delete'),
           );
           out(`${vm}: ${done.length ? `changed (${reservedText(done)})` : 'unchanged'}\n`);
         } catch (err) {

@@ -1,4 +1,4 @@
-import { LibvirtClient } from '../../libvirt/client.js';
+import { LibvirtClient, dhcpHostXml } from '../../libvirt/client.js';
 import { resolveForwards } from '../../engine/wiring.js';
 import type { Reservation } from '../../engine/reservations.js';
 import { hostInterfaceAddresses } from '../../engine/context.js';
@@ -6,16 +6,15 @@ import { loadConfig } from '../../policy/config.js';
 import { describeForward } from '../../plan/describe.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, selectDomains, templatesOf } from '../reservations.js';
+import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, hostOf, selectDomains, templatesOf } from '../reservations.js';
 
-/** The network XML change as a unified-diff-like block: the <host> lines apply would add. */
+/** The network XML change as a unified-diff-like block: the <host> lines apply would add, per <ip> (IPv4, IPv6). */
 export function reservationDiff(network: string, added: readonly Reservation[]): string {
-  return [
-    `--- network ${quoted(network)}`,
-    `+++ network ${quoted(network)} (after apply)`,
-    '@@ <ip> <dhcp> @@',
-    ...added.map((r) => `+    <host mac='${r.mac}' ip='${r.ip}'/>`),
-  ].map((l) => `${l}\n`).join('');
+  const hunk = (family: 4 | 6) => {
+    const rs = added.filter((r) => r.family === family);
+    return rs.length === 0 ? [] : [family === 4 ? '@@ <ip> <dhcp> @@' : "@@ <ip family='ipv6'> <dhcp> @@", ...rs.map((r) => `+    ${dhcpHostXml(hostOf(r))}`)];
+  };
+  return [`--- network ${quoted(network)}`, `+++ network ${quoted(network)} (after apply)`, ...hunk(4), ...hunk(6)].map((l) => `${l}\n`).join('');
 }
 
 export const command = defineCommand({
