@@ -66,4 +66,22 @@ describe('apply is all or nothing per VM', () => {
       async (x) => { log.push(`delete ${x.ip}`); })).rejects.toThrow('net-update refused');
     expect(log).toEqual(['add 192.168.100.2', 'delete 192.168.100.2']);
   });
+
+  it('a NIC\'s IPv4 and IPv6 reservations go together: a refused IPv6 one takes back the IPv4 one, and the other way round', async () => {
+    const { reserveLocked } = await import('../../src/cli/reservations.js');
+    const mac = '52:54:00:00:00:01';
+    const nic = { index: 0, type: 'network', mac, network: 'default' };
+    const v4 = { nic, network: 'default', family: 4 as const, mac, ip: '192.168.100.2' };
+    const v6 = { nic, network: 'default', family: 6 as const, mac, ip: 'fd00:9::2', id: `00:03:00:01:${mac}`, name: 'vm-1', parentIndex: 1 };
+    for (const [order, failing, expected] of [
+      [[v4, v6], 'fd00:9::2', ['add 192.168.100.2', 'delete 192.168.100.2']],
+      [[v6, v4], '192.168.100.2', ['add fd00:9::2', 'delete fd00:9::2']],
+    ] as const) {
+      const log: string[] = [];
+      await expect(reserveLocked(join(tempDir(), 'lock'), async () => [...order],
+        async (x) => { if (x.ip === failing) throw new Error(`net-update refused ${x.ip}`); log.push(`add ${x.ip}`); },
+        async (x) => { log.push(`delete ${x.ip}`); })).rejects.toThrow(`net-update refused ${failing}`);
+      expect(log).toEqual(expected);
+    }
+  });
 });
