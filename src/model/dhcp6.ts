@@ -22,16 +22,23 @@ export function macOfDuid(duid: string): string | undefined {
   return m?.[1];
 }
 
+/** A host name dnsmasq takes (legal_hostname, check_name): labels of letters, digits, - and _, the first starting with a letter or digit. */
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_-]{1,63})*$/;
+/** Fields dnsmasq reads as something else than a name in a dhcp-host line: a lease time, a keyword, an IPv4 address. */
+const DNSMASQ_FIELD = /^(?:\d+[smhdw]?|infinite|ignore|deprecated|[\d.]+)$/i;
+
 /**
- * Why `name` cannot be a DHCPv6 <host name=…> that works, or undefined.
- * libvirt refuses a host name that does not start with a letter; libvirt
- * writes the name into dnsmasq's hosts file as one comma-separated field
- * (a comma would start another field), and dnsmasq drops a line whose name
- * is not a legal host name (letters, digits, - and _, not first; a dot
- * starts a domain part dnsmasq may strip). So: a letter, then letters,
- * digits, - and _, 63 characters at most (one DNS label).
+ * Why `name` cannot be the name= of a DHCPv6 <host> that works, or
+ * undefined. libvirt checks little (9.0 and 11.3 took "a,b", "my vm", 'a"b'
+ * and "a$b", refused "é1") and writes the name as one field of a
+ * comma-separated dnsmasq hosts-file line (`id:DUID,NAME,[IP]`): a comma
+ * starts another field (a VM named "x,ignore" would switch its own
+ * reservation off), a name such as "7d" or "ignore" is read as a lease time
+ * or keyword, and dnsmasq refuses the line ("bad DHCP host name", dnsmasq
+ * 2.90 --test) for a space, a quote, "$", a leading "-" or "_", a label over
+ * 63 characters.
  */
 export function dhcpHostNameProblem(name: string): string | undefined {
-  return /^[A-Za-z][A-Za-z0-9_-]{0,62}$/.test(name) ? undefined
-    : 'is not a host name libvirt and dnsmasq accept in a DHCPv6 reservation (a letter, then letters, digits, "-" and "_", at most 63 characters)';
+  return HOST_NAME.test(name) && !DNSMASQ_FIELD.test(name) ? undefined
+    : 'is not a host name dnsmasq takes in a DHCPv6 reservation (labels of letters, digits, "-" and "_", at most 63 characters each, not starting with "-" or "_"; not a number, a lease time or an address)';
 }

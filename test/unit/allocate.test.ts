@@ -170,12 +170,12 @@ describe('allocateIpv6', () => {
   });
 
   it('a VM name libvirt or dnsmasq would not take as a host name is refused in one line with the fix', () => {
-    for (const name of ['my vm', 'a,b', '1vm', 'web.example', 'vm"1', 'x'.repeat(64), 'été']) {
+    for (const name of ['my vm', 'a,b', 'x,ignore', '7d', '42', 'ignore', '1.2.3.4', '-a', '_a', 'a..b', 'vm"1', 'a$b', 'x'.repeat(64), 'été', '']) {
       const msg = errorOf(() => alloc6(net6(RANGE), [], { name }));
       expect(msg).not.toMatch(/[\n\r]/);
-      expect(msg).toMatch(/^the VM's name ".*" is not a host name libvirt and dnsmasq accept in a DHCPv6 reservation .*; rename the domain \(virsh domrename, while it is shut off\), or give the template an IPv6 address:$/);
+      expect(msg).toMatch(/^the VM's name ".*" is not a host name dnsmasq takes in a DHCPv6 reservation .*; rename the domain \(virsh domrename, while it is shut off\), or give the template an IPv6 address:$/);
     }
-    expect(alloc6(net6(RANGE), [], { name: 'Web_1-a' })).toEqual({ kind: 'new', ip: 'fd00:9::2' });
+    for (const name of ['Web_1-a', '1vm', 'web01.example.com', 'a.b_c']) expect(alloc6(net6(RANGE), [], { name })).toEqual({ kind: 'new', ip: 'fd00:9::2' });
   });
 });
 

@@ -30,7 +30,8 @@ when something would change, 0 when nothing would.`,
 template wires with binding nat but that have no DHCP host reservation in their libvirt network
 (and no address: in the template), the address apply would reserve for each — the one the NIC
 leases now when it has one, else the first free one of the subnet, outside the DHCP range when
-there is room — as a diff of the network XML, and the forwards the VM would get at its next start.
+there is room; IPv4, and IPv6 (<host id=DUID name=VM ip=…/>) where the network's IPv6 <ip> has a
+DHCP range — as a diff of the network XML, and the forwards the VM would get at its next start.
 Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
   examples: ['virtwire plan web-1', 'virtwire plan --all'],
   async run({ values, args, paths, out }) {
