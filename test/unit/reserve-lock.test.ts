@@ -85,3 +85,21 @@ describe('apply is all or nothing per VM', () => {
     }
   });
 });
+
+describe('what apply asks libvirt for, per family', () => {
+  it('IPv4: <host mac ip> into libvirt\'s default <ip>; IPv6: <host id name ip> into the IPv6 <ip> by --parent-index; live only when active, config only when persistent', async () => {
+    const { updateReservation } = await import('../../src/cli/reservations.js');
+    const calls: unknown[] = [];
+    const client = { updateDhcpHost: async (...args: unknown[]) => { calls.push(args); } } as unknown as import('../../src/libvirt/client.js').LibvirtClient;
+    const uuid = '2f4b9ae8-5d8e-4e0b-9a6c-7f3d0f0e6a11';
+    const networks = { read: async () => ({ uuid, active: true, persistent: false }) } as unknown as import('../../src/cli/reservations.js').NetworkReader;
+    const mac = '52:54:00:00:00:01';
+    const nic = { index: 0, type: 'network', mac, network: 'default' };
+    await updateReservation(client, networks, { nic, network: 'default', family: 4, mac, ip: '192.168.122.2' }, 'add');
+    await updateReservation(client, networks, { nic, network: 'default', family: 6, mac, ip: 'fd00:77::2', id: `00:03:00:01:${mac}`, name: 'vm-1', parentIndex: 1 }, 'delete');
+    expect(calls).toEqual([
+      [uuid, 'add', { mac, ip: '192.168.122.2' }, { live: true, config: false, parentIndex: undefined }],
+      [uuid, 'delete', { id: `00:03:00:01:${mac}`, name: 'vm-1', ip: 'fd00:77::2' }, { live: true, config: false, parentIndex: 1 }],
+    ]);
+  });
+});

@@ -38,8 +38,7 @@ export function natReservations(input: DefineTimeInput): Reservation[] {
     if (fixed[6] === undefined && !v6Asked.has(name)) {
       v6Asked.add(name);
       const a = allocateIpv6({ network: info, leases: view.leases, mac: nic.mac, now: input.now, name: domain.name, vmMacs });
-      const parentIndex = dhcpIpv6(info)?.index;
-      if (a?.kind === 'new') add({ nic, network: name, family: 6, mac: nic.mac, ip: a.ip, id: duidLL(nic.mac), name: domain.name, parentIndex });
+      if (a?.kind === 'new') add({ nic, network: name, family: 6, mac: nic.mac, ip: a.ip, id: duidLL(nic.mac), name: domain.name, parentIndex: dhcpIpv6(info)?.index });
     }
     planned.set(name, info);
   }
