@@ -14,12 +14,24 @@ export interface NetworkView {
   leases: readonly Lease[];
 }
 
-/** A DHCP host reservation a NIC needs in its libvirt network. */
+/**
+ * A DHCP host reservation a NIC needs in its libvirt network: IPv4 keyed by
+ * the NIC's MAC (<host mac ip>); IPv6 keyed by a DHCPv6 client id and a name
+ * (<host id name ip>: libvirt's IPv6 <host> has no MAC).
+ */
 export interface Reservation {
   nic: DomainNic;
   network: string;
+  family: 4 | 6;
+  /** The NIC's MAC. */
   mac: string;
   ip: string;
+  /** IPv6: the client's DUID, which dnsmasq hands the address to. */
+  id?: string;
+  /** IPv6: the host name, by which virtwire's hooks find the VM's reservation (the domain's name). */
+  name?: string;
+  /** IPv6: which <ip> of the network holds it (net-update --parent-index); IPv4 goes to libvirt's default, the IPv4 <ip> with DHCP. */
+  parentIndex?: number;
 }
 
 export interface DefineTimeInput {

@@ -1,6 +1,6 @@
 // What `virtwire plan` and `virtwire apply` share: which domains, what each
 // needs (engine/reservations.ts), read from libvirt through the client.
-import type { LibvirtClient, Domain, Network } from '../libvirt/client.js';
+import type { LibvirtClient, DhcpHost, Domain, Network } from '../libvirt/client.js';
 import { parseNetwork, type NetworkInfo } from '../xml/network.js';
 import { readLeases } from '../host/libvirt-status.js';
 import { loadTemplates, type TemplateSet } from '../policy/load.js';
@@ -50,7 +50,7 @@ export class NetworkReader {
    */
   note(r: Reservation): void {
     const v = this.views.get(r.network);
-    if (v) this.views.set(r.network, { ...v, info: withHost(v.info, r.mac, r.ip) });
+    if (v) this.views.set(r.network, { ...v, info: withHost(v.info, r) });
   }
 
   /** A network read() has read already. */
@@ -70,6 +70,24 @@ export class NetworkReader {
     this.views.set(name, view);
     return view;
   }
+}
+
+/** A reservation's <host>: IPv4 by MAC, IPv6 by DHCPv6 client id and name. */
+export function hostOf(r: Reservation): DhcpHost {
+  return r.family === 4 ? { mac: r.mac, ip: r.ip } : { id: r.id, name: r.name, ip: r.ip };
+}
+
+/** How apply's changed line names a reservation. */
+export function reservationText(r: Reservation): string {
+  const v6 = r.family === 6 ? ` (DHCPv6 client ${r.id}, name ${quoted(r.name ?? '')})` : '';
+  return `reserved ${r.ip} for NIC ${r.mac} on network ${quoted(r.network)}${v6}`;
+}
+
+/** Adds or deletes a reservation in its network (read by `networks`): live when active, config when persistent. */
+export async function updateReservation(client: LibvirtClient, networks: NetworkReader, r: Reservation, command: 'add' | 'delete'): Promise<void> {
+  const net = await networks.read(r.network);
+  if (!net) throw new UserError(`network ${quoted(r.network)} disappeared while virtwire reserved ${r.ip} in it; run virtwire apply again`);
+  await client.updateDhcpHost(net.uuid, command, hostOf(r), { live: net.active, config: net.persistent, parentIndex: r.parentIndex });
 }
 
 export function templatesOf(paths: Paths): TemplateSet {

@@ -63,8 +63,8 @@ export interface GuestSpec {
   /** IPv4:PORT the guest keeps fetching as a client (waitForGuestFetch reads the answers). */
   fetch?: string;
   /**
-   * false: define the guest without its DHCP reservation (something else,
-   * e.g. `virtwire apply`, must reserve `ip` before the start). Default true.
+   * false: define the guest without its DHCP reservations (something else,
+   * e.g. `virtwire apply`, must reserve `ip` — and `ip6` — before the start). Default true.
    */
   reserve?: boolean;
   /** libvirt network the NIC is attached to (default: 'default'; reservations are made only on 'default'). */
@@ -399,7 +399,7 @@ export class Sandbox {
     }
     const image = await this.stageImage();
     if ((g.network ?? 'default') === 'default' && g.reserve !== false) await this.reserve(g.mac, g.ip);
-    if (g.ip6 !== undefined) await this.reserve6(g.name, g.mac, g.ip6);
+    if (g.ip6 !== undefined && g.reserve !== false) await this.reserve6(g.name, g.mac, g.ip6);
     const label = g.label ?? guestLabel(g.name);
     const serialDir = path.join(this.dir, 'serial');
     await fs.mkdir(serialDir, { recursive: true, mode: 0o755 });

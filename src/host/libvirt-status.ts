@@ -78,6 +78,9 @@ export interface Lease {
   ip: string;
   mac?: string;
   hostname?: string;
+  /** DHCPv6: the client's DUID (lowercase hex bytes with colons) and IAID, as libvirt's leaseshelper records them. */
+  clientId?: string;
+  iaid?: string;
   /** Seconds since the epoch; 0 = never expires. */
   expiry: number;
 }
@@ -99,10 +102,14 @@ export function readLeases(libvirtLibDir: string, bridge: string | undefined): L
     const mac = l['mac-address'];
     const hostname = l.hostname;
     const expiry = l['expiry-time'];
+    const clientId = l['client-id'];
+    const iaid = l.iaid;
     out.push({
       ip,
       mac: typeof mac === 'string' ? mac.toLowerCase() : undefined,
       hostname: typeof hostname === 'string' ? hostname : undefined,
+      ...(typeof clientId === 'string' ? { clientId: clientId.toLowerCase() } : {}),
+      ...(typeof iaid === 'string' || typeof iaid === 'number' ? { iaid: String(iaid) } : {}),
       expiry: typeof expiry === 'number' ? expiry : 0,
     });
   }

@@ -3,12 +3,16 @@ import { canonicalIp, ipFamily, netmaskToPrefix, subnetOf, type Cidr } from '../
 
 export interface DhcpHost {
   mac?: string;
+  /** IPv6: the DHCPv6 client's DUID (lowercase hex bytes with colons), which dnsmasq gives the address to. */
+  id?: string;
   name?: string;
   ip: string;
 }
 
 export interface NetworkIp {
   family: 4 | 6;
+  /** Its position among the network's <ip> elements (net-update's --parent-index). */
+  index: number;
   address: string;
   subnet: Cidr;
   hosts: DhcpHost[];
@@ -37,7 +41,7 @@ export function parseNetwork(xml: string): NetworkInfo {
 
 function networkFromElement(net: XmlElement): NetworkInfo {
   const ips: NetworkIp[] = [];
-  for (const ip of children(net, 'ip')) {
+  for (const [index, ip] of children(net, 'ip').entries()) {
     const address = attr(ip, 'address');
     const family = address ? ipFamily(address) : undefined;
     if (!address || !family) continue;
@@ -46,7 +50,7 @@ function networkFromElement(net: XmlElement): NetworkInfo {
     for (const h of children(child(ip, 'dhcp'), 'host')) {
       const hostIp = attr(h, 'ip');
       if (!hostIp || ipFamily(hostIp) !== family) continue;
-      hosts.push({ mac: attr(h, 'mac')?.toLowerCase(), name: attr(h, 'name'), ip: canonicalIp(hostIp) });
+      hosts.push({ mac: attr(h, 'mac')?.toLowerCase(), id: attr(h, 'id')?.toLowerCase(), name: attr(h, 'name'), ip: canonicalIp(hostIp) });
     }
     const ranges: NetworkIp['ranges'] = [];
     for (const r of children(child(ip, 'dhcp'), 'range')) {
@@ -54,7 +58,7 @@ function networkFromElement(net: XmlElement): NetworkInfo {
       const end = attr(r, 'end');
       if (start && end && ipFamily(start) === family && ipFamily(end) === family) ranges.push({ start: canonicalIp(start), end: canonicalIp(end) });
     }
-    ips.push({ family, address: canonicalIp(address), subnet: subnetOf(address, prefix), hosts, ranges });
+    ips.push({ family, index, address: canonicalIp(address), subnet: subnetOf(address, prefix), hosts, ranges });
   }
   return {
     name: text(child(net, 'name')) ?? '',

@@ -30,7 +30,7 @@ describe('apply\'s reservation lock', () => {
         async () => {
           const a = allocateIpv4({ network: parseNetwork(readFileSync(store, 'utf8')), leases: [], mac, now: 0 });
           await new Promise((r) => setTimeout(r, 20)); // decided, not yet written
-          return a.kind === 'new' ? [{ nic, network: 'lab', mac, ip: a.ip }] : [];
+          return a.kind === 'new' ? [{ nic, network: 'lab', family: 4, mac, ip: a.ip }] : [];
         },
         async (r) => {
           writeFileSync(store, readFileSync(store, 'utf8').replace('</dhcp>', "<host mac='" + r.mac + "' ip='" + r.ip + "'/></dhcp>"));
@@ -58,12 +58,48 @@ describe('apply\'s reservation lock', () => {
 describe('apply is all or nothing per VM', () => {
   it('a reservation that fails takes back the ones made before it, and the error goes on', async () => {
     const { reserveLocked } = await import('../../src/cli/reservations.js');
-    const r = (mac: string, ip: string) => ({ nic: { index: 0, type: 'network', mac, network: 'default' }, network: 'default', mac, ip });
+    const r = (mac: string, ip: string) => ({ nic: { index: 0, type: 'network', mac, network: 'default' }, network: 'default', family: 4 as const, mac, ip });
     const log: string[] = [];
     const rs = [r('52:54:00:00:00:01', '192.168.100.2'), r('52:54:00:00:00:02', '192.168.100.3')];
     await expect(reserveLocked(join(tempDir(), 'lock'), async () => rs,
       async (x) => { if (x.ip.endsWith('.3')) throw new Error('net-update refused'); log.push(`add ${x.ip}`); },
       async (x) => { log.push(`delete ${x.ip}`); })).rejects.toThrow('net-update refused');
     expect(log).toEqual(['add 192.168.100.2', 'delete 192.168.100.2']);
+  });
+
+  it('a NIC\'s IPv4 and IPv6 reservations go together: a refused IPv6 one takes back the IPv4 one, and the other way round', async () => {
+    const { reserveLocked } = await import('../../src/cli/reservations.js');
+    const mac = '52:54:00:00:00:01';
+    const nic = { index: 0, type: 'network', mac, network: 'default' };
+    const v4 = { nic, network: 'default', family: 4 as const, mac, ip: '192.168.100.2' };
+    const v6 = { nic, network: 'default', family: 6 as const, mac, ip: 'fd00:9::2', id: `00:03:00:01:${mac}`, name: 'vm-1', parentIndex: 1 };
+    for (const [order, failing, expected] of [
+      [[v4, v6], 'fd00:9::2', ['add 192.168.100.2', 'delete 192.168.100.2']],
+      [[v6, v4], '192.168.100.2', ['add fd00:9::2', 'delete fd00:9::2']],
+    ] as const) {
+      const log: string[] = [];
+      await expect(reserveLocked(join(tempDir(), 'lock'), async () => [...order],
+        async (x) => { if (x.ip === failing) throw new Error(`net-update refused ${x.ip}`); log.push(`add ${x.ip}`); },
+        async (x) => { log.push(`delete ${x.ip}`); })).rejects.toThrow(`net-update refused ${failing}`);
+      expect(log).toEqual(expected);
+    }
+  });
+});
+
+describe('what apply asks libvirt for, per family', () => {
+  it('IPv4: <host mac ip> into libvirt\'s default <ip>; IPv6: <host id name ip> into the IPv6 <ip> by --parent-index; live only when active, config only when persistent', async () => {
+    const { updateReservation } = await import('../../src/cli/reservations.js');
+    const calls: unknown[] = [];
+    const client = { updateDhcpHost: async (...args: unknown[]) => { calls.push(args); } } as unknown as import('../../src/libvirt/client.js').LibvirtClient;
+    const uuid = '2f4b9ae8-5d8e-4e0b-9a6c-7f3d0f0e6a11';
+    const networks = { read: async () => ({ uuid, active: true, persistent: false }) } as unknown as import('../../src/cli/reservations.js').NetworkReader;
+    const mac = '52:54:00:00:00:01';
+    const nic = { index: 0, type: 'network', mac, network: 'default' };
+    await updateReservation(client, networks, { nic, network: 'default', family: 4, mac, ip: '192.168.122.2' }, 'add');
+    await updateReservation(client, networks, { nic, network: 'default', family: 6, mac, ip: 'fd00:77::2', id: `00:03:00:01:${mac}`, name: 'vm-1', parentIndex: 1 }, 'delete');
+    expect(calls).toEqual([
+      [uuid, 'add', { mac, ip: '192.168.122.2' }, { live: true, config: false, parentIndex: undefined }],
+      [uuid, 'delete', { id: `00:03:00:01:${mac}`, name: 'vm-1', ip: 'fd00:77::2' }, { live: true, config: false, parentIndex: 1 }],
+    ]);
   });
 });

@@ -9,13 +9,11 @@ import type { Reservation } from '../../engine/reservations.js';
 import type { TemplateSet } from '../../policy/load.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, reserveLocked, selectDomains, templatesOf } from '../reservations.js';
+import {
+  DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, reservationText, reserveLocked, selectDomains, templatesOf, updateReservation,
+} from '../reservations.js';
 import { wireDomain } from '../wire.js';
 import type { Paths } from '../../paths.js';
-
-function reservedText(r: Reservation): string {
-  return `reserved ${r.ip} for NIC ${r.mac} on network ${quoted(r.network)}`;
-}
 
 /**
  * One VM, all or nothing as far as it can be: reservations (taken back if a
@@ -27,17 +25,14 @@ async function applyOne(client: LibvirtClient, paths: Paths, ctx: () => HookCont
   // Fresh network XML and leases under the lock: what another apply just reserved is seen.
   const networks = new NetworkReader(client, paths);
   const changes: string[] = [];
-  const dhcp = async (r: Reservation, how: 'add' | 'delete'): Promise<void> => {
-    const net = (await networks.read(r.network))!;
-    await client.updateDhcpHost(net.uuid, how, { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
-  };
+  const dhcp = (r: Reservation, how: 'add' | 'delete'): Promise<void> => updateReservation(client, networks, r, how);
   await reserveLocked(
     new Ledger(paths.runDir).reserveLockFile,
     async () => (await wireDomain(client, networks, templates, config, d, { forDefine: d.persistent })).reservations,
     (r) => dhcp(r, 'add'),
     (r) => dhcp(r, 'delete'),
     async (made) => {
-      changes.push(...made.map(reservedText));
+      changes.push(...made.map(reservationText));
       if (d.state !== 'running' && d.state !== 'paused') return;
       // A refusal here (a port another VM holds) changes nothing on the host and takes the reservations back.
       const { moved } = await rewireVm(ctx(), parseDomain(await client.domainXml(d.uuid), `domain ${quoted(d.name)}`));
@@ -72,10 +67,10 @@ function progressLine(total: number): { show: (done: number, name: string) => vo
 
 export const command = defineCommand({
   name: 'apply',
-  summary: `Wire the VMs templates match: DHCP reservations (live and
-config), forwards of running VMs moved live, the decisions
-recorded in each domain's <metadata>; one line per VM: changed,
-unchanged or error; exit 1 if any VM failed.`,
+  summary: `Wire the VMs templates match: DHCP reservations, IPv4 and
+IPv6 (live and config), forwards of running VMs moved live, the
+decisions recorded in each domain's <metadata>; one line per VM:
+changed, unchanged or error; exit 1 if any VM failed.`,
   usage: 'apply [VM…] [--all] [--connect CONNECT]',
   options: SELECT_OPTIONS,
   optionHelp: SELECT_HELP,
@@ -84,7 +79,11 @@ unchanged or error; exit 1 if any VM failed.`,
 1. adds a DHCP host reservation (virsh net-update … add ip-dhcp-host, --config, and --live when
    the network is active) for every NIC a template wires with binding nat that has none (and no
    address: in the template): the address the NIC leases now when it has one, else the first free
-   one of the subnet, outside the DHCP range when there is room;
+   one of the subnet, outside the DHCP range when there is room. On a network whose IPv6 <ip> has
+   a DHCP range, the first such NIC also gets an IPv6 one, <host id='00:03:00:01:MAC' name='VM'
+   ip='…'/> (the DUID-LL of its MAC), chosen the same way; an IPv6 entry that is stale (named after
+   the VM for a MAC it does not have, or the NIC's DUID under another name) or a VM name dnsmasq
+   would not take as a host name is refused with the fix, never deleted;
 2. on a running VM, moves its forwards to what the templates give now, in one nft transaction
    (no gap; a conflict refuses the change and leaves the old forwards);
 3. records what it decided per NIC (template, binding, forwards) in the domain's <metadata>

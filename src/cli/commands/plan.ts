@@ -1,21 +1,20 @@
-import { LibvirtClient } from '../../libvirt/client.js';
+import { LibvirtClient, dhcpHostXml } from '../../libvirt/client.js';
 import type { Reservation } from '../../engine/reservations.js';
 import { loadConfig } from '../../policy/config.js';
 import { describeForward } from '../../plan/describe.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, selectDomains, templatesOf } from '../reservations.js';
+import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, hostOf, selectDomains, templatesOf } from '../reservations.js';
 import { wireDomain } from '../wire.js';
 import { unifiedDiff } from '../diff.js';
 
-/** The network XML change as a unified-diff-like block: the <host> lines apply would add. */
+/** The network XML change as a unified-diff-like block: the <host> lines apply would add, per <ip> (IPv4, IPv6). */
 export function reservationDiff(network: string, added: readonly Reservation[]): string {
-  return [
-    `--- network ${quoted(network)}`,
-    `+++ network ${quoted(network)} (after apply)`,
-    '@@ <ip> <dhcp> @@',
-    ...added.map((r) => `+    <host mac='${r.mac}' ip='${r.ip}'/>`),
-  ].map((l) => `${l}\n`).join('');
+  const hunk = (family: 4 | 6) => {
+    const rs = added.filter((r) => r.family === family);
+    return rs.length === 0 ? [] : [family === 4 ? '@@ <ip> <dhcp> @@' : "@@ <ip family='ipv6'> <dhcp> @@", ...rs.map((r) => `+    ${dhcpHostXml(hostOf(r))}`)];
+  };
+  return [`--- network ${quoted(network)}`, `+++ network ${quoted(network)} (after apply)`, ...hunk(4), ...hunk(6)].map((l) => `${l}\n`).join('');
 }
 
 export const command = defineCommand({
@@ -32,7 +31,8 @@ when nothing would.`,
 template wires with binding nat but that have no DHCP host reservation in their libvirt network
 (and no address: in the template), the address apply would reserve for each — the one the NIC
 leases now when it has one, else the first free one of the subnet, outside the DHCP range when
-there is room — as a diff of the network XML; the unified diff of the domain XML apply would define
+there is room; IPv4, and IPv6 (<host id=DUID name=VM ip=…/>) where the network's IPv6 <ip> has a
+DHCP range — as a diff of the network XML; the unified diff of the domain XML apply would define
 (the decisions it records in <metadata>); and the forwards the VM would get at its next start.
 Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
   examples: ['virtwire plan web-1', 'virtwire plan --all'],
