@@ -56,8 +56,8 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
 
     const apply = await virtwire('apply', 'web6-1');
     expect(apply).toMatchObject({ exitCode: 0, stderr: '' });
-    expect(apply.stdout.trim()).toBe(`VM "web6-1": changed (reserved 192.168.122.2 for NIC ${MAC} on network "default", `
-      + `reserved fd00:77::2 for NIC ${MAC} on network "default" (DHCPv6 client ${DUID}, name "web6-1"))`);
+    expect(apply.stdout.trim()).toBe(`VM "web6-1": changed (reserved 192.168.122.2 for NIC ${MAC} on network "default"; `
+      + `reserved fd00:77::2 for NIC ${MAC} on network "default" (DHCPv6 client ${DUID}, name "web6-1"); recorded its wiring in the domain <metadata>)`);
     expect(await hostEntries()).toEqual([HOST4, HOST6]);
     expect(await hostEntries('--inactive')).toEqual([HOST4, HOST6]);
 
@@ -92,8 +92,8 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     // The suggested command, as printed, fixes it.
     await sb.virsh('net-update', '--network', 'default', '--command', 'delete', '--section', 'ip-dhcp-host', '--xml', stale, '--parent-index', '1', '--live', '--config');
     const fixed = await virtwire('apply', 'web6-2');
-    expect(fixed.stdout.trim()).toBe(`VM "web6-2": changed (reserved 192.168.122.3 for NIC ${mac} on network "default", `
-      + `reserved fd00:77::3 for NIC ${mac} on network "default" (DHCPv6 client 00:03:00:01:${mac}, name "web6-2"))`);
+    expect(fixed.stdout.trim()).toBe(`VM "web6-2": changed (reserved 192.168.122.3 for NIC ${mac} on network "default"; `
+      + `reserved fd00:77::3 for NIC ${mac} on network "default" (DHCPv6 client 00:03:00:01:${mac}, name "web6-2"); recorded its wiring in the domain <metadata>)`);
     expect(fixed.exitCode).toBe(0);
   }, 120_000);
 });
