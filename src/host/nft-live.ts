@@ -22,29 +22,44 @@ export async function readLiveTable(run: Runner): Promise<LiveTable | undefined>
 
 /** `nft -j list table` output → the table's elements and chains. Pure. */
 export function parseLiveTable(json: string): LiveTable {
-  const doc = JSON.parse(json) as { nftables?: Array<Record<string, { name?: string; elem?: unknown[] } | undefined>> };
+  type Named = { name?: string; type?: string | string[]; elem?: unknown[] };
+  const doc = JSON.parse(json) as { nftables?: Array<Record<string, Named | undefined>> };
   const out: LiveTable = { elements: new Map(), chains: new Set() };
   for (const item of doc.nftables ?? []) {
     const s = item.map ?? item.set;
-    if (s?.name !== undefined) out.elements.set(s.name, new Set((s.elem ?? []).map((e) => canonicalElement(elementText(e)))));
+    if (s?.name !== undefined) {
+      const types = typeof s.type === 'string' ? [s.type] : s.type ?? [];
+      out.elements.set(s.name, new Set((s.elem ?? []).map((e) => canonicalElement(memberText(e, types)))));
+    }
     if (item.chain?.name !== undefined) out.chains.add(item.chain.name);
   }
   return out;
 }
 
+/** nft ≥ 1.1 lists an inet_proto key component as its number in JSON; nft-script writes the name. */
+const PROTO_NAMES: Readonly<Record<number, string>> = { 6: 'tcp', 17: 'udp' };
+
+/** A set member or map element ("key : value"), its key components read with the set's key types. */
+function memberText(e: unknown, keyTypes: readonly string[]): string {
+  const unwrapped = (e as { elem?: { val?: unknown } } | null)?.elem;
+  if (unwrapped && 'val' in unwrapped) return memberText(unwrapped.val, keyTypes); // with a counter or comment
+  const [key, value] = Array.isArray(e) && e.length === 2 ? e : [e, undefined];
+  const parts = (key as { concat?: unknown[] } | null)?.concat ?? [key];
+  const keyText = parts.map((p, i) => (keyTypes[i] === 'inet_proto' && typeof p === 'number' ? PROTO_NAMES[p] ?? String(p) : elementText(p))).join(' . ');
+  return value === undefined ? keyText : `${keyText} : ${elementText(value)}`;
+}
+
 /**
- * One element of nft's JSON as nft's own script syntax: a concatenation
- * "a . b", a map element "key : value", a prefix "addr/len", a range "a-b".
- * Anything else comes out as its JSON, which then matches nothing expected.
+ * One value of nft's JSON in nft's own script syntax: a concatenation
+ * "a . b", a prefix "addr/len", a range "a-b". Anything else comes out as
+ * its JSON, which then matches nothing expected (and shows as extra).
  */
 function elementText(e: unknown): string {
   if (typeof e === 'string' || typeof e === 'number') return String(e);
-  if (Array.isArray(e) && e.length === 2) return `${elementText(e[0])} : ${elementText(e[1])}`;
-  const o = e as { concat?: unknown[]; prefix?: { addr: unknown; len: unknown }; range?: unknown[]; elem?: { val?: unknown } } | null;
+  const o = e as { concat?: unknown[]; prefix?: { addr: unknown; len: unknown }; range?: unknown[] } | null;
   if (o?.concat) return o.concat.map(elementText).join(' . ');
   if (o?.prefix) return `${elementText(o.prefix.addr)}/${elementText(o.prefix.len)}`;
   if (o?.range?.length === 2) return `${elementText(o.range[0])}-${elementText(o.range[1])}`;
-  if (o?.elem && 'val' in o.elem) return elementText(o.elem.val); // an element with a counter or comment
   return JSON.stringify(e);
 }
 

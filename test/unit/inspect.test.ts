@@ -33,12 +33,16 @@ describe('parseLiveTable', () => {
   it('writes nft JSON elements in nft-script syntax, a single-address prefix as the bare address', () => {
     const t = parseLiveTable(JSON.stringify({ nftables: [
       { metainfo: {} },
-      { map: { name: 'fwd4', elem: [[{ concat: [{ prefix: { addr: '0.0.0.0', len: 0 } }, '192.0.2.1', 'tcp', 8080] }, { concat: ['192.168.122.10', 80] }]] } },
-      { set: { name: 'hairpin4', elem: [{ concat: [{ prefix: { addr: '192.168.122.0', len: 24 } }, '192.168.122.10'] }, { elem: { val: { range: ['10.0.0.1', '10.0.0.9'] }, counter: {} } }] } },
+      { map: { name: 'fwd4', type: ['ipv4_addr', 'ipv4_addr', 'inet_proto', 'inet_service'], elem: [
+        [{ concat: [{ prefix: { addr: '0.0.0.0', len: 0 } }, '192.0.2.1', 'tcp', 8080] }, { concat: ['192.168.122.10', 80] }],
+        // nft 1.1 (Debian 13) lists the protocol as its number.
+        [{ concat: [{ prefix: { addr: '0.0.0.0', len: 0 } }, '192.0.2.1', 17, 53] }, { concat: ['192.168.122.10', 53] }],
+      ] } },
+      { set: { name: 'hairpin4', type: ['ipv4_addr', 'ipv4_addr'], elem: [{ concat: [{ prefix: { addr: '192.168.122.0', len: 24 } }, '192.168.122.10'] }, { elem: { val: { range: ['10.0.0.1', '10.0.0.9'] }, counter: {} } }] } },
       { set: { name: 'hairpin6' } },
       { chain: { name: 'prerouting' } },
     ] }));
-    expect([...t.elements.get('fwd4')!]).toEqual(['0.0.0.0/0 . 192.0.2.1 . tcp . 8080 : 192.168.122.10 . 80']);
+    expect([...t.elements.get('fwd4')!]).toEqual(['0.0.0.0/0 . 192.0.2.1 . tcp . 8080 : 192.168.122.10 . 80', '0.0.0.0/0 . 192.0.2.1 . udp . 53 : 192.168.122.10 . 53']);
     expect([...t.elements.get('hairpin4')!]).toEqual(['192.168.122.0/24 . 192.168.122.10', '10.0.0.1-10.0.0.9']);
     expect(t.elements.get('hairpin6')!.size).toBe(0);
     expect([...t.chains]).toEqual(['prerouting']);
