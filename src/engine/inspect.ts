@@ -4,7 +4,7 @@
 // status` shows, and what the coming watcher will check. No libvirt here:
 // the caller says which VMs run.
 import type { Runner } from '../host/run.js';
-import { FORWARD_MAP, HAIRPIN_SET, TABLE, forwardElements, hairpinElements } from '../host/nft-script.js';
+import { FORWARD_MAP, HAIRPIN_SET, TABLE, forwardElements, hairpinElements, tableChains } from '../host/nft-script.js';
 import { canonicalElement, readLiveTable, type LiveTable } from '../host/nft-live.js';
 import { acceptState, detectTargets, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { entryForwards, type CorruptEntry, type Ledger, type VmEntry } from '../state/ledger.js';
@@ -90,6 +90,11 @@ function entryProblems(view: HostView, entry: VmEntry, who: string): string[] {
   const table = view.table;
   const out: string[] = [];
   const families = [...new Set(forwards.map((f) => f.family))].sort();
+  for (const [chain, rules] of tableChains()) {
+    const live = table.chains.get(chain);
+    if (live === undefined) out.push(`${who}: nft chain ${chain} is missing from table inet ${TABLE}, so its forwards do not work; ${RECONCILE}`);
+    else if (live !== rules) out.push(`${who}: nft chain ${chain} of table inet ${TABLE} holds ${live} rule(s), virtwire puts ${rules}; ${RECONCILE}`);
+  }
   for (const f of forwards) {
     const want = forwardElements([f], f.family).map(canonicalElement);
     const have = table.elements.get(FORWARD_MAP[f.family]);

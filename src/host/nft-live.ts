@@ -4,10 +4,10 @@
 import type { Runner } from './run.js';
 import { TABLE } from './nft-script.js';
 
-/** The live table: each map's or set's elements (canonical text, see canonicalElement), and its chains. */
+/** The live table: each map's or set's elements (canonical text, see canonicalElement), and its chains with how many rules each holds. */
 export interface LiveTable {
   elements: Map<string, Set<string>>;
-  chains: Set<string>;
+  chains: Map<string, number>;
 }
 
 /** Reads the live table; undefined when there is none. Throws when nft itself fails. */
@@ -22,16 +22,17 @@ export async function readLiveTable(run: Runner): Promise<LiveTable | undefined>
 
 /** `nft -j list table` output → the table's elements and chains. Pure. */
 export function parseLiveTable(json: string): LiveTable {
-  type Named = { name?: string; type?: string | string[]; elem?: unknown[] };
+  type Named = { name?: string; type?: string | string[]; elem?: unknown[]; chain?: string };
   const doc = JSON.parse(json) as { nftables?: Array<Record<string, Named | undefined>> };
-  const out: LiveTable = { elements: new Map(), chains: new Set() };
+  const out: LiveTable = { elements: new Map(), chains: new Map() };
   for (const item of doc.nftables ?? []) {
     const s = item.map ?? item.set;
     if (s?.name !== undefined) {
       const types = typeof s.type === 'string' ? [s.type] : s.type ?? [];
       out.elements.set(s.name, new Set((s.elem ?? []).map((e) => canonicalElement(memberText(e, types)))));
     }
-    if (item.chain?.name !== undefined) out.chains.add(item.chain.name);
+    if (item.chain?.name !== undefined) out.chains.set(item.chain.name, out.chains.get(item.chain.name) ?? 0);
+    if (item.rule?.chain !== undefined) out.chains.set(item.rule.chain, (out.chains.get(item.rule.chain) ?? 0) + 1);
   }
   return out;
 }

@@ -112,6 +112,22 @@ export function renderTable(forwards: readonly ResolvedForward[], ctMark: number
   ].join('\n');
 }
 
+/**
+ * The table's chains and how many rules renderTable puts in each, read off
+ * the rendered script itself (status compares the live table with it).
+ */
+export function tableChains(): Map<string, number> {
+  const out = new Map<string, number>();
+  let chain: string | undefined;
+  for (const line of renderTable([], 1).split('\n')) {
+    const open = /^\tchain (\S+) \{$/.exec(line)?.[1];
+    if (open !== undefined) { chain = open; out.set(chain, 0); continue; }
+    if (line === '\t}') chain = undefined;
+    else if (chain !== undefined && /^\t\t(?!type |#)/.test(line)) out.set(chain, (out.get(chain) ?? 0) + 1);
+  }
+  return out;
+}
+
 export function renderDeleteTable(): string {
   return `table inet ${TABLE} {}\ndelete table inet ${TABLE}\n`;
 }

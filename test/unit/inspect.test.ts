@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { converge } from '../../src/engine/converge.js';
 import { readHostView, strayElements, vmHostStatus, type VmFacts } from '../../src/engine/inspect.js';
 import { parseLiveTable, canonicalElement } from '../../src/host/nft-live.js';
+import { tableChains } from '../../src/host/nft-script.js';
 import { LEDGER_SCHEMA, Ledger, type VmEntry } from '../../src/state/ledger.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 import { mustRun } from '../../src/host/run.js';
@@ -41,11 +42,13 @@ describe('parseLiveTable', () => {
       { set: { name: 'hairpin4', type: ['ipv4_addr', 'ipv4_addr'], elem: [{ concat: [{ prefix: { addr: '192.168.122.0', len: 24 } }, '192.168.122.10'] }, { elem: { val: { range: ['10.0.0.1', '10.0.0.9'] }, counter: {} } }] } },
       { set: { name: 'hairpin6' } },
       { chain: { name: 'prerouting' } },
+      { rule: { chain: 'prerouting' } },
+      { chain: { name: 'output' } },
     ] }));
     expect([...t.elements.get('fwd4')!]).toEqual(['0.0.0.0/0 . 192.0.2.1 . tcp . 8080 : 192.168.122.10 . 80', '0.0.0.0/0 . 192.0.2.1 . udp . 53 : 192.168.122.10 . 53']);
     expect([...t.elements.get('hairpin4')!]).toEqual(['192.168.122.0/24 . 192.168.122.10', '10.0.0.1-10.0.0.9']);
     expect(t.elements.get('hairpin6')!.size).toBe(0);
-    expect([...t.chains]).toEqual(['prerouting']);
+    expect([...t.chains]).toEqual([['prerouting', 1], ['output', 0]]);
     expect(canonicalElement('192.0.2.7/32 . 2001:db8::1/128 . fd00::/32 . 10.0.0.0/8 : 1.2.3.4 . 80')).toBe('192.0.2.7 . 2001:db8::1 . fd00::/32 . 10.0.0.0/8 : 1.2.3.4 . 80');
   });
 });
@@ -96,6 +99,16 @@ describe.skipIf(!canNetns && !mustRunEverything)('host against ledger, on real n
     ]);
     expect(strayElements(await readHostView(ns.run, ledger, configFile))).toEqual([
       'nft map fwd4 holds 0.0.0.0/0 . 0.0.0.0/0 . tcp . 9998 : 192.168.122.99 . 22, which no ledger entry has (left behind, or added by hand); run "virtwire reconcile"',
+    ]);
+  });
+
+  it('a chain deleted or flushed by hand is named', async () => {
+    expect([...tableChains()]).toEqual([['prerouting', 2], ['output', 2], ['postrouting', 2]]);
+    await mustRun(ns.run, ['nft', 'delete', 'chain', 'inet', 'virtwire', 'output']);
+    await mustRun(ns.run, ['nft', 'flush', 'chain', 'inet', 'virtwire', 'postrouting']);
+    expect((await status()).problems).toEqual([
+      `${WHO}: nft chain output is missing from table inet virtwire, so its forwards do not work; run "virtwire reconcile"`,
+      `${WHO}: nft chain postrouting of table inet virtwire holds 0 rule(s), virtwire puts 2; run "virtwire reconcile"`,
     ]);
   });
 

@@ -25,10 +25,10 @@ network, its addresses (where its forwards go, its DHCP reservation), and the fo
   record  what "virtwire apply" recorded in the domain's <metadata>: none (never applied),
           current, or stale, with how the templates now differ ("virtwire apply VM" records it);
   host    for a running VM, whether the host holds what the ledger says: each forward an element
-          of virtwire's nft maps, virtwire's accept first in libvirt's firewall. ok, or one line
-          per thing missing or extra, with the fix ("virtwire reconcile"; for a VM that runs with
-          no ledger entry although templates wire it: restart it or "virtwire apply VM");
-          "not running" for a VM that does not run.
+          of virtwire's nft maps, its hairpin pair, the table's chains, virtwire's accept first in
+          libvirt's firewall. ok, or one line per thing missing or extra, with the fix ("virtwire
+          reconcile"; for a VM that runs with no ledger entry although templates wire it: restart
+          it or "virtwire apply VM"); "not running" for a VM that does not run.
 With no VM named, elements of virtwire's nft maps that no ledger entry has are listed too.
 Changes nothing. Exit status: 0 when the host matches the ledger for every VM shown, 1 when a
 VM could not be read or the host does not match (a stale record alone is not an error).`,
