@@ -57,7 +57,7 @@ export interface StatusSources {
   networks: NetworkReader;
   templates: TemplateSet;
   config: GlobalConfig;
-  /** The ledger and live host, read once (only when a VM runs). */
+  /** The ledger and live host, read once. */
   hostView: () => Promise<HostView>;
 }
 
@@ -83,14 +83,14 @@ export async function vmStatus(src: StatusSources, d: Domain): Promise<VmStatus>
     vm: d.name, uuid: d.uuid, state: d.state, nics,
     forwards: w.plan.forwards.map((f) => ({ ...forwardRow(f), text: describeForward(f) })),
     record: { state: w.domain.metadata.record === undefined ? 'none' : differences.length ? 'stale' : 'current', differences },
-    host: running ? vmHostStatus(await src.hostView(), { uuid: d.uuid, name: d.name, running, wanted: w.plan.forwards.length }) : { state: 'not running', problems: [] },
+    host: vmHostStatus(await src.hostView(), { uuid: d.uuid, name: d.name, running, wanted: w.plan.forwards.length }),
     error: null,
   };
 }
 
 /** Whether `virtwire status` must exit 1 for this VM. */
 export function statusFails(s: VmStatus): boolean {
-  return s.error !== null || s.host.state === 'not matching';
+  return s.error !== null || s.host.problems.length > 0;
 }
 
 /** The human output: one block per VM, one line per NIC and per forward; problems one line each. */

@@ -8,6 +8,7 @@ import { FORWARD_MAP, HAIRPIN_SET, TABLE, forwardElements, hairpinElements, tabl
 import { canonicalElement, readLiveTable, type LiveTable } from '../host/nft-live.js';
 import { acceptState, detectTargets, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { entryForwards, type CorruptEntry, type Ledger, type VmEntry } from '../state/ledger.js';
+import { entryIsLive } from '../state/liveness.js';
 import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
 import { describeForward } from '../plan/describe.js';
 import type { ResolvedForward } from '../model/forward.js';
@@ -42,7 +43,7 @@ function configuredMark(configFile: string): number {
   }
 }
 
-/** `not matching`: see problems, one line each naming the VM (and NIC) and the fix. */
+/** `not matching`: see problems, one line each naming the VM (and NIC) and the fix; `not running` may have problems too (leftovers). */
 export type HostState = 'ok' | 'not matching' | 'not running';
 
 export interface HostStatus {
@@ -64,10 +65,14 @@ const RECONCILE = 'run "virtwire reconcile"';
 
 /** How the host stands for one VM against its ledger entry. */
 export function vmHostStatus(view: HostView, vm: VmFacts): HostStatus {
-  if (!vm.running) return { state: 'not running', problems: [] };
   const who = `VM ${quoted(vm.name)}`;
-  const apply = `"virtwire apply ${shellWord(vm.name, 'VM')}"`;
   const entry = view.entries.find((e) => e.uuid === vm.uuid);
+  if (!vm.running) {
+    // A stop whose hook did not run leaves its forwards on the host, aimed at an address another VM may get.
+    const left = entry && !entryIsLive(entry, new Set()) ? entryForwards(entry).length : 0;
+    return { state: 'not running', problems: left ? [`${who}: does not run, but the ledger still holds its ${left} forward(s) (its stop hook did not run); ${RECONCILE} removes them`] : [] };
+  }
+  const apply = `"virtwire apply ${shellWord(vm.name, 'VM')}"`;
   const corrupt = view.corrupt.find((c) => c.uuid === vm.uuid);
   const problems: string[] = [];
   if (!entry && corrupt) {

@@ -143,6 +143,13 @@ describe.skipIf(!canNetns && !mustRunEverything)('host against ledger, on real n
     expect(vmHostStatus(await readHostView(ns.run, ledger, configFile), { ...VM, wanted: 0 })).toEqual({ state: 'ok', problems: [] });
     ledger.putVm({ ...entry(), state: 'reserved' });
     expect((await status()).problems[0]).toMatch(/: its forwards are reserved, not applied .*; restart it or run "virtwire apply VM"$/);
-    expect(vmHostStatus(await readHostView(ns.run, ledger, configFile), { ...VM, running: false })).toEqual({ state: 'not running', problems: [] });
+    const stopped = { ...VM, running: false };
+    expect(vmHostStatus(await readHostView(ns.run, ledger, configFile), stopped), 'an entry just written: a start under way').toEqual({ state: 'not running', problems: [] });
+    ledger.putVm({ ...entry(), updatedAt: '2000-01-01T00:00:00Z' });
+    expect(vmHostStatus(await readHostView(ns.run, ledger, configFile), stopped)).toEqual({ state: 'not running', problems: [
+      `${WHO}: does not run, but the ledger still holds its 3 forward(s) (its stop hook did not run); run "virtwire reconcile" removes them`,
+    ] });
+    ledger.removeVm(UUID);
+    expect(vmHostStatus(await readHostView(ns.run, ledger, configFile), stopped)).toEqual({ state: 'not running', problems: [] });
   });
 });
