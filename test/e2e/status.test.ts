@@ -3,7 +3,8 @@
 // template, binding and forwards, record current and host ok; a template
 // edited on disk makes the record stale (with the difference); the nft table
 // deleted by hand makes the host not match (exit 1) until `virtwire
-// reconcile`; --json has the documented shape.
+// reconcile`; a running VM with no ledger entry is named until `virtwire
+// apply`; --json has the documented shape.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
@@ -99,6 +100,17 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     const after = await virtwire('status', 'web-1');
     expect(after.exitCode, after.stdout).toBe(0);
     expect(after.stdout.split('\n')).toContain('  host: ok');
+  }, 120_000);
+
+  it('a running VM with no ledger entry although the templates wire it: named, with restart or apply as the fix; apply puts it right', async () => {
+    const uuid = JSON.parse((await virtwire('status', '--json', 'web-1')).stdout)[0].uuid as string;
+    await sb.exec(['rm', `/run/virtwire/vms/${uuid}.json`]);
+    const r = await virtwire('status', 'web-1');
+    expect(r.exitCode, r.stdout).toBe(1);
+    expect(r.stdout.split('\n')).toContain('    VM "web-1": runs with no ledger entry although the templates give it 1 forward(s) (started before virtwire was installed, or without its hooks); restart it or run "virtwire apply web-1"');
+    expect((await virtwire('apply', 'web-1')).stdout.trim()).toBe('VM "web-1": changed (forwards moved live: +tcp *:8080 -> 192.168.122.2:80)');
+    const after = await virtwire('status', 'web-1');
+    expect(after.exitCode, after.stdout).toBe(0);
   }, 120_000);
 
   it('a VM that does not exist: an error line and exit 1, the others still shown', async () => {
