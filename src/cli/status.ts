@@ -36,6 +36,8 @@ export interface VmStatus {
   uuid: string | null;
   /** libvirt's: running, paused, shut off, other; null when the VM could not be found. */
   state: string | null;
+  /** Whether it has a persistent definition (a transient domain has none for apply to record in); null when not found. */
+  persistent: boolean | null;
   nics: NicStatus[];
   /** As `virtwire forwards --json` shows them, plus `text`: the line the human output prints. */
   forwards: Array<Record<string, string>>;
@@ -47,7 +49,7 @@ export interface VmStatus {
 
 export function failedStatus(name: string, error: string, d?: Domain): VmStatus {
   return {
-    vm: name, uuid: d?.uuid ?? null, state: d?.state ?? null, nics: [], forwards: [],
+    vm: name, uuid: d?.uuid ?? null, state: d?.state ?? null, persistent: d?.persistent ?? null, nics: [], forwards: [],
     record: { state: 'unknown', differences: [] }, host: { state: 'unknown', problems: [] }, error,
   };
 }
@@ -80,7 +82,7 @@ export async function vmStatus(src: StatusSources, d: Domain): Promise<VmStatus>
     };
   });
   return {
-    vm: d.name, uuid: d.uuid, state: d.state, nics,
+    vm: d.name, uuid: d.uuid, state: d.state, persistent: d.persistent, nics,
     forwards: w.plan.forwards.map((f) => ({ ...forwardRow(f), text: describeForward(f) })),
     record: { state: w.domain.metadata.record === undefined ? 'none' : differences.length ? 'stale' : 'current', differences },
     host: vmHostStatus(await src.hostView(), { uuid: d.uuid, name: d.name, running, wanted: w.plan.forwards.length }),
@@ -109,7 +111,8 @@ export function renderStatus(vms: readonly VmStatus[], strays: readonly string[]
     if (s.record.state === 'stale') {
       lines.push(`  record: stale: the templates now give something else; ${apply} records it`, ...s.record.differences.map((d) => `    ${d}`));
     } else {
-      lines.push(`  record: ${s.record.state}${s.record.state === 'none' && s.nics.some((n) => n.template !== null) ? ` (never applied; ${apply} records its wiring)` : ''}`);
+      const why = s.persistent === false ? ' (a transient domain: no definition to record in)' : s.nics.some((n) => n.template !== null) ? ` (never applied; ${apply} records its wiring)` : '';
+      lines.push(`  record: ${s.record.state}${s.record.state === 'none' ? why : ''}`);
     }
     lines.push(`  host: ${s.host.state}`, ...s.host.problems.map((p) => `    ${p}`));
   }

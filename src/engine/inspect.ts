@@ -1,8 +1,8 @@
 // The host measured against the ledger, VM by VM, reading only: each
-// applied forward an element of virtwire's nft maps, its hairpin pair in
-// place, virtwire's accept first in libvirt's firewall. What `virtwire
-// status` shows, and what the coming watcher will check. No libvirt here:
-// the caller says which VMs run.
+// applied forward an element of virtwire's nft maps, its hairpin pair and
+// the table's chains in place, virtwire's accept first in libvirt's
+// firewall. What `virtwire status` shows, and what the coming watcher will
+// check. No libvirt here: the caller says which VMs run.
 import type { Runner } from '../host/run.js';
 import { FORWARD_MAP, HAIRPIN_SET, TABLE, forwardElements, hairpinElements, tableChains } from '../host/nft-script.js';
 import { canonicalElement, readLiveTable, type LiveTable } from '../host/nft-live.js';
@@ -92,39 +92,57 @@ function entryProblems(view: HostView, entry: VmEntry, who: string): string[] {
   const forwards = entryForwards(entry);
   if (forwards.length === 0) return [];
   if (!view.table) return [`${who}: the nft table inet ${TABLE} is missing, so none of its ${forwards.length} forward(s) is applied; ${RECONCILE}`];
-  const table = view.table;
+  const mine = new Set(forwards.map(guestKey));
+  return [
+    ...chainProblems(view.table, who),
+    ...elementProblems(view.table, forwards, who),
+    ...acceptProblems(view, forwards, who),
+    ...extraElements(view).filter((x) => x.guest !== undefined && mine.has(x.guest))
+      .map((x) => `${who}: nft ${x.kind} ${x.set} holds ${x.element}, which its ledger entry does not have; ${RECONCILE}`),
+  ];
+}
+
+/** The table's chains, each with the rules virtwire renders in it. */
+function chainProblems(table: LiveTable, who: string): string[] {
   const out: string[] = [];
-  const families = [...new Set(forwards.map((f) => f.family))].sort();
   for (const [chain, rules] of tableChains()) {
     const live = table.chains.get(chain);
     if (live === undefined) out.push(`${who}: nft chain ${chain} is missing from table inet ${TABLE}, so its forwards do not work; ${RECONCILE}`);
     else if (live !== rules) out.push(`${who}: nft chain ${chain} of table inet ${TABLE} holds ${live} rule(s), virtwire puts ${rules}; ${RECONCILE}`);
   }
+  return out;
+}
+
+/** Each forward's elements in its family's map, and the VM's hairpin pairs. */
+function elementProblems(table: LiveTable, forwards: readonly ResolvedForward[], who: string): string[] {
+  const out: string[] = [];
   for (const f of forwards) {
     const want = forwardElements([f], f.family).map(canonicalElement);
     const have = table.elements.get(FORWARD_MAP[f.family]);
     const missing = want.filter((e) => !have?.has(e));
-    if (missing.length) {
-      const count = missing.length === want.length ? '' : ` (${missing.length} of its ${want.length} elements)`;
-      out.push(`${who} NIC ${f.nic}: forward ${describeForward(f)} is missing from nft map ${FORWARD_MAP[f.family]}${count}; ${RECONCILE}`);
-    }
+    if (missing.length === 0) continue;
+    const count = missing.length === want.length ? '' : ` (${missing.length} of its ${want.length} elements)`;
+    out.push(`${who} NIC ${f.nic}: forward ${describeForward(f)} is missing from nft map ${FORWARD_MAP[f.family]}${count}; ${RECONCILE}`);
   }
-  for (const family of families) {
+  for (const family of families(forwards)) {
     const have = table.elements.get(HAIRPIN_SET[family]);
     for (const e of hairpinElements(forwards, family).map(canonicalElement)) {
       if (!have?.has(e)) out.push(`${who}: hairpin pair ${e} is missing from nft set ${HAIRPIN_SET[family]} (neighbour guests get no reply through its host ports); ${RECONCILE}`);
     }
   }
-  for (const { target, state } of view.accepts) {
-    if (!families.includes(target.family) || state === 'in place' || state === 'no chain') continue;
-    const where = state === 'missing' ? `is missing from ${targetName(target)}` : `is not alone and first in ${targetName(target)}`;
-    out.push(`${who}: virtwire's accept ${where}, so libvirt's firewall can reject the connections its forwards bring; ${RECONCILE}`);
-  }
-  const mine = new Set(forwards.map(guestKey));
-  for (const x of extraElements(view)) {
-    if (x.guest !== undefined && mine.has(x.guest)) out.push(`${who}: nft ${x.kind} ${x.set} holds ${x.element}, which its ledger entry does not have; ${RECONCILE}`);
-  }
   return out;
+}
+
+/** virtwire's accept in each libvirt firewall chain of a family the VM's forwards use. */
+function acceptProblems(view: HostView, forwards: readonly ResolvedForward[], who: string): string[] {
+  const used = families(forwards);
+  return view.accepts
+    .filter(({ target, state }) => used.includes(target.family) && (state === 'missing' || state === 'misplaced'))
+    .map(({ target, state }) => `${who}: virtwire's accept ${state === 'missing' ? 'is missing from' : 'is not alone and first in'} ${targetName(target)}, so libvirt's firewall can reject the connections its forwards bring; ${RECONCILE}`);
+}
+
+function families(forwards: readonly ResolvedForward[]): Array<4 | 6> {
+  return [...new Set(forwards.map((f) => f.family))].sort();
 }
 
 /**

@@ -7,7 +7,7 @@ import { renderStatus, failedStatus, statusFails, type VmStatus } from '../../sr
 
 const MAC = '52:54:00:77:00:d1';
 const vm = (over: Partial<VmStatus> = {}): VmStatus => ({
-  vm: 'web-1', uuid: '6f1f6a0e-0000-4000-8000-0000000000d1', state: 'running',
+  vm: 'web-1', uuid: '6f1f6a0e-0000-4000-8000-0000000000d1', state: 'running', persistent: true,
   nics: [
     { mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, addresses: ['192.168.122.10'], reservations: [{ ip: '192.168.122.10', reserved: true }] },
     { mac: '52:54:00:77:00:d2', network: null, template: null, binding: null, bindingVersion: null, addresses: [], reservations: [] },
@@ -69,5 +69,6 @@ describe('renderStatus', () => {
     expect(statusFails(vm({ state: 'shut off', host: { state: 'not running', problems: ['x'] } }))).toBe(true);
     expect(statusFails(failedStatus('x', 'e'))).toBe(true);
     expect(renderStatus([], [])).toBe('No domains in libvirt.\n');
+    expect(renderStatus([vm({ persistent: false, record: { state: 'none', differences: [] } })], [])).toContain('\n  record: none (a transient domain: no definition to record in)\n');
   });
 });
