@@ -1,13 +1,11 @@
 import { entryForwards, type Ledger } from '../state/ledger.js';
 import { formatRange } from '../model/ports.js';
 import { quoted } from '../errors.js';
+import type { ResolvedForward } from '../model/forward.js';
 
-/** Rows for `virtwire forwards`: one per forward in the ledger. */
-export function forwardRows(ledger: Ledger): Array<Record<string, string>> {
-  return ledger.listVms().flatMap((e) => entryForwards(e).map((f) => ({
-    vm: e.name,
-    uuid: e.uuid,
-    state: e.state,
+/** One forward as `virtwire forwards --json` and `virtwire status --json` show it. */
+export function forwardRow(f: ResolvedForward): Record<string, string> {
+  return {
     proto: f.proto,
     listen: f.listen ?? (f.family === 4 ? '0.0.0.0' : '::'),
     hostPort: formatRange(f.host),
@@ -15,7 +13,12 @@ export function forwardRows(ledger: Ledger): Array<Record<string, string>> {
     from: f.from.length ? f.from.join(',') : 'any',
     nic: f.nic,
     origin: f.origin,
-  })));
+  };
+}
+
+/** Rows for `virtwire forwards`: one per forward in the ledger. */
+export function forwardRows(ledger: Ledger): Array<Record<string, string>> {
+  return ledger.listVms().flatMap((e) => entryForwards(e).map((f) => ({ vm: e.name, uuid: e.uuid, state: e.state, ...forwardRow(f) })));
 }
 
 /** Plain aligned table; VM names are shown JSON-quoted only when they hold characters that would break the layout. */

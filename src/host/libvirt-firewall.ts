@@ -94,27 +94,48 @@ export function iptablesAcceptScript(listing: string, mark: number | null): stri
   return lines.join('\n');
 }
 
+/** What a target's rules say of virtwire's accept: the script that would put it right ('' = in place), and whether a rule for `mark` is there at all. */
+interface AcceptReading { script: string; present: boolean }
+
+/** Reads a target's rules; undefined when its chain is gone (a stopped network: nothing to hold the accept). */
+async function readAccept(run: Runner, t: AcceptTarget, mark: number | null): Promise<AcceptReading | undefined> {
+  const want = mark === null ? undefined : acceptComment(mark);
+  if (t.backend === 'nftables') {
+    const r = await run(['nft', '-a', '-j', 'list', 'chain', nftFamily(t), 'libvirt_network', 'guest_input']);
+    if (r.exitCode !== 0) return undefined;
+    const rules = parseNftChainRules(r.stdout);
+    return { script: nftAcceptScript(t, rules, mark), present: rules.some((x) => want !== undefined && x.comment === want) };
+  }
+  const tool = iptablesTool(t);
+  const r = await run([tool, '-w', '-S', 'FORWARD']);
+  if (r.exitCode !== 0) {
+    if (mark === null) return undefined;
+    throw new Error(`${tool} -S FORWARD failed: ${r.stderr.trim()}`);
+  }
+  return { script: iptablesAcceptScript(r.stdout, mark), present: want !== undefined && r.stdout.includes(want) };
+}
+
+function iptablesTool(t: AcceptTarget): 'iptables' | 'ip6tables' {
+  return t.family === 4 ? 'iptables' : 'ip6tables';
+}
+
 /**
  * Makes the accept be (mark) or not be (null) the first rule of the target,
  * atomically. Returns true if anything changed.
  */
 export async function setAccept(run: Runner, t: AcceptTarget, mark: number | null): Promise<boolean> {
-  if (t.backend === 'nftables') {
-    const r = await run(['nft', '-a', '-j', 'list', 'chain', nftFamily(t), 'libvirt_network', 'guest_input']);
-    if (r.exitCode !== 0) return false; // chain gone (network stopped): nothing to hold the accept
-    const script = nftAcceptScript(t, parseNftChainRules(r.stdout), mark);
-    if (!script) return false;
-    await mustRun(run, ['nft', '-f', '-'], script);
-    return true;
-  }
-  const tool = t.family === 4 ? 'iptables' : 'ip6tables';
-  const r = await run([tool, '-w', '-S', 'FORWARD']);
-  if (r.exitCode !== 0) {
-    if (mark === null) return false;
-    throw new Error(`${tool} -S FORWARD failed: ${r.stderr.trim()}`);
-  }
-  const script = iptablesAcceptScript(r.stdout, mark);
-  if (!script) return false;
-  await mustRun(run, [`${tool}-restore`, '-w', '--noflush'], script);
+  const a = await readAccept(run, t, mark);
+  if (!a?.script) return false;
+  await mustRun(run, t.backend === 'nftables' ? ['nft', '-f', '-'] : [`${iptablesTool(t)}-restore`, '-w', '--noflush'], a.script);
   return true;
+}
+
+/**
+ * Whether virtwire's accept for `mark` is where setAccept puts it: 'in place'
+ * (alone and first), 'missing', or 'misplaced' (not first, doubled, or next
+ * to one for another mark); 'no chain' when the chain is gone. Reads only.
+ */
+export async function acceptState(run: Runner, t: AcceptTarget, mark: number): Promise<'in place' | 'missing' | 'misplaced' | 'no chain'> {
+  const a = await readAccept(run, t, mark);
+  return !a ? 'no chain' : a.script === '' ? 'in place' : a.present ? 'misplaced' : 'missing';
 }

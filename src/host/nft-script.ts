@@ -2,6 +2,9 @@ import type { ResolvedForward } from '../model/forward.js';
 import { formatIp, minimalCidrs, parseCidr, parseIp, type Cidr, type Family } from '../model/addr.js';
 
 export const TABLE = 'virtwire';
+/** The table's maps of forwards and sets of hairpin pairs, per family (status compares their live elements). */
+export const FORWARD_MAP = { 4: 'fwd4', 6: 'fwd6' } as const;
+export const HAIRPIN_SET = { 4: 'hairpin4', 6: 'hairpin6' } as const;
 
 /**
  * Every value placed in the script is re-validated here, whatever the
@@ -81,32 +84,48 @@ export function renderTable(forwards: readonly ResolvedForward[], ctMark: number
     `table inet ${TABLE} {}`,
     `delete table inet ${TABLE}`,
     `table inet ${TABLE} {`,
-    block('map', 'fwd4', 'ipv4_addr . ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', forwardElements(forwards, 4)),
-    block('map', 'fwd6', 'ipv6_addr . ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service', forwardElements(forwards, 6)),
-    block('set', 'hairpin4', 'ipv4_addr . ipv4_addr', hairpinElements(forwards, 4)),
-    block('set', 'hairpin6', 'ipv6_addr . ipv6_addr', hairpinElements(forwards, 6)),
+    block('map', FORWARD_MAP[4], 'ipv4_addr . ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', forwardElements(forwards, 4)),
+    block('map', FORWARD_MAP[6], 'ipv6_addr . ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service', forwardElements(forwards, 6)),
+    block('set', HAIRPIN_SET[4], 'ipv4_addr . ipv4_addr', hairpinElements(forwards, 4)),
+    block('set', HAIRPIN_SET[6], 'ipv6_addr . ipv6_addr', hairpinElements(forwards, 6)),
     '\t# Priority -105: just before the usual dstnat (-100), so a forward wins over other tools\' DNAT.',
     '\t# Connections from outside and from guests to a host address.',
     '\tchain prerouting {',
     '\t\ttype nat hook prerouting priority -105; policy accept;',
-    `\t\t${dnat('ip', 'fwd4')}`,
-    `\t\t${dnat('ip6', 'fwd6')}`,
+    `\t\t${dnat('ip', FORWARD_MAP[4])}`,
+    `\t\t${dnat('ip6', FORWARD_MAP[6])}`,
     '\t}',
     '\t# Connections the host itself makes to its own addresses (loopback is never forwarded).',
     '\tchain output {',
     '\t\ttype nat hook output priority -105; policy accept;',
-    `\t\tip daddr != 127.0.0.0/8 ${dnat('ip', 'fwd4')}`,
-    `\t\tip6 daddr != ::1 ${dnat('ip6', 'fwd6')}`,
+    `\t\tip daddr != 127.0.0.0/8 ${dnat('ip', FORWARD_MAP[4])}`,
+    `\t\tip6 daddr != ::1 ${dnat('ip6', FORWARD_MAP[6])}`,
     '\t}',
     '\t# Hairpin: a guest reaching a neighbour through a host port must see replies come back through the host.',
     '\tchain postrouting {',
     '\t\ttype nat hook postrouting priority 95; policy accept;',
-    `\t\tct mark & ${m} == ${m} ct status dnat ip saddr . ip daddr @hairpin4 masquerade`,
-    `\t\tct mark & ${m} == ${m} ct status dnat ip6 saddr . ip6 daddr @hairpin6 masquerade`,
+    `\t\tct mark & ${m} == ${m} ct status dnat ip saddr . ip daddr @${HAIRPIN_SET[4]} masquerade`,
+    `\t\tct mark & ${m} == ${m} ct status dnat ip6 saddr . ip6 daddr @${HAIRPIN_SET[6]} masquerade`,
     '\t}',
     '}',
     '',
   ].join('\n');
+}
+
+/**
+ * The table's chains and how many rules renderTable puts in each, read off
+ * the rendered script itself (status compares the live table with it).
+ */
+export function tableChains(): Map<string, number> {
+  const out = new Map<string, number>();
+  let chain: string | undefined;
+  for (const line of renderTable([], 1).split('\n')) {
+    const open = /^\tchain (\S+) \{$/.exec(line)?.[1];
+    if (open !== undefined) { chain = open; out.set(chain, 0); continue; }
+    if (line === '\t}') chain = undefined;
+    else if (chain !== undefined && /^\t\t(?!type |#)/.test(line)) out.set(chain, (out.get(chain) ?? 0) + 1);
+  }
+  return out;
 }
 
 export function renderDeleteTable(): string {

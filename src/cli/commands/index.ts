@@ -9,5 +9,6 @@ import { command as purge } from './purge.js';
 import { command as plan } from './plan.js';
 import { command as apply } from './apply.js';
 import { command as demo } from './demo.js';
+import { command as status } from './status.js';
 
-export const COMMANDS: readonly Command[] = [plan, apply, forwards, reconcile, templates, purge, demo];
+export const COMMANDS: readonly Command[] = [plan, apply, status, forwards, reconcile, templates, purge, demo];

@@ -1,0 +1,68 @@
+import { LibvirtClient } from '../../libvirt/client.js';
+import { Ledger } from '../../state/ledger.js';
+import { loadConfig } from '../../policy/config.js';
+import { readHostView, strayElements, type HostView } from '../../engine/inspect.js';
+import { errorMessage } from '../../errors.js';
+import { defineCommand } from '../command.js';
+import { DEFAULT_URI, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
+import { failedStatus, renderStatus, statusFails, vmStatus, type StatusSources, type VmStatus } from '../status.js';
+
+export const command = defineCommand({
+  name: 'status',
+  summary: `Per VM and NIC: template, binding, addresses, forwards; whether
+the record apply left is current, and whether the host holds what
+the ledger says (nft maps, libvirt's firewall); exit 1 if not.`,
+  usage: 'status [VM…] [--json] [--connect CONNECT]',
+  options: { json: { type: 'boolean' }, connect: { type: 'string' } },
+  optionHelp: {
+    json: 'Machine-readable output: a JSON array, one object per VM (README "virtwire status").',
+    connect: SELECT_HELP.connect,
+  },
+  maxArgs: Number.MAX_SAFE_INTEGER,
+  help: `For each VM named (by its exact libvirt name) or, with none named, every domain libvirt
+knows, and for each of its NICs: the template that wires it now, its binding and version, its
+network, its addresses (where its forwards go, its DHCP reservation), and the forwards. Then:
+  record  what "virtwire apply" recorded in the domain's <metadata>: none (never applied),
+          current, or stale, with how the templates now differ ("virtwire apply VM" records it);
+  host    for a running VM, whether the host holds what the ledger says: each forward an element
+          of virtwire's nft maps, its hairpin pair, the table's chains, virtwire's accept first in
+          libvirt's firewall. ok, or one line per thing missing or extra, with the fix ("virtwire
+          reconcile"; for a VM that runs with no ledger entry although templates wire it: restart
+          it or "virtwire apply VM"); "not running" for a VM that does not run.
+With no VM named, elements of virtwire's nft maps that no ledger entry has are listed too.
+Changes nothing. Exit status: 0 when the host matches the ledger for every VM shown, 1 when a
+VM could not be read or the host does not match (a stale record alone is not an error).`,
+  examples: ['virtwire status', 'virtwire status web-1', `virtwire status --json | jq '.[] | select(.host.state != "ok")'`],
+  async run({ values, args, paths, out, run }) {
+    const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
+    try {
+      let sources: StatusSources;
+      let selected;
+      let view: Promise<HostView> | undefined;
+      const hostView = (): Promise<HostView> => (view ??= readHostView(run, new Ledger(paths.runDir), paths.configFile));
+      try {
+        sources = { client, networks: new NetworkReader(client, paths), templates: templatesOf(paths), config: loadConfig(paths.configFile), hostView };
+        selected = await selectDomains(client, args, args.length === 0);
+      } catch (err) {
+        process.stderr.write(`virtwire: ${errorMessage(err)}\n`);
+        return 1;
+      }
+      const vms: VmStatus[] = [];
+      for (const s of selected) {
+        if ('error' in s) { vms.push(failedStatus(s.name, s.error)); continue; }
+        vms.push(await vmStatus(sources, s.domain).catch((err: unknown) => failedStatus(s.name, errorMessage(err), s.domain)));
+      }
+      // Leftovers that belong to no VM: only when every VM is shown (a named VM is not answerable for them).
+      const strays = args.length === 0 ? await hostView().then(strayElements, (err: unknown) => [`cannot read the host: ${errorMessage(err)}`]) : [];
+      if (values.json) {
+        out(`${JSON.stringify(vms, null, 2)}\n`);
+        for (const p of strays) process.stderr.write(`virtwire: ${p}\n`);
+      } else {
+        out(renderStatus(vms, strays));
+      }
+      return vms.some(statusFails) || strays.length ? 1 : 0;
+    } finally {
+      await client.close();
+    }
+  },
+});

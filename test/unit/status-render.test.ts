@@ -1,0 +1,74 @@
+// `virtwire status`'s human output (src/cli/status.ts renderStatus): one block
+// per VM, one line per NIC and per forward, one per problem; a name with
+// quotes or a newline never breaks a line, and never reaches a suggested
+// command raw.
+import { describe, expect, it } from 'vitest';
+import { renderStatus, failedStatus, statusFails, type VmStatus } from '../../src/cli/status.js';
+
+const MAC = '52:54:00:77:00:d1';
+const vm = (over: Partial<VmStatus> = {}): VmStatus => ({
+  vm: 'web-1', uuid: '6f1f6a0e-0000-4000-8000-0000000000d1', state: 'running', persistent: true,
+  nics: [
+    { mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, addresses: ['192.168.122.10'], reservations: [{ ip: '192.168.122.10', reserved: true }] },
+    { mac: '52:54:00:77:00:d2', network: null, template: null, binding: null, bindingVersion: null, addresses: [], reservations: [] },
+  ],
+  forwards: [{ nic: MAC, text: 'tcp *:8080 -> 192.168.122.10:80' }],
+  record: { state: 'current', differences: [] },
+  host: { state: 'ok', problems: [] },
+  error: null,
+  ...over,
+});
+
+describe('renderStatus', () => {
+  it('one block per VM: NICs, their forwards, the record and the host', () => {
+    expect(renderStatus([vm()], [])).toBe([
+      'VM "web-1" (running)',
+      `  NIC ${MAC} on network "default": template "web", binding nat v1, address 192.168.122.10 (DHCP reservation)`,
+      '    forward tcp *:8080 -> 192.168.122.10:80',
+      '  NIC 52:54:00:77:00:d2: not wired by a template',
+      '  record: current',
+      '  host: ok',
+      '',
+    ].join('\n'));
+  });
+
+  it('a stale record and host problems, one line each; strays after the VMs; an unreadable VM in one line', () => {
+    const out = renderStatus([
+      vm({ record: { state: 'stale', differences: [`NIC ${MAC}: +tcp *:8082 -> 192.168.122.10:80`] }, host: { state: 'not matching', problems: ['VM "web-1": p1', 'VM "web-1": p2'] } }),
+      failedStatus('gone', 'no domain named "gone" in libvirt; check "virsh list --all"'),
+    ], ['nft map fwd4 holds x, which no ledger entry has']);
+    expect(out.split('\n').slice(4)).toEqual([
+      '  record: stale: the templates now give something else; "virtwire apply web-1" records it',
+      `    NIC ${MAC}: +tcp *:8082 -> 192.168.122.10:80`,
+      '  host: not matching',
+      '    VM "web-1": p1',
+      '    VM "web-1": p2',
+      'VM "gone": error: no domain named "gone" in libvirt; check "virsh list --all"',
+      'host: nft map fwd4 holds x, which no ledger entry has',
+      '',
+    ]);
+  });
+
+  it('a name with quotes and a newline is quoted, and a suggested command gets a placeholder for it', () => {
+    const name = 'web "1"\nx';
+    const out = renderStatus([vm({ vm: name, record: { state: 'none', differences: [] }, nics: [{ ...vm().nics[0]!, network: 'n"\n', reservations: [{ ip: '192.168.122.10', reserved: false }] }] })], []);
+    expect(out).toBe([
+      'VM "web \\"1\\"\\nx" (running)',
+      `  NIC ${MAC} on network "n\\"\\n": template "web", binding nat v1, address 192.168.122.10 (not reserved yet; "virtwire apply VM" reserves it)`,
+      '    forward tcp *:8080 -> 192.168.122.10:80',
+      '  record: none (never applied; "virtwire apply VM" records its wiring)',
+      '  host: ok',
+      '',
+    ].join('\n'));
+  });
+
+  it('exit 1 for an unreadable VM or any host problem (a stopped VM with leftovers too); not for a stale record', () => {
+    expect(statusFails(vm())).toBe(false);
+    expect(statusFails(vm({ record: { state: 'stale', differences: ['x'] } }))).toBe(false);
+    expect(statusFails(vm({ host: { state: 'not matching', problems: ['x'] } }))).toBe(true);
+    expect(statusFails(vm({ state: 'shut off', host: { state: 'not running', problems: ['x'] } }))).toBe(true);
+    expect(statusFails(failedStatus('x', 'e'))).toBe(true);
+    expect(renderStatus([], [])).toBe('No domains in libvirt.\n');
+    expect(renderStatus([vm({ persistent: false, record: { state: 'none', differences: [] } })], [])).toContain('\n  record: none (a transient domain: no definition to record in)\n');
+  });
+});
