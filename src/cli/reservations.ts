@@ -20,8 +20,24 @@ export const SELECT_OPTIONS = {
 
 export const SELECT_HELP = {
   all: 'Every domain libvirt knows (running or not).',
-  connect: `libvirt connection URI (default ${DEFAULT_URI}).`,
+  connect: `libvirt connection URI on this host (default ${DEFAULT_URI}).`,
 } as const;
+
+/**
+ * The connection URI to use: --connect, or the default. Only a daemon on
+ * this host: virtwire changes this host's firewall, ledger and lease view
+ * beside libvirt's state, so a remote URI (one naming a host, such as
+ * qemu+ssh://kvm2/system) would split them across two machines.
+ */
+export function localUri(value: string | undefined): string {
+  const uri = value ?? DEFAULT_URI;
+  const authority = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/.exec(uri)?.[1];
+  if (authority === undefined) throw new UserError(`--connect ${quoted(uri)} is not a libvirt URI such as ${DEFAULT_URI}`);
+  if (authority !== '') {
+    throw new UserError(`--connect ${quoted(uri)} names a remote host; virtwire acts on the firewall and state of the host it runs on: run it there (ssh HOST virtwire …)`);
+  }
+  return uri;
+}
 
 /** A VM asked for: found in libvirt, or the one-line reason it was not. */
 export type Selected = { name: string; domain: Domain } | { name: string; error: string };

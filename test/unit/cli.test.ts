@@ -147,3 +147,13 @@ describe('virtwire demo', () => {
     await expect(cli('apply')).rejects.toThrow('name the VMs to act on, or give --all (not both)');
   });
 });
+
+describe('--connect', () => {
+  it('takes a URI of a daemon on this host, and refuses a remote one with the fix', async () => {
+    const { localUri } = await import('../../src/cli/reservations.js');
+    expect(localUri(undefined)).toBe('qemu:///system');
+    for (const uri of ['qemu:///system', 'qemu+unix:///system?socket=/run/x', 'test:///default', 'qemu:///session']) expect(localUri(uri)).toBe(uri);
+    expect(() => localUri('qemu+ssh://root@kvm2/system')).toThrow('--connect "qemu+ssh://root@kvm2/system" names a remote host; virtwire acts on the firewall and state of the host it runs on: run it there (ssh HOST virtwire …)');
+    expect(() => localUri('default')).toThrow('--connect "default" is not a libvirt URI such as qemu:///system');
+  });
+});

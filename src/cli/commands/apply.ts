@@ -10,7 +10,7 @@ import type { TemplateSet } from '../../policy/load.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import {
-  DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, reservationText, reserveLocked, selectDomains, templatesOf, updateReservation,
+  localUri, NetworkReader, SELECT_HELP, SELECT_OPTIONS, reservationText, reserveLocked, selectDomains, templatesOf, updateReservation,
 } from '../reservations.js';
 import { wireDomain } from '../wire.js';
 import type { Paths } from '../../paths.js';
@@ -95,7 +95,7 @@ one line per VM (changed and what, unchanged, or error and why), goes on past a 
 and exits 1 if any did. "virtwire plan" shows the same without changing anything.`,
   examples: ['virtwire apply web-1', 'virtwire apply --all'],
   async run({ values, args, paths, out: write, run }) {
-    const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
+    const client = new LibvirtClient({ uri: localUri(values.connect) });
     let ctx: HookContext | undefined;
     const context = (): HookContext => (ctx ??= makeContext(paths, run, { hostSockets: () => hostSockets() }, 'cli'));
     try {

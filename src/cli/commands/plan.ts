@@ -4,7 +4,7 @@ import { loadConfig } from '../../policy/config.js';
 import { describeForward } from '../../plan/describe.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, hostOf, selectDomains, templatesOf } from '../reservations.js';
+import { localUri, NetworkReader, SELECT_HELP, SELECT_OPTIONS, hostOf, selectDomains, templatesOf } from '../reservations.js';
 import { wireDomain } from '../wire.js';
 import { unifiedDiff } from '../diff.js';
 
@@ -37,7 +37,7 @@ DHCP range — as a diff of the network XML; the unified diff of the domain XML 
 Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
   examples: ['virtwire plan web-1', 'virtwire plan --all'],
   async run({ values, args, paths, out }) {
-    const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
+    const client = new LibvirtClient({ uri: localUri(values.connect) });
     try {
       const networks = new NetworkReader(client, paths);
       let changes = false;

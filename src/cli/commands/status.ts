@@ -4,7 +4,7 @@ import { loadConfig } from '../../policy/config.js';
 import { readHostView, strayElements, type HostView } from '../../engine/inspect.js';
 import { errorMessage } from '../../errors.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_URI, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
+import { localUri, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
 import { failedStatus, renderStatus, statusFails, vmStatus, type StatusSources, type VmStatus } from '../status.js';
 
 export const command = defineCommand({
@@ -34,7 +34,7 @@ Changes nothing. Exit status: 0 when the host matches the ledger for every VM sh
 VM could not be read or the host does not match (a stale record alone is not an error).`,
   examples: ['virtwire status', 'virtwire status web-1', `virtwire status --json | jq '.[] | select(.host.state != "ok")'`],
   async run({ values, args, paths, out, run }) {
-    const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
+    const client = new LibvirtClient({ uri: localUri(values.connect) });
     try {
       let sources: StatusSources;
       let selected;
