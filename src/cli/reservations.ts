@@ -93,20 +93,23 @@ export function templatesOf(paths: Paths): TemplateSet {
 
 /**
  * The one step apply takes under the reservation lock: decide from a fresh
- * read (`needs`), then write each reservation (`add`) before the lock goes,
- * so a concurrent apply's decision sees it.
+ * read (`needs`), then write each reservation (`add`) and record what was
+ * done (`commit`: the allocation store) before the lock goes, so a
+ * concurrent apply's decision sees it.
  */
 export function reserveLocked(
   lockFile: string,
   needs: () => Promise<Reservation[]>,
   add: (r: Reservation) => Promise<void>,
   remove?: (r: Reservation) => Promise<void>,
+  commit?: (done: Reservation[]) => void,
 ): Promise<Reservation[]> {
   return withLock(lockFile, async () => {
     const rs = await needs();
     const done: Reservation[] = [];
     try {
       for (const r of rs) { await add(r); done.push(r); }
+      commit?.(done);
     } catch (err) {
       // All of a VM's reservations or none: take back the ones made before the failure.
       for (const r of done.reverse()) await remove?.(r).catch(() => undefined);

@@ -95,10 +95,10 @@ export function planPorts(input: PortPlanInput): PortPlan {
   return { nics, added, dropped };
 }
 
-/** For apply's and plan's line: "allocated host ports 20000-20009 tcp+udp for NIC …", "released …". */
-export function portChangeText(p: Pick<PortPlan, 'added' | 'dropped'>): string[] {
+/** For apply's line: "allocated host ports 20000-20009 tcp+udp for NIC …", "released …"; plan's: "would allocate …". */
+export function portChangeText(p: Pick<PortPlan, 'added' | 'dropped'>, future = false): string[] {
   return [
-    ...p.added.map((a) => `allocated host ports ${formatRange(a.ports)} ${a.protos.join('+')} for NIC ${a.mac}`),
-    ...p.dropped.map((d) => `released host ports ${formatRange(d.ports)} of NIC ${d.mac}`),
+    ...p.added.map((a) => `${future ? 'would allocate' : 'allocated'} host ports ${formatRange(a.ports)} ${a.protos.join('+')} for NIC ${a.mac}`),
+    ...p.dropped.map((d) => `${future ? 'would release' : 'released'} host ports ${formatRange(d.ports)} of NIC ${d.mac}`),
   ];
 }

@@ -3,6 +3,7 @@ import { Ledger } from '../../state/ledger.js';
 import type { Reservation } from '../../engine/reservations.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
+import { PortStep, releaseGone } from '../allocations.js';
 import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, reserveLocked, selectDomains, templatesOf } from '../reservations.js';
 
 function reservedText(rs: readonly Reservation[]): string {
@@ -40,9 +41,10 @@ same without changing anything.`,
         try {
           // Fresh network XML and leases under the lock: what another apply just reserved is seen.
           const networks = new NetworkReader(client, paths);
+          const ports = new PortStep(paths, templates);
           const done = await reserveLocked(
             lockFile,
-            async () => (await domainNeeds(client, networks, templates, s.domain)).reservations,
+            async () => ports.decide(await domainNeeds(client, networks, templates, s.domain)),
             async (r) => {
               const net = (await networks.read(r.network))!;
               await client.updateDhcpHost(net.uuid, 'add', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
@@ -51,13 +53,17 @@ same without changing anything.`,
               const net = (await networks.read(r.network))!;
               await client.updateDhcpHost(net.uuid, 'delete', { mac: r.mac, ip: r.ip }, { live: net.active, config: net.persistent });
             },
+            (rs) => ports.commit(rs),
           );
-          out(`${vm}: ${done.length ? `changed (${reservedText(done)})` : 'unchanged'}\n`);
+          const changes = [...(done.length ? [reservedText(done)] : []), ...ports.text()];
+          out(`${vm}: ${changes.length ? `changed (${changes.join(', ')})` : 'unchanged'}\n`);
         } catch (err) {
           out(`${vm}: error: ${errorMessage(err)}\n`);
           failed = true;
         }
       }
+      // Domains libvirt no longer defines give back their host ports and reservations.
+      if (values.all === true && !await releaseGone(client, paths, out)) failed = true;
       return failed ? 1 : 0;
     } finally {
       await client.close();

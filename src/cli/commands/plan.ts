@@ -6,6 +6,7 @@ import { loadConfig } from '../../policy/config.js';
 import { describeForward } from '../../plan/describe.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
+import { PortStep } from '../allocations.js';
 import { DEFAULT_URI, NetworkReader, SELECT_HELP, SELECT_OPTIONS, domainNeeds, selectDomains, templatesOf } from '../reservations.js';
 
 /** The network XML change as a unified-diff-like block: the <host> lines apply would add. */
@@ -31,13 +32,15 @@ when something would change, 0 when nothing would.`,
 template wires with binding nat but that have no DHCP host reservation in their libvirt network
 (and no address: in the template), the address apply would reserve for each — the one the NIC
 leases now when it has one, else the first free one of the subnet, outside the DHCP range when
-there is room — as a diff of the network XML, and the forwards the VM would get at its next start.
+there is room — as a diff of the network XML, the automatic host ports apply would allocate or
+release (host: auto, port blocks), and the forwards the VM would get at its next start.
 Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
   examples: ['virtwire plan web-1', 'virtwire plan --all'],
   async run({ values, args, paths, out }) {
     const client = new LibvirtClient({ uri: values.connect ?? DEFAULT_URI });
     try {
       const networks = new NetworkReader(client, paths);
+      let ports: PortStep | undefined;
       let changes = false;
       let failed = false;
       let selected;
@@ -56,17 +59,22 @@ Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM 
         try {
           const { domain, reservations } = await domainNeeds(client, networks, templates, s.domain);
           for (const r of reservations) networks.note(r);
+          ports ??= new PortStep(paths, templates, { preview: true });
+          ports.decide({ domain, reservations });
           const plan = resolveForwards({
             domain,
             templates,
             config: loadConfig(paths.configFile),
             network: (n) => networks.peek(n),
             hostAddresses: hostInterfaceAddresses,
+            allocated: ports.allocated,
           });
-          out(`${vm}: ${reservations.length ? 'would change' : 'unchanged'}\n`);
+          const change = reservations.length > 0 || ports.changed;
+          out(`${vm}: ${change ? 'would change' : 'unchanged'}\n`);
           for (const net of new Set(reservations.map((r) => r.network))) out(reservationDiff(net, reservations.filter((r) => r.network === net)));
+          for (const line of ports.text()) out(`  ${line}\n`);
           for (const f of plan.forwards) out(`  forward at start: ${describeForward(f)}\n`);
-          changes ||= reservations.length > 0;
+          changes ||= change;
         } catch (err) {
           out(`${vm}: error: ${errorMessage(err)}\n`);
           failed = true;
