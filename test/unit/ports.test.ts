@@ -10,6 +10,7 @@ import { BINDINGS } from '../../src/bindings/registry.js';
 import { natSettings } from '../../src/bindings/nat/settings.js';
 import { DEFAULT_CONFIG, parseConfig } from '../../src/policy/config.js';
 import { allocatePorts } from '../../src/plan/port-pool.js';
+import type { PortRange } from '../../src/model/ports.js';
 import { AllocationStore, emptyAllocations, type Allocations } from '../../src/state/allocations.js';
 import { planPorts } from '../../src/engine/allocations.js';
 import { resolveForwards } from '../../src/engine/wiring.js';
@@ -167,7 +168,7 @@ describe('planning ports for a VM (apply) and resolving them at its start', () =
   const UUID2 = '6f1f6a0e-0000-4000-8000-000000000002';
   const MAC1 = '52:54:00:77:00:10';
   const dom = (name: string, uuid: string, mac: string) => parseDomain(domainXml(name, [{ mac }], '', uuid));
-  const plan = (d: ReturnType<typeof dom>, store: Allocations, applied = []) => planPorts({
+  const plan = (d: ReturnType<typeof dom>, store: Allocations, applied: PortRange[] = []) => planPorts({
     domain: d, templates: set(BLOCK, FIXED), config: () => DEFAULT_CONFIG, configFile: '/etc/virtwire/virtwire.yaml', store, applied,
   });
 
@@ -178,7 +179,7 @@ describe('planning ports for a VM (apply) and resolving them at its start', () =
     expect(p1.added.map((a) => `${a.key} ${a.protos.join('+')}`)).toEqual(['block tcp', 'auto:udp:5000 udp']);
     const store: Allocations = { schema: 1, vms: { [UUID1]: { name: 'dev-1', nics: p1.nics, reservations: [], updatedAt: '' } } };
     expect(plan(dom('dev-1', UUID1, MAC1), store)).toMatchObject({ nics: p1.nics, added: [], dropped: [] });
-    const p2 = plan(dom('dev-2', UUID2, '52:54:00:77:00:20'), store, [{ lo: 20006, hi: 20006 }] as never);
+    const p2 = plan(dom('dev-2', UUID2, '52:54:00:77:00:20'), store, [{ lo: 20006, hi: 20006 }]);
     expect(Object.values(p2.nics)[0]).toEqual([{ key: 'block', ports: { lo: 20007, hi: 20010 } }, { key: 'auto:udp:5000', ports: { lo: 20011, hi: 20011 } }]);
   });
 
@@ -194,7 +195,7 @@ describe('planning ports for a VM (apply) and resolving them at its start', () =
     const r = resolveForwards({ domain: d, templates: set(BLOCK), config: DEFAULT_CONFIG, network: () => defaultNetwork(), hostAddresses: () => [], allocated });
     expect(r.forwards.filter((f) => f.family === 4).map(describeForward)).toEqual([
       'tcp *:20002 -> 192.168.122.10:22', 'tcp *:20003-20004 -> 192.168.122.10:8000-8001', 'udp *:20000 -> 192.168.122.10:5000',
-    ].map((x) => expect.stringContaining(x.split(' -> ')[0]!)));
+    ]);
   });
 
   it('a start with nothing allocated is refused in one line naming VM, NIC, template and the command', () => {
