@@ -10,7 +10,7 @@ import type { TemplateSet } from '../policy/load.js';
 import { loadConfig } from '../policy/config.js';
 import { planPorts, portChangeText, type PortPlan } from '../engine/allocations.js';
 import type { Reservation } from '../engine/reservations.js';
-import { AllocationStore, own, type Allocations, type MadeReservation } from '../state/allocations.js';
+import { AllocationStore, emptyAllocations, own, type Allocations, type MadeReservation } from '../state/allocations.js';
 import { Ledger, entryForwards } from '../state/ledger.js';
 import { withLock } from '../state/lock.js';
 import { formatRange, type PortRange } from '../model/ports.js';
@@ -46,7 +46,7 @@ export class PortStep {
       if (this.opts.preview) {
         const r = this.store.read();
         if (r.kind === 'corrupt') warn(`${this.store.file} is unreadable (${r.reason}); apply will set it aside and allocate afresh`);
-        this.data = r.kind === 'ok' ? r.data : { schema: 1, vms: {} };
+        this.data = r.kind === 'ok' ? r.data : emptyAllocations();
       } else {
         const r = this.store.readForUpdate();
         if (r.setAside) warn(r.setAside);

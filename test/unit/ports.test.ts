@@ -59,6 +59,7 @@ describe('template syntax: host: auto and port blocks', () => {
     ['a misspelled block key, with a suggestion', 'forwards:\n  - {block: 2, guest: [22], form: ["10.0.0.0/8"]}\n', `${FILE}:4:29: unknown key "form" in a port block (did you mean "from"?); allowed: block, guest, proto, from, listen, description`],
     ['host in a block', 'forwards:\n  - {block: 2, guest: [22], host: 80}\n', `${FILE}:4:29: unknown key "host" in a port block; allowed: block, guest, proto, from, listen, description`],
     ['a misspelled block in a forward, with a suggestion', 'forwards:\n  - {blok: 2, guest: [22]}\n', `${FILE}:4:6: unknown key "blok" in a forward (did you mean "block"?); allowed: proto, host, guest, listen, from, description, allowHostConflict`],
+    ['a mapping that is not a block', 'forwards: {proto: tcp, host: 80}\n', `${FILE}:3:11: forwards must be a list, found a mapping`],
     ['two blocks', 'forwards:\n  - {block: 2, guest: [22]}\n  - {block: 2, guest: [80]}\n', `${FILE}:5:5: a second port block; a template has at most one (the first is at ${FILE}:4:5): merge their guest ports into one block`],
     ['two auto forwards for one guest port', 'forwards:\n  - {proto: tcp, host: auto, guest: 80}\n  - {proto: tcp, host: auto, guest: 80}\n', `${FILE}:5:5: a second host: auto forward for tcp 80 (the first is at ${FILE}:4:5); remove one`],
   ])('reports %s at file:line:column', (_what, yaml, message) => {

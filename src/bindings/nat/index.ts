@@ -19,7 +19,7 @@ export const nat: Binding = {
   fixedHostPorts: natFixedHostPorts,
   summary: (s) => {
     const { forwards, autoPorts } = s as NatSettings;
-    return `${forwards.length} forward(s)${autoPorts.length ? `, ${autoPorts.length} with automatic host ports` : ''}`;
+    return `${forwards.length} forward(s)${autoPorts.length ? `, ${autoPorts.length} with host ports from forwards.autoPorts` : ''}`;
   },
   warnings: (s, hostAddresses) => {
     const local = new Set(hostAddresses.map((a) => (ipFamily(a) ? canonicalIp(a) : a)));

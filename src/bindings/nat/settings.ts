@@ -67,8 +67,8 @@ export function newNatSettings(): NatSettings {
 export function readNatKey(y: YamlFile, key: string, value: Node | null, into: NatSettings): void {
   if (key === 'address') readAddresses(y, value, into.address);
   else if (key === 'forwards') {
-    // The mapping shorthand `forwards: {block: N, guest: [...]}` is a one-item list.
-    const items = isMap(y.deref(value)) ? [value as Node] : y.items(value, 'forwards');
+    // The mapping shorthand `forwards: {block: N, guest: [...]}` is a one-item list (a block only).
+    const items = value && isBlock(y, value) ? [value] : y.items(value, 'forwards');
     for (const item of items) {
       const f = isBlock(y, item) ? readBlock(y, item) : readForward(y, item, 'forwards[]', true);
       if (f && 'key' in f) { into.autoPorts.push(f); into.autoNodes.push(item); } else if (f) { into.forwards.push(f); into.forwardNodes.push(item); }
