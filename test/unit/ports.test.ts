@@ -138,6 +138,11 @@ describe('the allocation store', () => {
     store.write(data);
     expect(store.read()).toEqual({ kind: 'ok', data });
     expect(readdirSync(dir)).toEqual(['allocations.json']);
+    // What a hook reads (no lock): the allocation by UUID, MAC and key; nothing for another key.
+    const read = allocationReader(dir);
+    expect(read('6f1f6a0e-0000-4000-8000-000000000001', '52:54:00:77:00:10', 'block')).toEqual({ lo: 20000, hi: 20009 });
+    expect(read('6f1f6a0e-0000-4000-8000-000000000001', '52:54:00:77:00:10', 'auto:tcp:80')).toBeUndefined();
+    expect(read('6f1f6a0e-0000-4000-8000-000000000009', '52:54:00:77:00:10', 'block')).toBeUndefined();
   });
 
   it.each([
