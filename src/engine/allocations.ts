@@ -5,13 +5,13 @@
 import type { DomainInfo } from '../xml/domain.js';
 import type { TemplateSet } from '../policy/load.js';
 import type { GlobalConfig } from '../policy/config.js';
-import { templatesForNics } from '../policy/match.js';
 import { BINDINGS } from '../bindings/registry.js';
 import type { PortRequest } from '../bindings/types.js';
 import { allocatePorts, formatPool } from '../plan/port-pool.js';
 import { formatRange, type PortRange } from '../model/ports.js';
 import { own, type Allocations, type PortAllocation } from '../state/allocations.js';
 import { quoted } from '../errors.js';
+import { askEachBinding } from './reservations.js';
 
 export interface PortPlanInput {
   domain: DomainInfo;
@@ -42,11 +42,7 @@ export interface PortPlan {
 
 /** The NICs' port requests, from every binding that wires one. */
 export function portRequests(domain: DomainInfo, templates: TemplateSet): PortRequest[] {
-  const wired = templatesForNics(domain, templates);
-  return [...BINDINGS.values()].flatMap((b) => {
-    const mine = new Map([...wired].filter(([, t]) => t.binding === b.name));
-    return mine.size && b.portRequests ? b.portRequests({ domain, wired: mine }) : [];
-  });
+  return askEachBinding(domain, templates, (b, wired) => b.portRequests?.({ domain, wired }) ?? []);
 }
 
 /**
