@@ -11,6 +11,8 @@ export interface Paths {
   libvirtRunDir: string;
   /** libvirt's persistent state: dnsmasq/BRIDGE.status DHCP leases. */
   libvirtLibDir: string;
+  /** virtwire's persistent state (kept across reboots): allocations.json, the define-time allocations. */
+  stateDir: string;
 }
 
 export const DEFAULT_PATHS: Paths = {
@@ -20,4 +22,5 @@ export const DEFAULT_PATHS: Paths = {
   logFile: '/var/log/virtwire.log',
   libvirtRunDir: '/run/libvirt',
   libvirtLibDir: '/var/lib/libvirt',
+  stateDir: '/var/lib/virtwire',
 };

@@ -7,6 +7,7 @@ import type { Template, BindingSettingsReader } from '../policy/template.js';
 import type { GlobalConfig } from '../policy/config.js';
 import type { ResolvedForward } from '../model/forward.js';
 import type { Lease } from '../host/libvirt-status.js';
+import type { PortRange } from '../model/ports.js';
 
 /** A network as define-time planning sees it: its current XML and DHCP leases. */
 export interface NetworkView {
@@ -43,6 +44,18 @@ export interface DefineTimeInput {
   now: number;
 }
 
+/** A run of host ports a NIC needs allocated from forwards.autoPorts at define time. */
+export interface PortRequest {
+  nic: DomainNic;
+  /** Stable for the NIC across applies: the allocation is kept under it (`auto:tcp:80`, `block`). */
+  key: string;
+  width: number;
+  /** Where it was asked for (file:line:column). */
+  origin: string;
+  /** For messages: the protocols its forwards use. */
+  protos: readonly string[];
+}
+
 export interface BindingPlanInput {
   domain: DomainInfo;
   /** The NICs this binding wires, with the template that won each. Possibly none. */
@@ -52,6 +65,8 @@ export interface BindingPlanInput {
   network: (name: string) => NetworkInfo | undefined;
   /** The host's own addresses. */
   hostAddresses: () => readonly string[];
+  /** The host ports allocated to this domain's NIC under `key` (the allocation store), if any. */
+  allocated: (mac: string, key: string) => PortRange | undefined;
 }
 
 /** What the host must hold for a binding's NICs while the VM runs. */
@@ -74,6 +89,10 @@ export interface Binding extends BindingSettingsReader {
   networkRefusal(net: NetworkInfo): string | undefined;
   /** Define time: the DHCP host reservations the NICs it wires still need (bindings without addresses have none). */
   reservations?(input: DefineTimeInput): Reservation[];
+  /** Define time: the host ports the NICs it wires need allocated from forwards.autoPorts. */
+  portRequests?(input: Pick<DefineTimeInput, 'domain' | 'wired'>): PortRequest[];
+  /** Host ports a template asks for by number: never handed out by the allocator. */
+  fixedHostPorts?(settings: unknown): PortRange[];
   /** A few words on a template's settings for `virtwire templates check` ("2 forward(s)"). */
   summary(settings: unknown): string;
   /** Things in valid settings an admin should look at (for `templates check`), with where they are written. */

@@ -29,7 +29,8 @@ Options:
 Examples:
 ${commands.map((c) => `  ${c.examples[0]}\n`).join('')}
 Files: templates ${DEFAULT_PATHS.templatesDir}/*.yaml, settings ${DEFAULT_PATHS.configFile},
-ledger ${DEFAULT_PATHS.runDir}, log ${DEFAULT_PATHS.logFile}. See README.md for the template reference.
+ledger ${DEFAULT_PATHS.runDir}, allocations ${DEFAULT_PATHS.stateDir}, log ${DEFAULT_PATHS.logFile}.
+See README.md for the template reference.
 `;
 }
 

@@ -112,25 +112,31 @@ export function templatesOf(paths: Paths): TemplateSet {
 
 /**
  * The one step apply takes under the reservation lock: decide from a fresh
- * read (`needs`), write each reservation (`add`), then do what follows
- * (`then`) before the lock goes, so a concurrent apply's decision sees it.
- * A VM gets all of it or none of its reservations: a failure anywhere takes
- * back the ones made.
+ * read (`needs`), write each reservation (`add`), record what was done
+ * (`commit`: the allocation store; it may return how to undo that), then
+ * do what follows (`then`: a running VM's forwards, which read the store)
+ * before the lock goes, so a concurrent apply's decision sees it all. A VM
+ * gets all of it or none: a failure anywhere undoes the commit and takes
+ * back the reservations made.
  */
 export function reserveLocked(
   lockFile: string,
   needs: () => Promise<Reservation[]>,
   add: (r: Reservation) => Promise<void>,
   remove?: (r: Reservation) => Promise<void>,
+  commit?: (done: Reservation[]) => void | (() => void),
   then?: (made: Reservation[]) => Promise<void>,
 ): Promise<Reservation[]> {
   return withLock(lockFile, async () => {
     const rs = await needs();
     const done: Reservation[] = [];
+    let undo: (() => void) | undefined;
     try {
       for (const r of rs) { await add(r); done.push(r); }
+      undo = commit?.(done) ?? undefined;
       await then?.(rs);
     } catch (err) {
+      undo?.();
       for (const r of done.reverse()) await remove?.(r).catch(() => undefined);
       throw err;
     }

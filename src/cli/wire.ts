@@ -14,6 +14,7 @@ import type { GlobalConfig } from '../policy/config.js';
 import type { VmPlan } from '../plan/types.js';
 import { quoted } from '../errors.js';
 import type { NetworkReader } from './reservations.js';
+import type { PortStep } from './allocations.js';
 
 export interface VmWiring {
   /** The persistent definition (with any MAC assigned), as virtwire read it. */
@@ -30,7 +31,8 @@ export interface VmWiring {
  * Reads the domain's persistent XML (with security info when it will be
  * defined back: without it a define drops graphics passwords) and works
  * out its wiring. Planned reservations are noted in `networks`, so the next
- * VM of a `--all` run sees them. Throws UserError.
+ * VM of a `--all` run sees them; `ports` decides its automatic host ports
+ * (from the allocation store). Throws UserError.
  */
 export async function wireDomain(
   client: LibvirtClient,
@@ -38,7 +40,7 @@ export async function wireDomain(
   templates: TemplateSet,
   config: GlobalConfig,
   d: Domain,
-  opts: { forDefine: boolean },
+  opts: { forDefine: boolean; ports?: PortStep },
 ): Promise<VmWiring> {
   const xmlBefore = await client.domainXml(d.uuid, { inactive: true, securityInfo: opts.forDefine });
   const doc = parseXmlDocument(xmlBefore);
@@ -48,7 +50,10 @@ export async function wireDomain(
   for (const nic of domain.nics) if (nic.network && !views.has(nic.network)) views.set(nic.network, await networks.read(nic.network));
   const reservations = plannedReservations({ domain, templates, network: (n) => views.get(n), now: Math.floor(Date.now() / 1000) });
   for (const r of reservations) networks.note(r);
-  const plan = resolveForwards({ domain, templates, config, network: (n) => networks.peek(n), hostAddresses: hostInterfaceAddresses });
+  opts.ports?.decide({ domain, reservations });
+  const plan = resolveForwards({
+    domain, templates, config, network: (n) => networks.peek(n), hostAddresses: hostInterfaceAddresses, allocated: opts.ports?.allocated,
+  });
   writeRecord(doc, recordOf(plan));
   return { domain, reservations, plan, xmlBefore, xmlAfter: String(doc) };
 }

@@ -7,7 +7,9 @@ import { Log } from '../log.js';
 import type { NetworkInfo } from '../xml/network.js';
 import { readLeases, readNetworkStatus, readRunning, type Lease, type Running, type RunningDomain } from '../host/libvirt-status.js';
 import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
-import { errorMessage } from '../errors.js';
+import { UserError, errorMessage } from '../errors.js';
+import { AllocationStore, allocatedPorts, type StoreRead } from '../state/allocations.js';
+import type { PortRange } from '../model/ports.js';
 import { rebuildCorrupt } from './reserve.js';
 import type { DomainInfo } from '../xml/domain.js';
 
@@ -28,6 +30,8 @@ export interface HookContext {
   runningUuids: () => Set<string>;
   /** DHCP leases on a live network. */
   leases: (network: string) => Lease[];
+  /** Host ports `virtwire apply` allocated to a VM's NIC under a key (the allocation store, read without a lock). */
+  allocated: (uuid: string, mac: string, key: string) => PortRange | undefined;
 }
 
 export interface HostProbes {
@@ -49,6 +53,23 @@ export function makeContext(paths: Paths, run: Runner, probes: HostProbes, tag: 
     running: () => readRunning(paths.libvirtRunDir, true, (m) => log.error(m)),
     runningUuids: () => readRunning(paths.libvirtRunDir, false).uuids,
     leases: (name) => readLeases(paths.libvirtLibDir, network(name)?.bridge),
+    allocated: allocationReader(paths.stateDir),
+  };
+}
+
+/**
+ * Reads the allocation store once, on first use (it is replaced atomically:
+ * no lock). An unreadable store refuses what needs it, with the fix.
+ */
+export function allocationReader(stateDir: string): HookContext['allocated'] {
+  let read: StoreRead | undefined;
+  const store = new AllocationStore(stateDir);
+  return (uuid, mac, key) => {
+    read ??= store.read();
+    if (read.kind === 'corrupt') {
+      throw new UserError(`virtwire's allocation store ${store.file} is unreadable (${read.reason}); run: virtwire apply --all (it sets the file aside and allocates again)`);
+    }
+    return allocatedPorts(read.data, uuid, mac, key);
   };
 }
 

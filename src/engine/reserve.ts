@@ -15,6 +15,7 @@ import { LEDGER_SCHEMA, entryForwards, type Ledger, type VmEntry } from '../stat
 import { BINDINGS, bindingNamed } from '../bindings/registry.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
+import type { PortRange } from '../model/ports.js';
 import { errorMessage, quoted } from '../errors.js';
 
 /** What planning reads from the host (files only: hooks must never call libvirt). */
@@ -22,6 +23,8 @@ export interface PlanSources {
   paths: Paths;
   network: (name: string) => NetworkInfo | undefined;
   hostAddresses: () => readonly string[];
+  /** Host ports allocated to a VM's NIC under a key (the allocation store). */
+  allocated: (uuid: string, mac: string, key: string) => PortRange | undefined;
 }
 
 /**
@@ -36,7 +39,9 @@ export function planVm(domain: DomainInfo, src: PlanSources): { plan: VmPlan; co
     || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
   if (!concerned) return undefined;
   const config = loadConfig(src.paths.configFile);
-  const plan = resolveForwards({ domain, templates, config, network: src.network, hostAddresses: src.hostAddresses });
+  const plan = resolveForwards({ domain, templates, config, network: src.network, hostAddresses: src.hostAddresses,
+    allocated: (mac, key) => src.allocated(domain.uuid, mac, key),
+  });
   checkVmLimits(domain.name, plan.forwards, config.limits);
   return { plan, config };
 }

@@ -8,6 +8,7 @@ import { templatesForNics } from '../policy/match.js';
 import { BINDINGS } from '../bindings/registry.js';
 import type { ResolvedForward } from '../model/forward.js';
 import type { VmPlan } from '../plan/types.js';
+import type { PortRange } from '../model/ports.js';
 
 export interface ResolveInput {
   domain: DomainInfo;
@@ -17,6 +18,8 @@ export interface ResolveInput {
   network: (name: string) => NetworkInfo | undefined;
   /** The host's own addresses: a metadata `listen` must be one of them. */
   hostAddresses: () => readonly string[];
+  /** Host ports allocated to this domain's NIC under a key (the allocation store); default: none. */
+  allocated?: (mac: string, key: string) => PortRange | undefined;
 }
 
 /** Templates + metadata → this VM's plan. Pure; throws UserError with the fix. */
@@ -28,7 +31,7 @@ export function resolveForwards(input: ResolveInput): VmPlan {
     // Every binding is asked, with the NICs it wires (maybe none): a domain's
     // metadata may ask a binding for something even when no NIC is wired.
     const mine = new Map([...wired].filter(([, t]) => t.binding === binding.name));
-    forwards.push(...binding.hostPlan({ ...input, wired: mine }).forwards);
+    forwards.push(...binding.hostPlan({ ...input, allocated: input.allocated ?? (() => undefined), wired: mine }).forwards);
   }
   const nics = [...wired].map(([nic, t]) => ({ mac: nic.mac, template: t.name, binding: t.binding, network: nic.network }));
   return { uuid: domain.uuid, name: domain.name, nics, forwards };

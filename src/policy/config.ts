@@ -1,5 +1,6 @@
 import { YamlFile, didYouMean, kindOf, formatProblem } from './yaml-doc.js';
-import { parsePortRange, type PortRange } from '../model/ports.js';
+import { formatRange, parsePortRange, rangeInside, type PortRange } from '../model/ports.js';
+import type { Node } from 'yaml';
 import { UserError } from '../errors.js';
 import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
 import { quote } from '../model/show.js';
@@ -9,6 +10,11 @@ export interface GlobalConfig {
   forwards: {
     /** Host ports a domain's own <metadata> may claim (templates are the admin's and are not limited). */
     allowedHostPorts: PortRange[];
+    /**
+     * The pool `virtwire apply` allocates host ports from, for template
+     * forwards with `host: auto` and port blocks. Inside allowedHostPorts.
+     */
+    autoPorts: PortRange[];
   };
   firewall: {
     /**
@@ -43,7 +49,7 @@ const LIMIT_MAX = 1_000_000;
  * 2.7 s, 65536 took 33 s: the whole table is reloaded on every change).
  */
 export const DEFAULT_CONFIG: GlobalConfig = {
-  forwards: { allowedHostPorts: [{ lo: 1024, hi: 65535 }] },
+  forwards: { allowedHostPorts: [{ lo: 1024, hi: 65535 }], autoPorts: [{ lo: 20000, hi: 29999 }] },
   firewall: { mark: 0x10000000 },
   limits: { elementsPerForward: 1024, elementsPerVm: 2048, elementsPerHost: 8192, metadataForwardsPerVm: 16 },
 };
@@ -55,17 +61,8 @@ export function parseConfig(file: string, text: string): GlobalConfig {
   const cfg: GlobalConfig = structuredClone(DEFAULT_CONFIG);
   if (y.problems.length === 0 && y.root !== null) {
     for (const [key, keyNode, value] of y.entries(y.root, 'virtwire.yaml')) {
-      if (key === 'forwards') {
-        for (const [k, kn, v] of y.entries(value, 'forwards')) {
-          if (k !== 'allowedHostPorts') { y.report(kn, `unknown key ${quote(`forwards.${k}`)}${didYouMean(k, ['allowedHostPorts'])}; allowed: allowedHostPorts`); continue; }
-          cfg.forwards.allowedHostPorts = [];
-          for (const item of y.items(v, 'forwards.allowedHostPorts')) {
-            const r = parsePortRange(y.scalar(item));
-            if (typeof r === 'string') y.report(item, `forwards.allowedHostPorts: ${r}`);
-            else cfg.forwards.allowedHostPorts.push(r);
-          }
-        }
-      } else if (key === 'firewall') {
+      if (key === 'forwards') readForwards(y, value, cfg);
+      else if (key === 'firewall') {
         for (const [k, kn, v] of y.entries(value, 'firewall')) {
           if (k !== 'mark') { y.report(kn, `unknown key ${quote(`firewall.${k}`)}${didYouMean(k, ['mark'])}; allowed: mark`); continue; }
           const m = y.scalar(v);
@@ -89,6 +86,44 @@ export function parseConfig(file: string, text: string): GlobalConfig {
     throw new UserError(`${y.problems.map(formatProblem).join('; ')} (fix ${file}, or remove it to use the defaults)`);
   }
   return cfg;
+}
+
+const FORWARDS_KEYS = ['allowedHostPorts', 'autoPorts'] as const;
+
+function readForwards(y: YamlFile, value: Node | null, cfg: GlobalConfig): void {
+  let autoNodes: Node[] | undefined;
+  for (const [k, kn, v] of y.entries(value, 'forwards')) {
+    if (!(FORWARDS_KEYS as readonly string[]).includes(k)) {
+      y.report(kn, `unknown key ${quote(`forwards.${k}`)}${didYouMean(k, FORWARDS_KEYS)}; allowed: ${FORWARDS_KEYS.join(', ')}`);
+      continue;
+    }
+    const nodes = y.items(v, `forwards.${k}`);
+    const ranges: PortRange[] = [];
+    for (const item of nodes) {
+      const r = parsePortRange(y.scalar(item));
+      if (typeof r === 'string') y.report(item, `forwards.${k}: ${r}`);
+      else ranges.push(r);
+    }
+    cfg.forwards[k as (typeof FORWARDS_KEYS)[number]] = ranges;
+    if (k === 'autoPorts') autoNodes = nodes;
+  }
+  const allowed = cfg.forwards.allowedHostPorts;
+  if (!autoNodes) {
+    // Not written: the default pool, as far as it lies inside allowedHostPorts.
+    cfg.forwards.autoPorts = DEFAULT_CONFIG.forwards.autoPorts.flatMap((p) => clipRange(p, allowed));
+    return;
+  }
+  for (const item of autoNodes) {
+    const r = parsePortRange(y.scalar(item));
+    if (typeof r !== 'string' && !rangeInside(r, allowed)) {
+      y.report(item, `forwards.autoPorts: ${formatRange(r)} is not inside forwards.allowedHostPorts (${allowed.map(formatRange).join(', ')}); the pool must lie inside it: shrink it or widen allowedHostPorts`);
+    }
+  }
+}
+
+/** The parts of `r` inside `within`. */
+function clipRange(r: PortRange, within: readonly PortRange[]): PortRange[] {
+  return within.map((w) => ({ lo: Math.max(r.lo, w.lo), hi: Math.min(r.hi, w.hi) })).filter((c) => c.lo <= c.hi);
 }
 
 /** Loads the global config; an absent file means the defaults. */

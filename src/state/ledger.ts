@@ -1,8 +1,8 @@
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ResolvedForward } from '../model/forward.js';
 import type { AcceptTarget } from '../model/host.js';
-import { UserError } from '../errors.js';
+import { writeJsonAtomic } from './atomic.js';
 import { UUID } from '../model/ids.js';
 
 /** 2: one record per NIC. 1 (the port-forward release): one binding per VM, forwards flat; still read. */
@@ -224,23 +224,6 @@ function isHostEntry(v: unknown): v is HostEntry {
   return typeof h === 'object' && h !== null && typeof h.table === 'boolean' && Array.isArray(h.accepts);
 }
 
-/**
- * Write to a temp file, fsync, rename: readers see the old or the new file,
- * never half of one. A failed write (a full /run) leaves no temp file and
- * says so in one line.
- */
 function writeAtomic(file: string, value: unknown): void {
-  const dir = file.slice(0, file.lastIndexOf('/'));
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    writeFileSync(tmp, `${JSON.stringify(value, null, 1)}\n`, { mode: 0o644 });
-    const fd = openSync(tmp, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`cannot write virtwire's ledger ${file}: ${code ?? (err as Error).message}${code === 'ENOSPC' ? ' (no space left on the device holding it; free space there: df -h /run)' : ''}`);
-  }
+  writeJsonAtomic(file, value, "virtwire's ledger", '/run');
 }

@@ -16,7 +16,7 @@ import { ROOT, tempDir } from './helpers.js';
 async function cli(...argv: string[]): Promise<{ code: number; out: string }> {
   const run = tempDir();
   let out = '';
-  const code = await main(argv, { ...DEFAULT_PATHS, runDir: run, logFile: join(run, 'log'), configFile: join(run, 'none.yaml'), templatesDir: join(run, 'templates') }, (s) => { out += s; }, async () => {
+  const code = await main(argv, { ...DEFAULT_PATHS, runDir: run, stateDir: join(run, 'state'), logFile: join(run, 'log'), configFile: join(run, 'none.yaml'), templatesDir: join(run, 'templates') }, (s) => { out += s; }, async () => {
     throw new Error('no command may run a program here');
   });
   return { code, out };

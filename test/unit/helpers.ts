@@ -86,5 +86,6 @@ export function testPaths(root: string): Paths {
   return {
     configFile: join(root, 'virtwire.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'),
     logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt'), libvirtLibDir: join(root, 'libvirt-lib'),
+    stateDir: join(root, 'state'),
   };
 }

@@ -32,6 +32,10 @@ describe('template JSON Schema', () => {
     'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: 80, from: ["fe80::%eth0/64"]}]\n',
     'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: 80, from: ["198.51.100.0/024"]}]\n',
     'match: {domains: [a]}\nbinding: nat\naddress: "fd00:77::10%virbr0"\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{proto: tcp, host: auto}]\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{block: 2, guest: [22], host: 80}]\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: [{block: 0, guest: [22]}]\n',
+    'match: {domains: [a]}\nbinding: nat\nforwards: {block: 2}\n',
     'match: {domains: [a]}\nbinding: nat\naddress: ["192.168.122.10", "fd00:77::10%virbr0"]\n',
   ])('rejects what the validator rejects: %s', (yaml) => {
     expect(parseTemplate('/t/x.yaml', yaml, BINDINGS).template).toBeUndefined();

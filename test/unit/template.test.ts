@@ -166,7 +166,7 @@ describe('virtwire templates check', () => {
     const dir = writeFiles(join(tempDir(), 'templates'), files);
     const run = tempDir();
     let printed = '';
-    const code = await main(['templates', 'check', '--dir', dir], { ...DEFAULT_PATHS, templatesDir: dir, runDir: run, logFile: join(run, 'log'), configFile: join(run, 'none.yaml') }, (s) => { printed += s; });
+    const code = await main(['templates', 'check', '--dir', dir], { ...DEFAULT_PATHS, templatesDir: dir, runDir: run, stateDir: join(run, 'state'), logFile: join(run, 'log'), configFile: join(run, 'none.yaml') }, (s) => { printed += s; });
     return { code, lines: printed.split('\n').filter(Boolean).map((l) => l.replace(`${dir}/`, '')) };
   }
 

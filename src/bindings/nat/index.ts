@@ -1,6 +1,7 @@
 import type { Binding } from '../types.js';
 import { planNat, natNetworkRefusal } from './plan.js';
 import { natReservations } from './reservations.js';
+import { natPortRequests, natFixedHostPorts } from './auto.js';
 import { NAT_KEYS, newNatSettings, readNatKey, finishNatSettings, type NatSettings } from './settings.js';
 import { canonicalIp, ipFamily } from '../../model/addr.js';
 
@@ -14,10 +15,17 @@ export const nat: Binding = {
   hostPlan: (input) => ({ forwards: planNat(input) }),
   networkRefusal: natNetworkRefusal,
   reservations: natReservations,
-  summary: (s) => `${(s as NatSettings).forwards.length} forward(s)`,
+  portRequests: natPortRequests,
+  fixedHostPorts: natFixedHostPorts,
+  summary: (s) => {
+    const { forwards, autoPorts } = s as NatSettings;
+    return `${forwards.length} forward(s)${autoPorts.length ? `, ${autoPorts.length} with host ports from forwards.autoPorts` : ''}`;
+  },
   warnings: (s, hostAddresses) => {
     const local = new Set(hostAddresses.map((a) => (ipFamily(a) ? canonicalIp(a) : a)));
-    return (s as NatSettings).forwards.filter((f) => f.listen && !local.has(f.listen)).map((f) => ({
+    const { forwards, autoPorts } = s as NatSettings;
+    const all = [...forwards, ...autoPorts.flatMap((a) => a.forwards.map((f) => f.spec))];
+    return all.filter((f) => f.listen && !local.has(f.listen)).map((f) => ({
       where: f.origin,
       message: `listen ${f.listen} is not an address of this host now; the forward matches nothing until it is`,
     }));

@@ -9,6 +9,7 @@ import type { ResolvedForward } from '../../model/forward.js';
 import { UserError, quoted, shellWord } from '../../errors.js';
 import { MAC } from '../../model/ids.js';
 import type { BindingPlanInput } from '../types.js';
+import { autoForwards, firstNicOf } from './auto.js';
 
 /**
  * binding nat forwards into a NAT network only. An isolated or open network
@@ -29,12 +30,10 @@ export function planNat(input: BindingPlanInput): ResolvedForward[] {
   const { domain, wired } = input;
   const vm = quoted(domain.name);
   const requests: Array<{ nic: DomainNic; spec: ForwardSpec; template?: Template }> = [];
-  const usedTemplates = new Set<Template>();
   // A template's forwards go to the first NIC it wins: two NICs cannot both own one host port.
-  for (const [nic, t] of wired) {
-    if (usedTemplates.has(t)) continue;
-    usedTemplates.add(t);
+  for (const [t, nic] of firstNicOf(wired)) {
     for (const spec of natSettings(t).forwards) requests.push({ nic, spec, template: t });
+    for (const a of natSettings(t).autoPorts) for (const spec of autoForwards(input, nic, a)) requests.push({ nic, spec, template: t });
   }
   const metaLimit = input.config.limits.metadataForwardsPerVm;
   if (domain.metadata.forwards.length > metaLimit) {

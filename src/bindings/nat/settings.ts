@@ -1,11 +1,11 @@
 // binding nat's template settings: `address:` and `forwards:`, and the
 // validation of a forward wherever it comes from (template or domain metadata).
-import { isScalar, type Node } from 'yaml';
+import { isMap, isScalar, type Node } from 'yaml';
 import {
   parseCidr, parseIp, formatIp, minimalCidrs, cidrIpv4Mapped, ipv4Mapped, isLoopback, isUnspecified, isMulticast, isBroadcast,
   type Cidr, type Ip,
 } from '../../model/addr.js';
-import { parsePortRange, rangeWidth, MAX_FORWARD_RANGE, type PortRange } from '../../model/ports.js';
+import { formatRange, parsePortRange, rangeWidth, MAX_FORWARD_RANGE, type PortRange } from '../../model/ports.js';
 import { describe, quote } from '../../model/show.js';
 import type { Proto } from '../../model/forward.js';
 import { didYouMean, type YamlFile } from '../../policy/yaml-doc.js';
@@ -24,16 +24,34 @@ export interface ForwardSpec {
   origin: string;
 }
 
+/**
+ * Host ports `virtwire apply` allocates from forwards.autoPorts for one NIC:
+ * a forward with `host: auto`, or a port block.
+ */
+export interface AutoPortsSpec {
+  /** The allocation's key for its NIC: `auto:<proto>:<guest ports>`, or `block`. */
+  key: string;
+  /** How many consecutive host ports. */
+  width: number;
+  origin: string;
+  /** Its forwards, each at an offset from the first allocated port (as many host ports as its guest ports). */
+  forwards: Array<{ offset: number; spec: Omit<ForwardSpec, 'host'> }>;
+}
+
 /** A nat template's own settings. */
 export interface NatSettings {
   address: { 4?: string; 6?: string };
   forwards: ForwardSpec[];
   /** Where each forward was written, for problems found once all are read. */
   forwardNodes: Node[];
+  autoPorts: AutoPortsSpec[];
+  autoNodes: Node[];
 }
 
 export const NAT_KEYS = ['address', 'forwards'] as const;
 export const FORWARD_KEYS = ['proto', 'host', 'guest', 'listen', 'from', 'description', 'allowHostConflict'] as const;
+/** A port block: `{block: N, guest: [22, 80, "8000-8001"]}`, N consecutive host ports per VM. */
+export const BLOCK_KEYS = ['block', 'guest', 'proto', 'from', 'listen', 'description'] as const;
 /**
  * Most nft map elements one forward may make (host ports × sources): a
  * forward is one element per port and source, and the whole table is
@@ -42,16 +60,18 @@ export const FORWARD_KEYS = ['proto', 'host', 'guest', 'listen', 'from', 'descri
 export const MAX_FORWARD_ELEMENTS = 16384;
 
 export function newNatSettings(): NatSettings {
-  return { address: {}, forwards: [], forwardNodes: [] };
+  return { address: {}, forwards: [], forwardNodes: [], autoPorts: [], autoNodes: [] };
 }
 
 /** Reads one of NAT_KEYS into `into`, reporting problems at their node. */
 export function readNatKey(y: YamlFile, key: string, value: Node | null, into: NatSettings): void {
   if (key === 'address') readAddresses(y, value, into.address);
   else if (key === 'forwards') {
-    for (const item of y.items(value, 'forwards')) {
-      const f = readForward(y, item, 'forwards[]');
-      if (f) { into.forwards.push(f); into.forwardNodes.push(item); }
+    // The mapping shorthand `forwards: {block: N, guest: [...]}` is a one-item list (a block only).
+    const items = value && isBlock(y, value) ? [value] : y.items(value, 'forwards');
+    for (const item of items) {
+      const f = isBlock(y, item) ? readBlock(y, item) : readForward(y, item, 'forwards[]', true);
+      if (f && 'key' in f) { into.autoPorts.push(f); into.autoNodes.push(item); } else if (f) { into.forwards.push(f); into.forwardNodes.push(item); }
     }
   }
 }
@@ -59,6 +79,18 @@ export function readNatKey(y: YamlFile, key: string, value: Node | null, into: N
 /** Checks that need every key read. */
 export function finishNatSettings(y: YamlFile, s: NatSettings): void {
   checkForwardOverlaps(y, s.forwards, s.forwardNodes);
+  s.autoPorts.forEach((a, i) => {
+    const first = s.autoPorts.findIndex((b) => b.key === a.key);
+    if (first === i) return;
+    y.report(s.autoNodes[i], a.key === 'block'
+      ? `a second port block; a template has at most one (the first is at ${(s.autoPorts[first] as AutoPortsSpec).origin}): merge their guest ports into one block`
+      : `a second host: auto forward for ${a.key.slice('auto:'.length).replace(':', ' ')} (the first is at ${(s.autoPorts[first] as AutoPortsSpec).origin}); remove one`);
+  });
+}
+
+function isBlock(y: YamlFile, node: Node): boolean {
+  const m = y.deref(node);
+  return isMap(m) && m.items.some((p) => y.scalar(p.key as Node) === 'block');
 }
 
 /** A nat template's settings (its binding must be nat). */
@@ -114,28 +146,95 @@ function listenProblem(ip: Ip, text: string): string | undefined {
 export type ForwardKey = (typeof FORWARD_KEYS)[number];
 export type RawForward = Partial<Record<ForwardKey, unknown>>;
 
-/** Reads one forward from YAML, reporting at the offending node. */
-export function readForward(y: YamlFile, node: Node, what: string): ForwardSpec | undefined {
-  const raw: RawForward = {};
-  const nodes: Partial<Record<ForwardKey, Node | null>> = {};
+/** A forward's or block's keys as plain values, and the node each came from; undefined after reporting an unknown key. */
+function readFields<K extends string>(y: YamlFile, node: Node, keys: readonly K[], what: string, suggest: readonly string[] = keys): { raw: Partial<Record<K, unknown>>; nodes: Partial<Record<string, Node | null>> } | undefined {
+  const raw: Partial<Record<K, unknown>> = {};
+  const nodes: Partial<Record<string, Node | null>> = {};
   let bad = false;
-  for (const [key, keyNode, value] of y.entries(node, 'a forward')) {
-    if (!(FORWARD_KEYS as readonly string[]).includes(key)) {
-      y.report(keyNode, `unknown key ${quote(key)} in a forward${didYouMean(key, FORWARD_KEYS)}; allowed: ${FORWARD_KEYS.join(', ')}`);
+  for (const [key, keyNode, value] of y.entries(node, what)) {
+    if (!(keys as readonly string[]).includes(key)) {
+      y.report(keyNode, `unknown key ${quote(key)} in ${what}${didYouMean(key, suggest)}; allowed: ${keys.join(', ')}`);
       bad = true;
       continue;
     }
-    const k = key as ForwardKey;
-    nodes[k] = value;
-    raw[k] = y.value(value);
+    nodes[key] = value;
+    raw[key as K] = y.value(value);
   }
-  if (bad) return undefined;
-  return validateForward(raw, y.where(node), (key, message) => {
-    y.report(key ? nodes[key] ?? node : node, key ? message : `${what}: ${message}`);
-  });
+  return bad ? undefined : { raw, nodes };
 }
 
-type Report = (key: ForwardKey | null, message: string) => void;
+/** Reports at the field's node (or the item's, with `what` before the message). */
+function reporter(y: YamlFile, node: Node, nodes: Partial<Record<string, Node | null>>, what: string): Report {
+  return (key, message) => { y.report(key ? nodes[key] ?? node : node, key ? message : `${what}: ${message}`); };
+}
+
+/**
+ * Reads one forward from YAML, reporting at the offending node. With `auto`
+ * (templates), `host: auto` asks for host ports from forwards.autoPorts.
+ */
+export function readForward(y: YamlFile, node: Node, what: string): ForwardSpec | undefined;
+export function readForward(y: YamlFile, node: Node, what: string, auto: true): ForwardSpec | AutoPortsSpec | undefined;
+export function readForward(y: YamlFile, node: Node, what: string, auto = false): ForwardSpec | AutoPortsSpec | undefined {
+  const f = readFields(y, node, FORWARD_KEYS, 'a forward', auto ? [...FORWARD_KEYS, 'block'] : FORWARD_KEYS);
+  if (!f) return undefined;
+  const report = reporter(y, node, f.nodes, what);
+  if (auto && f.raw.host === 'auto') return validateAutoForward(f.raw, y.where(node), report);
+  return validateForward(f.raw, y.where(node), report);
+}
+
+/** `host: auto`: as many host ports as guest ports, allocated at define time. */
+function validateAutoForward(raw: RawForward, origin: string, report: Report): AutoPortsSpec | undefined {
+  if (raw.guest === undefined) { report('host', 'host: auto needs guest: (the guest port or range; as many host ports are allocated)'); return undefined; }
+  const guest = parsePortRange(raw.guest);
+  if (typeof guest === 'string') { report('guest', `guest: ${guest}`); return undefined; }
+  // Validated as a forward whose host ports are its guest ports: the allocated ones are as many.
+  const spec = validateForward({ ...raw, host: formatRange(guest) }, origin, report);
+  if (!spec) return undefined;
+  const { host: _placeholder, ...rest } = spec;
+  return { key: `auto:${spec.proto}:${formatRange(guest)}`, width: rangeWidth(guest), origin, forwards: [{ offset: 0, spec: rest }] };
+}
+
+/** Reads a port block, reporting at the offending node. */
+function readBlock(y: YamlFile, node: Node): AutoPortsSpec | undefined {
+  const f = readFields(y, node, BLOCK_KEYS, 'a port block');
+  if (!f) return undefined;
+  let ok = true;
+  const fail = reporter(y, node, f.nodes, 'forwards[] (port block)');
+  const report: Report = (key, message) => { ok = false; fail(key, message); };
+  const { raw } = f;
+  const width = raw.block;
+  if (typeof width !== 'number' || !Number.isInteger(width) || width < 1 || width > MAX_FORWARD_RANGE) {
+    report('block', `block must be a whole number of host ports from 1 to ${MAX_FORWARD_RANGE}, found ${describe(width)}`);
+  }
+  const guests: PortRange[] = [];
+  if (raw.guest === undefined) report(null, 'guest is required: the guest ports the block forwards to, in order (e.g. [22, 80, "8000-8001"])');
+  for (const g of raw.guest === undefined ? [] : Array.isArray(raw.guest) ? raw.guest : [raw.guest]) {
+    const r = parsePortRange(g);
+    if (typeof r === 'string') report('guest', `guest: ${r}`);
+    else guests.push(r);
+  }
+  if (raw.guest !== undefined && guests.length === 0 && ok) report('guest', 'guest: list at least one guest port');
+  const count = guests.reduce((n, r) => n + rangeWidth(r), 0);
+  if (typeof width === 'number' && ok && count > width) {
+    report('block', `block: ${width} host port(s) cannot hold the ${count} guest ports listed; make block at least ${count}, or list fewer guest ports`);
+  }
+  const protos: Proto[] = raw.proto === undefined ? ['tcp', 'udp'] : [readProto(raw.proto, report)].filter((p): p is Proto => p !== undefined);
+  const listen = raw.listen === undefined ? undefined : readListen(raw.listen, report);
+  const from = raw.from === undefined ? [] : readFrom(raw.from, listen, report);
+  if (typeof width === 'number') checkElementCount({ lo: 1, hi: width }, from, report);
+  const description = readOptional(raw, 'description', 'string', 'text', report);
+  if (!ok) return undefined;
+  const origin = y.where(node);
+  const forwards: AutoPortsSpec['forwards'] = [];
+  let offset = 0;
+  for (const guest of guests) {
+    for (const proto of protos) forwards.push({ offset, spec: { proto, guest, listen: listen && formatIp(listen), from, description, allowHostConflict: false, origin } });
+    offset += rangeWidth(guest);
+  }
+  return { key: 'block', width: width as number, origin, forwards };
+}
+
+type Report = (key: string | null, message: string) => void;
 
 /**
  * Validates a forward's fields, whatever they were written in (template YAML
@@ -212,7 +311,7 @@ function checkElementCount(host: PortRange, from: readonly Cidr[], report: Repor
 }
 
 /** An optional field of one JS type; undefined when absent or wrong (reported). */
-function readOptional<T extends 'string' | 'boolean'>(raw: RawForward, key: 'description' | 'allowHostConflict', type: T, what: string, report: Report): (T extends 'string' ? string : boolean) | undefined {
+function readOptional<T extends 'string' | 'boolean'>(raw: Partial<Record<'description' | 'allowHostConflict', unknown>>, key: 'description' | 'allowHostConflict', type: T, what: string, report: Report): (T extends 'string' ? string : boolean) | undefined {
   const v = raw[key];
   if (v === undefined) return undefined;
   if (typeof v === type) return v as T extends 'string' ? string : boolean;

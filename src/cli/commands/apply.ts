@@ -13,6 +13,7 @@ import {
   localUri, NetworkReader, SELECT_HELP, SELECT_OPTIONS, reservationText, reserveLocked, selectDomains, templatesOf, updateReservation,
 } from '../reservations.js';
 import { wireDomain } from '../wire.js';
+import { PortStep, releaseGone } from '../allocations.js';
 import type { Paths } from '../../paths.js';
 
 /**
@@ -26,13 +27,15 @@ async function applyOne(client: LibvirtClient, paths: Paths, ctx: () => HookCont
   const networks = new NetworkReader(client, paths);
   const changes: string[] = [];
   const dhcp = (r: Reservation, how: 'add' | 'delete'): Promise<void> => updateReservation(client, networks, r, how);
+  const ports = new PortStep(paths, templates);
   await reserveLocked(
     new Ledger(paths.runDir).reserveLockFile,
-    async () => (await wireDomain(client, networks, templates, config, d, { forDefine: d.persistent })).reservations,
+    async () => (await wireDomain(client, networks, templates, config, d, { forDefine: d.persistent, ports })).reservations,
     (r) => dhcp(r, 'add'),
     (r) => dhcp(r, 'delete'),
+    (done) => ports.commit(done),
     async (made) => {
-      changes.push(...made.map(reservationText));
+      changes.push(...made.map(reservationText), ...ports.text());
       if (d.state !== 'running' && d.state !== 'paused') return;
       // A refusal here (a port another VM holds) changes nothing on the host and takes the reservations back.
       const { moved } = await rewireVm(ctx(), parseDomain(await client.domainXml(d.uuid), `domain ${quoted(d.name)}`));
@@ -41,7 +44,7 @@ async function applyOne(client: LibvirtClient, paths: Paths, ctx: () => HookCont
   );
   if (!d.persistent) return changes; // a transient domain has no definition to record in
   // With the reservations in place, the wiring as it will be recorded (re-read: libvirt holds the truth).
-  const w = await wireDomain(client, new NetworkReader(client, paths), templates, config, d, { forDefine: true });
+  const w = await wireDomain(client, new NetworkReader(client, paths), templates, config, d, { forDefine: true, ports: new PortStep(paths, templates, { preview: true }) });
   if (w.xmlAfter !== w.xmlBefore) {
     try {
       await client.defineDomain(w.xmlAfter);
@@ -118,6 +121,8 @@ and exits 1 if any did. "virtwire plan" shows the same without changing anything
         }
       }
       progress.clear();
+      // Domains libvirt no longer defines give back their host ports and reservations.
+      if (values.all === true && !await releaseGone(client, paths, write)) failed = true;
       return failed ? 1 : 0;
     } finally {
       await client.close();

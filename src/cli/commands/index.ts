@@ -8,7 +8,8 @@ import { command as templates } from './templates.js';
 import { command as purge } from './purge.js';
 import { command as plan } from './plan.js';
 import { command as apply } from './apply.js';
+import { command as gc } from './gc.js';
 import { command as demo } from './demo.js';
 import { command as status } from './status.js';
 
-export const COMMANDS: readonly Command[] = [plan, apply, status, forwards, reconcile, templates, purge, demo];
+export const COMMANDS: readonly Command[] = [plan, apply, status, gc, forwards, reconcile, templates, purge, demo];

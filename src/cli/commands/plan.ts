@@ -6,6 +6,7 @@ import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { localUri, NetworkReader, SELECT_HELP, SELECT_OPTIONS, hostOf, selectDomains, templatesOf } from '../reservations.js';
 import { wireDomain } from '../wire.js';
+import { PortStep } from '../allocations.js';
 import { unifiedDiff } from '../diff.js';
 
 /** The network XML change as a unified-diff-like block: the <host> lines apply would add, per <ip> (IPv4, IPv6). */
@@ -40,6 +41,7 @@ Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM 
     const client = new LibvirtClient({ uri: localUri(values.connect) });
     try {
       const networks = new NetworkReader(client, paths);
+      let ports: PortStep | undefined;
       let changes = false;
       let failed = false;
       let selected;
@@ -56,11 +58,13 @@ Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM 
         const vm = `VM ${quoted(s.name)}`;
         if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
-          const { reservations, plan, xmlBefore, xmlAfter } = await wireDomain(client, networks, templates, loadConfig(paths.configFile), s.domain, { forDefine: false });
+          ports ??= new PortStep(paths, templates, { preview: true });
+          const { reservations, plan, xmlBefore, xmlAfter } = await wireDomain(client, networks, templates, loadConfig(paths.configFile), s.domain, { forDefine: false, ports });
           const domainDiff = s.domain.persistent ? unifiedDiff(xmlBefore, xmlAfter, `domain ${quoted(s.name)}`, `domain ${quoted(s.name)} (after apply)`) : '';
-          const changing = reservations.length > 0 || domainDiff !== '';
+          const changing = reservations.length > 0 || ports.changed || domainDiff !== '';
           out(`${vm}: ${changing ? 'would change' : 'unchanged'}\n`);
           for (const net of new Set(reservations.map((r) => r.network))) out(reservationDiff(net, reservations.filter((r) => r.network === net)));
+          for (const line of ports.text()) out(`  ${line}\n`);
           out(domainDiff);
           for (const f of plan.forwards) out(`  forward at start: ${describeForward(f)}\n`);
           changes ||= changing;
