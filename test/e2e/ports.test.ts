@@ -51,8 +51,8 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     const apply = await virtwire('apply', 'blk-1', 'blk-2');
     expect(apply).toMatchObject({ exitCode: 0, stderr: '' });
     expect(apply.stdout.trim().split('\n')).toEqual([
-      `VM "blk-1": changed (reserved ${BLK1.ip} for NIC ${BLK1.mac} on network "default", allocated host ports 20000-20003 tcp+udp for NIC ${BLK1.mac})`,
-      `VM "blk-2": changed (reserved ${BLK2.ip} for NIC ${BLK2.mac} on network "default", allocated host ports 20004-20007 tcp+udp for NIC ${BLK2.mac})`,
+      `VM "blk-1": changed (reserved ${BLK1.ip} for NIC ${BLK1.mac} on network "default"; allocated host ports 20000-20003 tcp+udp for NIC ${BLK1.mac}; recorded its wiring in the domain <metadata>)`,
+      `VM "blk-2": changed (reserved ${BLK2.ip} for NIC ${BLK2.mac} on network "default"; allocated host ports 20004-20007 tcp+udp for NIC ${BLK2.mac}; recorded its wiring in the domain <metadata>)`,
     ]);
     const s = await store();
     expect(s.vms[await uuidOf('blk-1')]?.nics[BLK1.mac]).toEqual([{ key: 'block', ports: { lo: 20000, hi: 20003 } }]);
@@ -81,7 +81,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
 
     await sb.defineGuest(BLK3);
     const next = await virtwire('apply', 'blk-3');
-    expect(next.stdout.trim()).toBe(`VM "blk-3": changed (reserved ${BLK3.ip} for NIC ${BLK3.mac} on network "default", allocated host ports 20004-20007 tcp+udp for NIC ${BLK3.mac})`);
+    expect(next.stdout.trim()).toBe(`VM "blk-3": changed (reserved ${BLK3.ip} for NIC ${BLK3.mac} on network "default"; allocated host ports 20004-20007 tcp+udp for NIC ${BLK3.mac}; recorded its wiring in the domain <metadata>)`);
     await sb.startGuest('blk-3');
     expect((await sb.clientHttpGet(sb.hostAddress, 20005)).trim()).toBe(`virtwire-guest ${guestLabel('blk-3')}`);
   }, 400_000);
