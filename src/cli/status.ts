@@ -14,6 +14,7 @@ import { quoted, shellWord } from '../errors.js';
 import { forwardRow } from './forwards.js';
 import type { NetworkReader } from './reservations.js';
 import { wireDomain } from './wire.js';
+import type { PortRange } from '../model/ports.js';
 
 /** One NIC of the domain's definition. */
 export interface NicStatus {
@@ -61,11 +62,13 @@ export interface StatusSources {
   config: GlobalConfig;
   /** The ledger and live host, read once. */
   hostView: () => Promise<HostView>;
+  /** Host ports apply allocated (the allocation store). */
+  allocated: (uuid: string, mac: string, key: string) => PortRange | undefined;
 }
 
 /** One domain's status. Throws (UserError) when it cannot be worked out. */
 export async function vmStatus(src: StatusSources, d: Domain): Promise<VmStatus> {
-  const w = await wireDomain(src.client, src.networks, src.templates, src.config, d, { forDefine: false });
+  const w = await wireDomain(src.client, src.networks, src.templates, src.config, d, { forDefine: false, allocated: src.allocated });
   const running = d.state === 'running' || d.state === 'paused';
   const differences = staleRecord(w.domain, w.plan);
   const nics = w.domain.nics.map((n): NicStatus => {
@@ -131,7 +134,14 @@ function nicLine(n: NicStatus, apply: string): string {
   return `${where}: template ${quoted(n.template)}, binding ${n.binding} v${n.bindingVersion}${addresses}`;
 }
 
-/** One forward; what a port block or an automatic allocation adds will follow the text, after a comma. */
-function forwardLine(f: Record<string, string>): string {
-  return `forward ${f.text}`;
+/**
+ * One forward; a tcp one to the guest's ssh port also names the command
+ * that reaches it (a port block's usual point: "ssh -p 20001 HOST").
+ */
+export function forwardLine(f: Record<string, string>): string {
+  const toSsh = f.proto === 'tcp' && /:22$/.test(f.guest ?? '') && /^\d+$/.test(f.hostPort ?? '');
+  if (!toSsh) return `forward ${f.text}`;
+  const everywhere = f.listen === '0.0.0.0' || f.listen === '::';
+  const host = everywhere ? 'HOST' : f.listen;
+  return `forward ${f.text}, ssh -p ${f.hostPort} ${host}`;
 }

@@ -15,6 +15,7 @@ import type { VmPlan } from '../plan/types.js';
 import { quoted } from '../errors.js';
 import type { NetworkReader } from './reservations.js';
 import type { PortStep } from './allocations.js';
+import type { PortRange } from '../model/ports.js';
 
 export interface VmWiring {
   /** The persistent definition (with any MAC assigned), as virtwire read it. */
@@ -32,7 +33,8 @@ export interface VmWiring {
  * defined back: without it a define drops graphics passwords) and works
  * out its wiring. Planned reservations are noted in `networks`, so the next
  * VM of a `--all` run sees them; `ports` decides its automatic host ports
- * (from the allocation store). Throws UserError.
+ * (from the allocation store), or `allocated` reads what they are now.
+ * Throws UserError.
  */
 export async function wireDomain(
   client: LibvirtClient,
@@ -40,7 +42,7 @@ export async function wireDomain(
   templates: TemplateSet,
   config: GlobalConfig,
   d: Domain,
-  opts: { forDefine: boolean; ports?: PortStep },
+  opts: { forDefine: boolean; ports?: PortStep; allocated?: (uuid: string, mac: string, key: string) => PortRange | undefined },
 ): Promise<VmWiring> {
   const xmlBefore = await client.domainXml(d.uuid, { inactive: true, securityInfo: opts.forDefine });
   const doc = parseXmlDocument(xmlBefore);
@@ -52,7 +54,7 @@ export async function wireDomain(
   for (const r of reservations) networks.note(r);
   opts.ports?.decide({ domain, reservations });
   const plan = resolveForwards({
-    domain, templates, config, network: (n) => networks.peek(n), hostAddresses: hostInterfaceAddresses, allocated: opts.ports?.allocated,
+    domain, templates, config, network: (n) => networks.peek(n), hostAddresses: hostInterfaceAddresses, allocated: opts.ports?.allocated ?? (opts.allocated && ((mac, key) => opts.allocated?.(domain.uuid, mac, key))),
   });
   writeRecord(doc, recordOf(plan));
   return { domain, reservations, plan, xmlBefore, xmlAfter: String(doc) };

@@ -65,6 +65,9 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
 
     const again = await virtwire('apply', 'blk-1', 'blk-2');
     expect(again.stdout.trim().split('\n')).toEqual(['VM "blk-1": unchanged', 'VM "blk-2": unchanged']);
+    // status names the ssh line of each VM's block (guest port 22 is the block's first port).
+    const status = await virtwire('status', 'blk-2');
+    expect(status.stdout).toContain(`forward tcp *:20004 -> ${BLK2.ip}:22, ssh -p 20004 HOST\n`);
   }, 400_000);
 
   it('e2e d: undefine a VM, apply --all releases its reservation and ports; a new VM gets them', async () => {

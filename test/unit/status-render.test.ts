@@ -72,3 +72,16 @@ describe('renderStatus', () => {
     expect(renderStatus([vm({ persistent: false, record: { state: 'none', differences: [] } })], [])).toContain('\n  record: none (a transient domain: no definition to record in)\n');
   });
 });
+
+describe('forwardLine', () => {
+  it('names the ssh command for a tcp forward to the guest\'s port 22 (a port block\'s usual point), and nothing for others', async () => {
+    const { forwardLine } = await import('../../src/cli/status.js');
+    const row = (o: Record<string, string>) => ({ proto: 'tcp', listen: '0.0.0.0', hostPort: '20000', guest: '192.168.122.2:22', text: 'T', ...o });
+    expect(forwardLine(row({}))).toBe('forward T, ssh -p 20000 HOST');
+    expect(forwardLine(row({ listen: '203.0.113.1' }))).toBe('forward T, ssh -p 20000 203.0.113.1');
+    expect(forwardLine(row({ listen: '::', guest: '[fd00::2]:22' }))).toBe('forward T, ssh -p 20000 HOST');
+    expect(forwardLine(row({ guest: '192.168.122.2:80' }))).toBe('forward T');
+    expect(forwardLine(row({ proto: 'udp' }))).toBe('forward T');
+    expect(forwardLine(row({ hostPort: '20000-20001', guest: '192.168.122.2:22-23' }))).toBe('forward T');
+  });
+});

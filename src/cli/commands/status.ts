@@ -5,6 +5,7 @@ import { readHostView, strayElements, type HostView } from '../../engine/inspect
 import { errorMessage } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { localUri, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
+import { allocationReader } from '../../engine/context.js';
 import { failedStatus, renderStatus, statusFails, vmStatus, type StatusSources, type VmStatus } from '../status.js';
 
 export const command = defineCommand({
@@ -41,7 +42,7 @@ VM could not be read or the host does not match (a stale record alone is not an 
       let view: Promise<HostView> | undefined;
       const hostView = (): Promise<HostView> => (view ??= readHostView(run, new Ledger(paths.runDir), paths.configFile));
       try {
-        sources = { client, networks: new NetworkReader(client, paths), templates: templatesOf(paths), config: loadConfig(paths.configFile), hostView };
+        sources = { client, networks: new NetworkReader(client, paths), templates: templatesOf(paths), config: loadConfig(paths.configFile), hostView, allocated: allocationReader(paths.stateDir) };
         selected = await selectDomains(client, args, args.length === 0);
       } catch (err) {
         process.stderr.write(`virtwire: ${errorMessage(err)}\n`);
