@@ -74,6 +74,11 @@ export class NetworkReader {
     return this.views.get(name)?.info;
   }
 
+  /** The XML of a network read() has read already, as libvirt gave it. */
+  xmlOf(name: string): string | undefined {
+    return this.views.get(name)?.xml;
+  }
+
   async read(name: string): Promise<(NetworkView & { uuid: string; active: boolean; persistent: boolean; xml: string }) | undefined> {
     const cached = this.views.get(name);
     if (cached) return cached;

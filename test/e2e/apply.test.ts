@@ -53,7 +53,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect(plan.exitCode).toBe(2);
     expect(plan.stdout).toContain('VM "web-1": would change\n');
     expect(plan.stdout).toContain('--- network "default"\n+++ network "default" (after apply)\n');
-    expect(plan.stdout).toContain(`+    ${HOST_LINE}\n`);
+    expect(plan.stdout).toContain(`\n+      ${HOST_LINE}\n`);
     expect(plan.stdout.split('\n')).toContain('  forward at start: tcp *:8080 -> 192.168.122.2:80');
     expect(await hostEntries(), 'plan changes nothing').toEqual([]);
 

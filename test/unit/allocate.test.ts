@@ -7,7 +7,9 @@ import type { Lease } from '../../src/host/libvirt-status.js';
 import { UserError } from '../../src/errors.js';
 import { plannedReservations } from '../../src/engine/reservations.js';
 import { parseDomain } from '../../src/xml/domain.js';
-import { defaultNetwork, domainXml, set, template } from './helpers.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, defaultNetwork, domainXml, set, template } from './helpers.js';
 
 const MAC = '52:54:00:aa:00:01';
 const NOW = 1_800_000_000;
@@ -251,15 +253,32 @@ describe('plannedReservations on a dual-stack network (IPv6 with a DHCPv6 range)
       /^the VM's name "web-3 x" is not a host name .*NIC 52:54:00:77:00:36 on network "dual" after the VM; rename the domain/);
   });
 
-  it('plan\'s diff shows each <host> under its <ip>, as libvirt will list it', async () => {
+  it('plan\'s diff is a unified diff of the network XML: each <host> under its <ip>, after the last one, as libvirt will list it', async () => {
     const { reservationDiff } = await import('../../src/cli/commands/plan.js');
-    expect(reservationDiff('dual', planned(domainXml('web-1', [{ mac: '52:54:00:77:00:30', network: 'dual' }])))).toBe([
-      '--- network "dual"',
-      '+++ network "dual" (after apply)',
-      '@@ <ip> <dhcp> @@',
-      "+    <host mac='52:54:00:77:00:30' ip='192.168.100.2'/>",
-      "@@ <ip family='ipv6'> <dhcp> @@",
-      "+    <host id='00:03:00:01:52:54:00:77:00:30' name='web-1' ip='fd00:9::3'/>",
+    const xml = readFileSync(join(ROOT, 'test', 'data', 'xml', 'network-nat-dual-in.xml'), 'utf8');
+    const nic = parseDomain(domainXml('web-1', [{ mac: '52:54:00:77:00:30', network: 'lab-nat' }])).nics[0]!;
+    const rs = [
+      { nic, network: 'lab-nat', mac: nic.mac, family: 4 as const, ip: '192.168.100.2' },
+      { nic, network: 'lab-nat', mac: nic.mac, family: 6 as const, id: '00:03:00:01:52:54:00:77:00:30', name: 'web-1', ip: 'fd00:100::2', parentIndex: 1 },
+    ];
+    expect(reservationDiff({ name: 'lab-nat', xml, info: parseNetwork(xml) }, rs)).toBe([
+      '--- network "lab-nat"',
+      '+++ network "lab-nat" (after apply)',
+      '@@ -26,12 +26,14 @@',
+      "       <range start='192.168.100.128' end='192.168.100.254'/>",
+      "       <host mac='52:54:00:a1:b2:01' name='render02' ip='192.168.100.10'/>",
+      "       <host mac='52:54:00:3c:8e:1a' name='debian12' ip='192.168.100.11'/>",
+      "+      <host mac='52:54:00:77:00:30' ip='192.168.100.2'/>",
+      '     </dhcp>',
+      '   </ip>',
+      "   <ip family='ipv6' address='fd00:100::1' prefix='64'>",
+      '     <dhcp>',
+      "       <range start='fd00:100::100' end='fd00:100::1ff'/>",
+      "       <host id='00:03:00:01:52:54:00:a1:b2:01' name='render02' ip='fd00:100::10'/>",
+      "+      <host id='00:03:00:01:52:54:00:77:00:30' name='web-1' ip='fd00:100::2'/>",
+      '     </dhcp>',
+      '   </ip>',
+      ' </network>',
       '',
     ].join('\n'));
   });

@@ -1,4 +1,7 @@
-import { LibvirtClient, dhcpHostXml } from '../../libvirt/client.js';
+import { LibvirtClient } from '../../libvirt/client.js';
+import type { NetworkInfo } from '../../xml/network.js';
+import { dhcpIpv4, dhcpIpv6 } from '../../plan/allocate.js';
+import { networkWithHosts } from '../../rewrite/network.js';
 import type { Reservation } from '../../engine/reservations.js';
 import { loadConfig } from '../../policy/config.js';
 import { describeForward } from '../../plan/describe.js';
@@ -9,13 +12,19 @@ import { wireDomain } from '../wire.js';
 import { PortStep } from '../allocations.js';
 import { unifiedDiff } from '../diff.js';
 
-/** The network XML change as a unified-diff-like block: the <host> lines apply would add, per <ip> (IPv4, IPv6). */
-export function reservationDiff(network: string, added: readonly Reservation[]): string {
-  const hunk = (family: 4 | 6) => {
-    const rs = added.filter((r) => r.family === family);
-    return rs.length === 0 ? [] : [family === 4 ? '@@ <ip> <dhcp> @@' : "@@ <ip family='ipv6'> <dhcp> @@", ...rs.map((r) => `+    ${dhcpHostXml(hostOf(r))}`)];
-  };
-  return [`--- network ${quoted(network)}`, `+++ network ${quoted(network)} (after apply)`, ...hunk(4), ...hunk(6)].map((l) => `${l}\n`).join('');
+/**
+ * The network XML change as a unified diff: the <host> elements apply would
+ * add, written into the network's current XML where libvirt puts them.
+ */
+export function reservationDiff(network: { name: string; xml: string; info: NetworkInfo }, added: readonly Reservation[]): string {
+  const hosts = added.map((r) => {
+    const ip = r.family === 4 ? dhcpIpv4(network.info) : dhcpIpv6(network.info);
+    if (!ip) throw new Error(`network ${quoted(network.name)} has no IPv${r.family} DHCP <ip>`);
+    const h = hostOf(r);
+    return { ipIndex: ip.index, attrs: (['mac', 'id', 'name', 'ip'] as const).flatMap((k) => (h[k] === undefined ? [] : [[k, h[k] as string] as const])) };
+  });
+  const label = `network ${quoted(network.name)}`;
+  return unifiedDiff(network.xml, networkWithHosts(network.xml, hosts), label, `${label} (after apply)`);
 }
 
 export const command = defineCommand({
@@ -63,7 +72,9 @@ Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM 
           const domainDiff = s.domain.persistent ? unifiedDiff(xmlBefore, xmlAfter, `domain ${quoted(s.name)}`, `domain ${quoted(s.name)} (after apply)`) : '';
           const changing = reservations.length > 0 || ports.changed || domainDiff !== '';
           out(`${vm}: ${changing ? 'would change' : 'unchanged'}\n`);
-          for (const net of new Set(reservations.map((r) => r.network))) out(reservationDiff(net, reservations.filter((r) => r.network === net)));
+          for (const net of new Set(reservations.map((r) => r.network))) {
+            out(reservationDiff({ name: net, xml: networks.xmlOf(net) ?? '', info: networks.peek(net)! }, reservations.filter((r) => r.network === net)));
+          }
           for (const line of ports.text()) out(`  ${line}\n`);
           out(domainDiff);
           for (const f of plan.forwards) out(`  forward at start: ${describeForward(f)}\n`);
