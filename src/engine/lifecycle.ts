@@ -95,9 +95,12 @@ export async function rewireVm(ctx: HookContext, domain: DomainInfo): Promise<{ 
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
       hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
     }, 'applied') : undefined;
-    const before = new Set(entryForwards(ctx.ledger.getVm(domain.uuid) ?? { nics: [] }).map(describeForward));
+    const held = ctx.ledger.getVm(domain.uuid);
+    const before = new Set(entryForwards(held ?? { nics: [] }).map(describeForward));
     const after = new Set((entry ? entryForwards(entry) : []).map(describeForward));
     const moved = [...[...after].filter((f) => !before.has(f)).map((f) => `+${f}`), ...[...before].filter((f) => !after.has(f)).map((f) => `-${f}`)];
+    // Nothing to move (the watcher asks after every event): no nft transaction. Drift is reconcile's to mend.
+    if (moved.length === 0 && (held ? held.state === 'applied' : !entry)) return { moved, notes: [] };
     if (!entry) ctx.ledger.removeVm(domain.uuid);
     const notes = [...recoverLedger(ctx, runningUuids), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids, include: entry }))];
     if (entry) ctx.ledger.putVm(entry);
