@@ -115,7 +115,6 @@ export const spawnEventProcess: EventSpawner = (command, args) => {
 };
 
 interface Stream {
-  kind: EventKind;
   proc: EventProcess;
   /** virsh's `error:` lines so far (the first few). */
   errors: string[];
@@ -200,7 +199,7 @@ export class LibvirtEvents {
     this.conn = conn;
     for (const kind of ['domain', 'network'] as const) {
       const proc = this.spawn(this.command, ['-c', this.uri, ...STREAM_ARGS[kind]]);
-      const stream: Stream = { kind, proc, errors: [] };
+      const stream: Stream = { proc, errors: [] };
       conn.streams.push(stream);
       const out = new LineSplitter();
       proc.onStdout((chunk) => {
