@@ -8,8 +8,10 @@
 # Installs the bundle in /usr/local/lib/virtwire, the hooks as
 # /etc/libvirt/hooks/{qemu.d,network.d}/virtwire, the `virtwire` command in
 # /usr/local/bin, example templates in /etc/virtwire/examples and
-# /etc/virtwire/virtwire.yaml only where absent. Then makes the running
-# libvirt daemon(s) pick the hooks up (SIGHUP; --no-restart skips it).
+# /etc/virtwire/virtwire.yaml only where absent, and the watcher's unit
+# /etc/systemd/system/virtwire-watch.service (enabled and (re)started when
+# systemd runs the host). Then makes the running libvirt daemon(s) pick the
+# hooks up (SIGHUP; --no-restart skips it).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,6 +19,8 @@ LIBDIR=/usr/local/lib/virtwire
 BINDIR=/usr/local/bin
 ETC=/etc/virtwire
 HOOKS=/etc/libvirt/hooks
+UNIT=virtwire-watch.service
+UNITDIR=/etc/systemd/system
 
 # What a host needs to run virtwire, and what `virtwire demo` needs on top
 # (a throwaway libvirtd and a tiny guest built from Debian packages).
@@ -32,7 +36,7 @@ for arg in "$@"; do
     --deps-only) with_deps=1 deps_only=1 ;;
     --no-restart) restart=0 ;;
     --uninstall) uninstall=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +45,37 @@ say() { echo "install.sh: $*"; }
 die() { echo "install.sh: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it writes /etc/libvirt/hooks and /usr/local)"
+
+# systemd runs this host (sd_booted(3): /run/systemd/system exists).
+have_systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+# The watcher's unit: installed, then enabled and (re)started under systemd
+# (a restart picks up a new bundle); without systemd, one line on how to run it.
+install_unit() {
+  install -d -m 0755 "$UNITDIR"
+  install -m 0644 "$SRC/hooks/$UNIT" "$UNITDIR/$UNIT.new" && mv -f "$UNITDIR/$UNIT.new" "$UNITDIR/$UNIT"
+  if have_systemd; then
+    systemctl daemon-reload
+    if systemctl enable --quiet "$UNIT" && systemctl restart "$UNIT"; then
+      say "watcher: $UNIT enabled and started (journalctl -u ${UNIT%.service})"
+    else
+      say "warning: watcher: could not enable or start $UNIT; see systemctl status $UNIT"
+    fi
+  else
+    say "watcher: systemd is not running here; start it from your init system or with: nohup $BINDIR/virtwire watch >>/var/log/virtwire-watch.out 2>&1 &"
+  fi
+}
+
+remove_unit() {
+  if have_systemd && [ -e "$UNITDIR/$UNIT" ]; then
+    systemctl disable --now --quiet "$UNIT" || say "warning: could not stop $UNIT (systemctl disable --now failed)"
+  fi
+  if [ -e "$UNITDIR/$UNIT" ]; then
+    rm -f "$UNITDIR/$UNIT"
+    if have_systemd; then systemctl daemon-reload; fi
+    say "removed $UNITDIR/$UNIT"
+  fi
+}
 
 # Whether the Node at path $1 runs and is >= 18.19.
 node_ok() {
@@ -127,7 +162,8 @@ sweep_firewall() {
 }
 
 if [ "$uninstall" = 1 ]; then
-  # Hooks first, so that no VM starting meanwhile applies new forwards.
+  # The watcher first, then the hooks, so that nothing applies new forwards meanwhile.
+  remove_unit
   rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire"
   if [ -x "$BINDIR/virtwire" ] && "$BINDIR/virtwire" purge; then
     :
@@ -169,12 +205,13 @@ install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/tem
 if [ "$SRC" != "$LIBDIR" ]; then
   install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config"
   for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/demo.mjs dist/sandbox-init.sh \
-           hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh \
+           hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh hooks/$UNIT \
            templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
     install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"
   done
   for f in "$SRC"/templates/*.yaml; do install -m 0644 "$f" "$LIBDIR/templates/"; done
   chmod 0755 "$LIBDIR/install.sh" "$LIBDIR"/hooks/*
+  chmod 0644 "$LIBDIR/hooks/$UNIT"
 fi
 "$NODE" -p 'require(process.argv[1]).version' "$SRC/package.json" > "$LIBDIR/VERSION"
 
@@ -198,4 +235,5 @@ done
 chmod 0755 "$ETC" "$ETC/templates"
 
 reload_libvirt
+install_unit
 say "installed virtwire $(cat "$LIBDIR/VERSION") (Node $NODE $("$NODE" --version)); templates go in $ETC/templates (examples in $ETC/examples)"

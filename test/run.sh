@@ -11,8 +11,12 @@ bash ./install.sh --deps-only
 # Debian 13 root the e2e suite runs libvirt 11 in, and xmllint for
 # virt-xml-validate (a shell script around it; the script itself and virsh
 # come with libvirt-clients, one of install.sh's demo packages, on Debian 12
-# and 13; the XML unit tests need both under CI=true).
-pkgs=(ca-certificates debootstrap libxml2-utils)
+# and 13; the XML unit tests need both under CI=true); systemd for
+# `systemd-analyze verify` of the watcher's unit (it runs where systemd is not
+# PID 1); virtinst for the e2e tests that create VMs the way `virt-install`
+# does (the Debian 12 sandbox runs the host's binaries; the Debian 13 root
+# gets its own, see test/support/rootfs.ts).
+pkgs=(ca-certificates debootstrap libxml2-utils systemd virtinst)
 # Debian's npm, unless one came with the Node already installed (NodeSource's
 # nodejs bundles npm and conflicts with Debian's package).
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -397,7 +397,7 @@ export class Sandbox {
       assertIp6(g.ip6);
       if (!this.ipv6) throw new Error(`sandbox: guest ${g.name} asks for IPv6 ${g.ip6}, but the sandbox was started without ipv6: true`);
     }
-    const image = await this.stageImage();
+    const image = await this.guestImage();
     if ((g.network ?? 'default') === 'default' && g.reserve !== false) await this.reserve(g.mac, g.ip);
     if (g.ip6 !== undefined && g.reserve !== false) await this.reserve6(g.name, g.mac, g.ip6);
     const label = g.label ?? guestLabel(g.name);
@@ -473,7 +473,12 @@ export class Sandbox {
     return g;
   }
 
-  private async stageImage(): Promise<{ kernel: string; initrd: string }> {
+  /**
+   * The test guest's kernel and initrd, staged in the sandbox's dir (the same
+   * path inside and out): for domains defined by other means than
+   * defineGuest, e.g. virt-install's --boot kernel=…,initrd=….
+   */
+  async guestImage(): Promise<{ kernel: string; initrd: string }> {
     // Copied (not hard-linked) into DIR: DIR is visible inside in both modes,
     // and libvirt's dynamic ownership chowns kernel/initrd while a guest runs.
     const dst = { kernel: path.join(this.dir, 'image', 'vmlinuz'), initrd: path.join(this.dir, 'image', 'initrd.gz') };

@@ -130,14 +130,16 @@ function decodeOutput(bytes: Buffer, command: readonly string[]): string {
   }
 }
 
-function spawnVirsh(command: readonly string[], args: string[], stdin: 'pipe' | 'ignore' | number): ChildProcess {
+/** Starts `command… args…` (virsh, or a wrapper ending in virsh) with virsh's fixed environment, in its own process group. */
+export function spawnVirsh(command: readonly string[], args: readonly string[], stdin: 'pipe' | 'ignore' | number): ChildProcess {
   const [file, ...pre] = command as [string, ...string[]];
   // Its own process group: a timeout kills the whole group (a wrapper such
   // as nsenter --pid forks, and does not pass signals on).
   return spawn(file, [...pre, ...args], { stdio: [stdin, 'pipe', 'pipe'], env: ENV, detached: true });
 }
 
-function killGroup(child: ChildProcess): void {
+/** SIGKILLs the child's whole process group (spawnVirsh made it a group leader); a no-op once it is gone. */
+export function killGroup(child: ChildProcess): void {
   if (!child.pid) return;
   try {
     process.kill(-child.pid, 'SIGKILL');
@@ -146,7 +148,7 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
-function exitText(code: number | null, signal: NodeJS.Signals | null): string {
+export function exitText(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `killed by ${signal}` : `exit status ${code}`;
 }
 

@@ -63,3 +63,35 @@ export async function sandboxWithVirtwire(trixie: boolean, templates: Record<str
   for (const [name, yaml] of Object.entries(templates)) await sb.exec(['tee', `/etc/virtwire/templates/${name}.yaml`], { input: yaml });
   return { sb, installOutput: inst.stdout };
 }
+
+/**
+ * The virt-install command line that defines and starts the sandbox's test
+ * guest in one go, as virt-manager's "Begin Installation" does (issue 11's
+ * `--import --boot kernel=…,initrd=… --disk none --network
+ * network=default,model=virtio`). Run it with sb.exec and virtInstallEnv(sb).
+ * Checked with Debian 12's virt-install 4.1 and Debian 13's 5.0
+ * (test/e2e/virt-install.test.ts). Beyond the issue's options:
+ * - `--osinfo generic`: without an OS name both versions refuse ("OS name is
+ *   required … This is now a fatal error"); `detect=on,require=off` works
+ *   too and falls back to generic with one more warning.
+ * - `--virt-type qemu`: without it virt-install picks kvm (the sandbox's
+ *   /dev/kvm opens), and the guest never boots: this machine's KVM does not
+ *   work (TCG only, LIBVIRT-NOTES).
+ * - `--serial file,path=serialLog` for the guest's READY line;
+ *   `--noautoconsole` so virt-install returns once the domain runs.
+ */
+export function virtInstallArgv(name: string, image: { kernel: string; initrd: string }, serialLog: string): string[] {
+  return [
+    'virt-install', '--connect', 'qemu:///system', '--name', name, '--memory', '192', '--vcpus', '1',
+    '--virt-type', 'qemu', '--osinfo', 'generic',
+    '--import', '--boot', `kernel=${image.kernel},initrd=${image.initrd},kernel_args="console=ttyS0 quiet vw.name=${name}"`,
+    '--disk', 'none', '--network', 'network=default,model=virtio',
+    '--serial', `file,path=${serialLog}`, '--noautoconsole',
+  ];
+}
+
+/** virt-install's environment: its log goes under the sandbox's dir, never to the host's /root (Debian 12 mode shares it). */
+export function virtInstallEnv(sb: Sandbox): Record<string, string> {
+  const home = join(sb.dir, 'home');
+  return { LC_ALL: 'C', HOME: home, XDG_CACHE_HOME: join(home, '.cache') };
+}

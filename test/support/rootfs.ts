@@ -11,6 +11,15 @@
 // Crash safety: the root is built in `<cacheDir>.tmp-<pid>`, renamed to
 // cacheDir, and only then is the ready marker written (atomically). A root
 // without the marker, or with a marker from another recipe version, is rebuilt.
+//
+// Keyed by TRIXIE_ROOT_RECIPE (how the root is made) and TRIXIE_ROOT_PACKAGES
+// (what is in it). A root of the current recipe that lacks packages added to
+// the list since is extended, not rebuilt: copied to `<cacheDir>.tmp-<pid>`,
+// the missing packages installed there, then swapped in like a new build
+// (seconds instead of a debootstrap). A root is never changed in place: other
+// test runs may have it mounted as an overlay's lower layer, whose changes
+// overlayfs leaves undefined; the previous root is deleted only when no
+// process names it in its argv (else the next build removes it).
 // Every step that mounts something (debootstrap, apt in the chroot) runs inside
 // `unshare --mount --pid`, so a crash leaves no mount and no daemon behind.
 // Concurrent builders are serialised by `<cacheDir>.lock` (O_EXCL, holding the
@@ -55,6 +64,8 @@ export const TRIXIE_ROOT_PACKAGES: readonly string[] = [
   'nodejs',
   'busybox-static',
   'ca-certificates',
+  // The watcher's e2e tests create VMs the way virt-install does (Python; no iptables).
+  'virtinst',
 ];
 
 /** Inside the root: the stock NAT network, for `virsh net-define`. */
@@ -136,17 +147,19 @@ path-exclude=/usr/share/lintian/*
 
 // Runs in the chroot (as pid 1's child of a private pid namespace). policy-rc.d
 // keeps maintainer scripts from starting daemons.
-function installScript(packages: readonly string[]): string {
+function aptScript(packages: readonly string[], then = ''): string {
   return `set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get -q update
 apt-get -q -y --no-install-recommends install ${packages.join(' ')}
-dpkg-divert --local --rename --divert /usr/sbin/tc.real --add /usr/sbin/tc
-getent group kvm >/dev/null || groupadd --system kvm
-apt-get clean
+${then}apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 `;
 }
+
+const FIRST_INSTALL_FIXUPS = `dpkg-divert --local --rename --divert /usr/sbin/tc.real --add /usr/sbin/tc
+getent group kvm >/dev/null || groupadd --system kvm
+`;
 
 // ------------------------------------------------------------------ public API
 
@@ -185,16 +198,30 @@ export async function readTrixieRootInfo(root: string): Promise<TrixieRootInfo |
   }
 }
 
+/** Packages of TRIXIE_ROOT_PACKAGES the root described by info does not have. */
+export function missingPackages(info: Pick<TrixieRootInfo, 'packages'>): string[] {
+  return TRIXIE_ROOT_PACKAGES.filter((p) => !info.packages.includes(p));
+}
+
+/** The root's info when it is complete, of the current recipe and holds every package of the list. */
+async function readyInfo(dir: string): Promise<TrixieRootInfo | undefined> {
+  const info = await readTrixieRootInfo(dir);
+  return info && missingPackages(info).length === 0 ? info : undefined;
+}
+
 // ------------------------------------------------------------------ build
 
 async function ensure(dir: string, options: EnsureRootOptions): Promise<string> {
-  if (await readTrixieRootInfo(dir)) return dir;
+  if (await readyInfo(dir)) return dir;
   await fs.mkdir(path.dirname(dir), { recursive: true });
   const release = await acquireLock(`${dir}.lock`, dir, options.lockTimeoutMs ?? 30 * 60_000);
   if (!release) return dir; // another process finished it while we waited
   try {
-    if (await readTrixieRootInfo(dir)) return dir;
-    await build(dir, options.log ?? (() => {}));
+    const info = await readTrixieRootInfo(dir);
+    const log = options.log ?? (() => {});
+    if (info && missingPackages(info).length === 0) return dir;
+    if (info) await extend(dir, info, log);
+    else await build(dir, log);
     return dir;
   } finally {
     await release();
@@ -216,7 +243,7 @@ async function build(dir: string, log: (line: string) => void): Promise<void> {
   await fs.writeFile(path.join(tmp, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', { mode: 0o755 });
   await fs.writeFile(path.join(tmp, 'etc/dpkg/dpkg.cfg.d/virtwire-excludes'), DPKG_EXCLUDES);
   log(`trixie root: apt-get install ${TRIXIE_ROOT_PACKAGES.join(' ')}`);
-  await inChroot(tmp, installScript(TRIXIE_ROOT_PACKAGES), 30 * 60_000);
+  await inChroot(tmp, aptScript(TRIXIE_ROOT_PACKAGES, FIRST_INSTALL_FIXUPS), 30 * 60_000);
 
   log('trixie root: fixups');
   await fs.rm(path.join(tmp, 'usr/sbin/policy-rc.d'), { force: true });
@@ -234,6 +261,36 @@ async function build(dir: string, log: (line: string) => void): Promise<void> {
   await fs.rm(path.join(tmp, 'etc/libvirt/qemu/networks/autostart/default.xml'), { force: true });
   await fs.mkdir(path.join(tmp, ROOT_PUT_OLD.slice(1)), { recursive: true, mode: 0o755 });
 
+  await commit(dir, tmp, { suite: TRIXIE_SUITE, mirror, builtAt: new Date().toISOString(), buildSeconds: 0 }, t0, log);
+}
+
+/**
+ * A copy of the root with the packages it lacks, swapped in for it. The
+ * copy gets the host's resolver for apt (the root's own is empty on purpose,
+ * see build) and its empty one back afterwards.
+ */
+async function extend(dir: string, info: TrixieRootInfo, log: (line: string) => void): Promise<void> {
+  const t0 = Date.now();
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await removeStaleSiblings(dir);
+  const missing = missingPackages(info);
+  log(`trixie root: extending ${dir} with ${missing.join(' ')} (a copy in ${tmp})`);
+  await run('cp', ['-a', '--reflink=auto', '--', dir, tmp], 20 * 60_000);
+  await fs.rm(path.join(tmp, TRIXIE_ROOT_MARKER), { force: true });
+  const resolv = path.join(tmp, 'etc/resolv.conf');
+  await fs.copyFile('/etc/resolv.conf', resolv);
+  await fs.writeFile(path.join(tmp, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  await inChroot(tmp, aptScript(missing), 30 * 60_000);
+  await fs.rm(path.join(tmp, 'usr/sbin/policy-rc.d'), { force: true });
+  await fs.writeFile(resolv, '', { mode: 0o644 });
+  await commit(dir, tmp, { suite: info.suite, mirror: info.mirror, builtAt: info.builtAt, buildSeconds: info.buildSeconds }, t0, log);
+}
+
+/**
+ * Checks the finished root in tmp, moves it to dir (the previous root
+ * aside), and writes the marker: the root is ready from that moment.
+ */
+async function commit(dir: string, tmp: string, made: Pick<TrixieRootInfo, 'suite' | 'mirror' | 'builtAt' | 'buildSeconds'>, t0: number, log: (line: string) => void): Promise<void> {
   await checkRoot(tmp);
   const versions = await installedVersions(tmp);
   const kvmGid = groupId(await fs.readFile(path.join(tmp, 'etc/group'), 'utf8'), 'kvm');
@@ -248,20 +305,19 @@ async function build(dir: string, log: (line: string) => void): Promise<void> {
     if (!isErrno(err, 'ENOENT')) throw err;
   }
   await fs.rename(tmp, dir);
+  const seconds = Math.round((Date.now() - t0) / 100) / 10;
   const info: TrixieRootInfo = {
     recipe: TRIXIE_ROOT_RECIPE,
-    suite: TRIXIE_SUITE,
-    mirror,
-    builtAt: new Date().toISOString(),
-    buildSeconds: Math.round((Date.now() - t0) / 100) / 10,
+    ...made,
+    buildSeconds: made.buildSeconds + seconds,
     sizeBytes,
     packages: [...TRIXIE_ROOT_PACKAGES],
     versions,
     kvmGid,
   };
   await writeAtomic(path.join(dir, TRIXIE_ROOT_MARKER), `${JSON.stringify(info, null, 2)}\n`);
-  await removeTree(old);
-  log(`trixie root: ready in ${info.buildSeconds} s, ${(sizeBytes / 1e6).toFixed(0)} MB, ` +
+  await removeUnused(dir, old);
+  log(`trixie root: ready in ${seconds} s, ${(sizeBytes / 1e6).toFixed(0)} MB, ` +
     Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', '));
 }
 
@@ -284,7 +340,7 @@ async function inChroot(root: string, script: string, timeoutMs: number): Promis
 
 async function checkRoot(root: string): Promise<void> {
   const must = ['usr/sbin/libvirtd', 'usr/sbin/virtlogd', 'usr/bin/virsh', 'usr/bin/qemu-system-x86_64', 'usr/sbin/nft',
-    'usr/sbin/dnsmasq', 'usr/bin/passt', 'usr/bin/node', 'usr/sbin/tc.real', 'usr/bin/busybox', ROOT_DEFAULT_NETWORK_XML.slice(1)];
+    'usr/sbin/dnsmasq', 'usr/bin/passt', 'usr/bin/node', 'usr/sbin/tc.real', 'usr/bin/busybox', 'usr/bin/virt-install', ROOT_DEFAULT_NETWORK_XML.slice(1)];
   for (const f of must) {
     if (!(await exists(path.join(root, f)))) throw new Error(`trixie root: ${f} is missing after the install`);
   }
@@ -296,7 +352,7 @@ async function checkRoot(root: string): Promise<void> {
 }
 
 async function installedVersions(root: string): Promise<Record<string, string>> {
-  const pkgs = ['libvirt-daemon', 'qemu-system-x86', 'nodejs', 'nftables', 'passt', 'dnsmasq-base'];
+  const pkgs = ['libvirt-daemon', 'qemu-system-x86', 'nodejs', 'nftables', 'passt', 'dnsmasq-base', 'virtinst'];
   const r = await execa('chroot', [root, 'dpkg-query', '-W', '-f', '${Package} ${Version}\\n', ...pkgs], {
     reject: false, stdin: 'ignore', timeout: 60_000, env: { LC_ALL: 'C' },
   });
@@ -342,14 +398,34 @@ async function run(cmd: string, args: string[], timeoutMs: number): Promise<void
 
 // ------------------------------------------------------------------ cleanup of earlier crashed builds
 
-/** Removes `<dir>.tmp-*` / `<dir>.old-*` left by builders that died (we hold the lock, so none is live). */
+/**
+ * Removes `<dir>.tmp-*` left by builders that died (we hold the lock, so none
+ * is live) and previous roots (`<dir>.old-*`) that no sandbox may still use.
+ */
 async function removeStaleSiblings(dir: string): Promise<void> {
   const parent = path.dirname(dir);
   const base = path.basename(dir);
   for (const name of await fs.readdir(parent)) {
-    if (name.startsWith(`${base}.tmp-`) || name.startsWith(`${base}.old-`)) await removeTree(path.join(parent, name));
+    if (name.startsWith(`${base}.tmp-`)) await removeTree(path.join(parent, name));
+    if (name.startsWith(`${base}.old-`)) await removeUnused(dir, path.join(parent, name));
   }
   // A root without a (current) marker is not used by anyone: rebuilt from scratch.
+}
+
+/**
+ * Removes `old`, a previous root of `dir`, unless a running process names
+ * `dir` in its argv (a sandbox-init.sh started on it before the swap may
+ * have the old root as its overlay's lower layer: deleting it would pull
+ * files from under that test run). Then the next build removes it.
+ */
+async function removeUnused(dir: string, old: string): Promise<void> {
+  if (!(await exists(old))) return;
+  for (const pid of await fs.readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv.includes(dir) || argv.includes(old)) return;
+  }
+  await removeTree(old);
 }
 
 /** rm -rf that first detaches anything mounted below `p` and never crosses into another filesystem. */
@@ -413,7 +489,7 @@ async function acquireLock(lockPath: string, dir: string, timeoutMs: number): Pr
       continue;
     }
     // A live builder (or a lock file being written right now): wait for it.
-    if (await readTrixieRootInfo(dir)) return undefined;
+    if (await readyInfo(dir)) return undefined;
     if (Date.now() > deadline) {
       throw new Error(`trixie root: still locked by "${owner.trim()}" (${lockPath}) after ${timeoutMs / 1000} s`);
     }
