@@ -11,5 +11,6 @@ import { command as apply } from './apply.js';
 import { command as gc } from './gc.js';
 import { command as demo } from './demo.js';
 import { command as status } from './status.js';
+import { command as watch } from './watch.js';
 
-export const COMMANDS: readonly Command[] = [plan, apply, status, gc, forwards, reconcile, templates, purge, demo];
+export const COMMANDS: readonly Command[] = [plan, apply, status, watch, gc, forwards, reconcile, templates, purge, demo];

@@ -1,0 +1,210 @@
+// `virtwire watch`: the define-time engine driven by libvirt's events and by
+// edits of the templates, for VMs nobody runs `virtwire apply` for (the
+// virt-manager path). Events are triggers only: every sync re-reads the
+// domains by UUID from libvirt and acts on what changed since the last one.
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { LibvirtClient, type Domain } from '../libvirt/client.js';
+import { LibvirtEvents, type EventTrigger } from '../libvirt/events.js';
+import { loadConfig } from '../policy/config.js';
+import { formatProblem } from '../policy/yaml-doc.js';
+import type { TemplateSet } from '../policy/load.js';
+import { makeContext, type HookContext } from '../engine/context.js';
+import { reconcile } from '../engine/lifecycle.js';
+import { hostSockets } from '../host/listening.js';
+import type { Runner } from '../host/run.js';
+import { Log } from '../log.js';
+import { errorMessage, quoted } from '../errors.js';
+import type { Paths } from '../paths.js';
+import { applyDomain } from './apply-domain.js';
+import { releaseGone } from './allocations.js';
+import { templatesOf } from './reservations.js';
+import { writeWatchState, type WatchState } from './watch-state.js';
+
+/** Template and virtwire.yaml edits come in bursts (an editor writes, renames, chmods): one reload per burst. */
+const FILE_DEBOUNCE_MS = 300;
+
+export interface WatcherOptions {
+  uri: string;
+  paths: Paths;
+  run: Runner;
+  /** One line per action (stdout: the journal under systemd). */
+  say: (line: string) => void;
+  /** For tests: the event source's timings. */
+  events?: ConstructorParameters<typeof LibvirtEvents>[1];
+}
+
+export class Watcher {
+  private readonly log: Log;
+  private client: LibvirtClient;
+  private readonly events: LibvirtEvents;
+  /** What each domain looked like at the last sync (persistent XML and state): only a change is worth an apply. */
+  private readonly seen = new Map<string, string>();
+  /** The last templates that were all valid; undefined until one such set was read. */
+  private templates: TemplateSet | undefined;
+  private work: Promise<void> = Promise.resolve();
+  private readonly fileWatchers: FSWatcher[] = [];
+  private fileTimer: ReturnType<typeof setTimeout> | undefined;
+  private ctx: HookContext | undefined;
+  private readonly state: WatchState;
+
+  constructor(private readonly o: WatcherOptions) {
+    this.log = new Log(o.paths.logFile, 'watch');
+    this.client = new LibvirtClient({ uri: o.uri });
+    this.state = { pid: process.pid, startedAt: new Date().toISOString(), connected: false };
+    this.events = new LibvirtEvents({
+      connected: () => this.enqueue('start-up', () => this.fullSync('start-up')),
+      reconnected: () => this.enqueue('reconnect', () => this.fullSync('reconnected to libvirt')),
+      disconnected: (why) => { this.note(`lost libvirt: ${why}; reconnecting`); this.setState({ connected: false }); },
+      retrying: (why, ms) => this.note(`libvirt not reachable (${why}); trying again in ${Math.round(ms / 100) / 10} s`),
+      sync: (triggers) => this.enqueue('event', async () => {
+        await this.sync(triggerText(triggers));
+        // A network (re)started: the network hook re-asserts too; this also mends what a hook could not.
+        if (triggers.some((t) => t.kind === 'network')) await this.reconcileHost();
+      }),
+      handlerError: (err) => this.note(`error: ${errorMessage(err)}`, true),
+    }, { uri: o.uri, ...o.events });
+  }
+
+  start(): void {
+    this.reloadFiles('start-up');
+    this.watchFiles();
+    this.setState({});
+    this.events.start();
+    this.note(`watching libvirt at ${this.o.uri} and ${this.o.paths.templatesDir}`);
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.fileWatchers) w.close();
+    clearTimeout(this.fileTimer);
+    await this.events.stop();
+    await this.work.catch(() => undefined);
+    await this.client.close();
+  }
+
+  /** Waits for the work queued so far (tests). */
+  idle(): Promise<void> {
+    return this.work;
+  }
+
+  private note(line: string, isError = false): void {
+    this.o.say(line);
+    if (isError) this.log.error(line);
+    else this.log.info(line);
+  }
+
+  private setState(change: Partial<WatchState>): void {
+    Object.assign(this.state, change);
+    writeWatchState(this.o.paths.runDir, this.state);
+  }
+
+  /** One thing at a time: syncs, reloads and reconciles never overlap. A failure is logged, never fatal. */
+  private enqueue(what: string, job: () => Promise<void>): void {
+    this.work = this.work.then(job).catch((err: unknown) => this.note(`${what}: error: ${errorMessage(err)}`, true));
+  }
+
+  private context(): HookContext {
+    return (this.ctx ??= makeContext(this.o.paths, this.o.run, { hostSockets: () => hostSockets() }, 'watch'));
+  }
+
+  /** Start-up and after every reconnect: every domain applied, what undefined ones held released, the host made to match the ledger. */
+  private async fullSync(why: string): Promise<void> {
+    // A restarted daemon ended the client's virsh: start afresh.
+    await this.client.close().catch(() => undefined);
+    this.client = new LibvirtClient({ uri: this.o.uri });
+    this.seen.clear();
+    await this.sync(why);
+    // Domains undefined while the watcher was away give back what they held.
+    await releaseGone(this.client, this.o.paths, (line) => this.note(line.trimEnd()));
+    await this.reconcileHost();
+    this.setState({ connected: true, lastReconcile: new Date().toISOString() });
+  }
+
+  private async reconcileHost(): Promise<void> {
+    const { notes, unresolved } = await reconcile(this.context());
+    for (const n of notes) this.note(`reconcile: ${n}`);
+    for (const u of unresolved) this.note(`reconcile: error: ${u}`, true);
+  }
+
+  /** Applies every domain whose definition or state changed since the last sync (all with `force`); releases what vanished. */
+  private async sync(why: string, force = false): Promise<void> {
+    const templates = this.templates;
+    if (!templates) return; // no valid templates yet: nothing to act on
+    const domains = await this.client.listDomains();
+    for (const d of domains) {
+      const key = `${d.state}\n${await this.client.domainXml(d.uuid, { inactive: d.persistent })}`;
+      if (!force && this.seen.get(d.uuid) === key) continue;
+      this.seen.set(d.uuid, key);
+      await this.applyOne(d, templates, why);
+    }
+    const gone = [...this.seen.keys()].filter((u) => !domains.some((d) => d.uuid === u));
+    if (gone.length) {
+      for (const u of gone) this.seen.delete(u);
+      await releaseGone(this.client, this.o.paths, (line) => this.note(line.trimEnd()));
+    }
+  }
+
+  private async applyOne(d: Domain, templates: TemplateSet, why: string): Promise<void> {
+    const vm = `VM ${quoted(d.name)}`;
+    try {
+      const changes = await applyDomain(this.client, this.o.paths, () => this.context(), templates, d);
+      if (changes.length) this.note(`${vm}: changed (${changes.join('; ')}) [${why}]`);
+    } catch (err) {
+      this.note(`${vm}: error: ${errorMessage(err)} [${why}]`, true);
+    }
+  }
+
+  /**
+   * Reads the templates and virtwire.yaml. All valid: they become the ones
+   * in force. Any problem: each is logged with its file:line:column, and the
+   * last good ones stay (nothing is re-applied from a broken edit).
+   */
+  private reloadFiles(why: string): boolean {
+    let set: TemplateSet;
+    try {
+      set = templatesOf(this.o.paths);
+      loadConfig(this.o.paths.configFile);
+    } catch (err) {
+      this.note(`${why}: ${errorMessage(err)}; keeping the last good templates and settings`, true);
+      return false;
+    }
+    if (set.broken.length) {
+      for (const b of set.broken) for (const p of b.problems) this.note(`${why}: ${formatProblem(p)}`, true);
+      this.note(`${why}: ${set.broken.length} template(s) invalid; keeping the last good templates — fix them ("virtwire templates check" lists every problem)`, true);
+      return false;
+    }
+    this.templates = set;
+    return true;
+  }
+
+  private watchFiles(): void {
+    const changed = (): void => {
+      clearTimeout(this.fileTimer);
+      this.fileTimer = setTimeout(() => this.enqueue('templates', async () => {
+        if (this.reloadFiles('templates changed')) {
+          this.note('templates changed: re-applying every domain');
+          await this.sync('templates changed', true);
+        }
+      }), FILE_DEBOUNCE_MS);
+    };
+    const config = basename(this.o.paths.configFile);
+    for (const [dir, only] of [[this.o.paths.templatesDir, undefined], [dirname(this.o.paths.configFile), config]] as const) {
+      try {
+        this.fileWatchers.push(watch(dir, (_event, name) => { if (!only || name === only) changed(); }));
+      } catch (err) {
+        this.note(`cannot watch ${dir} (${errorMessage(err)}); template edits there are picked up at the next libvirt event or restart`, true);
+      }
+    }
+  }
+}
+
+/** "2 domain events (Defined, Started), 1 network event" — for the log. */
+function triggerText(triggers: readonly EventTrigger[]): string {
+  const part = (kind: EventTrigger['kind']): string | undefined => {
+    const mine = triggers.filter((t) => t.kind === kind);
+    if (!mine.length) return undefined;
+    const verbs = [...new Set(mine.map((t) => t.lifecycle ?? t.event))];
+    return `${mine.length} ${kind} event${mine.length > 1 ? 's' : ''} (${verbs.join(', ')})`;
+  };
+  return [part('domain'), part('network')].filter(Boolean).join(', ') || 'events';
+}

@@ -1,0 +1,83 @@
+// Issue 11, the virt-manager path, with `virtwire watch` running inside the
+// sandbox and no virtwire command typed — on libvirt 9 (iptables backend)
+// and libvirt 11 (nftables backend):
+// a: a domain defined the way virt-manager defines one (a plain network NIC,
+//    no virtwire metadata) gets its reservation and its record; `virsh start`
+//    gets the forward;
+// c: a template edited while the VM runs moves the forward live; a broken
+//    edit is logged with its file:line:column and changes nothing;
+// d: undefine gives back the reservation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Sandbox } from '../../src/demo/sandbox.js';
+import { guestLabel } from '../../src/demo/domain-xml.js';
+import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
+
+const WEB = 'match: {domains: ["vm-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
+// The stock default network, fresh: the allocator's first free address is .2.
+const VM1 = { name: 'vm-1', mac: '52:54:00:e2:11:01', ip: '192.168.122.2', reserve: false };
+const PIDFILE = '/run/virtwire-watch-test.pid';
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
+  let sb: Sandbox;
+
+  const hostEntries = async () =>
+    (await sb.virsh('net-dumpxml', '--network', 'default')).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
+  const log = async () => (await sb.exec(['cat', '/var/log/virtwire.log'], { reject: false })).stdout;
+  /** Polls `probe` until it gives a truthy value (what the watcher does takes a moment), or fails naming `what`. */
+  async function soon<T>(what: string, probe: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await probe().catch(() => undefined);
+      if (v) return v;
+      if (Date.now() > deadline) {
+        const ps = (await sb.exec(['ps', '-eo', 'pid,args'], { reject: false })).stdout;
+        throw new Error(`not within ${timeoutMs / 1000} s: ${what}\n--- virtwire.log ---\n${await log()}\n--- processes ---\n${ps}`);
+      }
+      await sleep(300);
+    }
+  }
+  const answers = async (port: number) => (await sb.clientHttpGet(sb.hostAddress, port, 2000).catch(() => '')).trim();
+
+  beforeAll(async () => {
+    ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB }));
+    // As a service manager would run it: detached, in the background, its pid kept.
+    await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', PIDFILE, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
+    await soon('the watcher is connected', async () => (JSON.parse((await sb.exec(['cat', '/run/virtwire/watch.json'])).stdout) as { connected: boolean }).connected);
+  }, 600_000);
+
+  afterAll(async () => {
+    await sb?.exec(['start-stop-daemon', '--stop', '--pidfile', PIDFILE, '--retry', '10'], { reject: false });
+    await sb?.stop();
+  }, 120_000);
+
+  it('a: a domain defined like virt-manager does gets its reservation and record with no command; virsh start gets the forward', async () => {
+    await sb.defineGuest(VM1);
+    await soon('the reservation', async () => (await hostEntries()).includes(`<host mac='${VM1.mac}' ip='${VM1.ip}'/>`));
+    await soon('the record in <metadata>', async () => (await sb.virsh('dumpxml', '--domain', VM1.name, '--inactive')).stdout.includes('<virtwire:forward proto="tcp" host="8080"'));
+    await sb.startGuest(VM1.name);
+    expect(await soon('the forward', () => answers(8080))).toBe(`virtwire-guest ${guestLabel(VM1.name)}`);
+    expect(await log()).toMatch(/watch\[\d+\] info: VM "vm-1": changed \(reserved 192\.168\.122\.2 for NIC 52:54:00:e2:11:01 on network "default"; recorded its wiring in the domain <metadata>\)/);
+  }, 300_000);
+
+  it('c: a template edited while the VM runs moves the forward live; a broken edit is logged at its position and changes nothing', async () => {
+    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB.replace('host: 8080', 'host: 8090') });
+    expect(await soon('the forward on the new port', () => answers(8090))).toBe(`virtwire-guest ${guestLabel(VM1.name)}`);
+    expect(await answers(8080), 'the old port is closed').toBe('');
+
+    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB.replace('host: 8080', 'host: 80x0') });
+    await soon('the broken edit logged with its position', async () => /\/etc\/virtwire\/templates\/web\.yaml:4:\d+: .*host/.test(await log()));
+    expect(await log()).toContain('keeping the last good templates');
+    expect(await answers(8090), 'the running VM keeps its forward').toBe(`virtwire-guest ${guestLabel(VM1.name)}`);
+    // Fixed again: back to work.
+    await sb.exec(['tee', '/etc/virtwire/templates/web.yaml'], { input: WEB.replace('host: 8080', 'host: 8091') });
+    expect(await soon('the forward after the fix', () => answers(8091))).toBe(`virtwire-guest ${guestLabel(VM1.name)}`);
+  }, 300_000);
+
+  it('d: undefine gives back the reservation, with no command', async () => {
+    await sb.virsh('destroy', '--domain', VM1.name);
+    await sb.virsh('undefine', '--domain', VM1.name);
+    await soon('the reservation released', async () => !(await hostEntries()).some((l) => l.includes(VM1.mac)));
+    expect(await log()).toContain(`VM "vm-1" (`);
+  }, 300_000);
+});
