@@ -15,6 +15,9 @@ const WEB1 = { name: 'web-1', mac: MAC, ip: '192.168.122.2', reserve: false };
 const NIC_LINE = `  NIC ${MAC} on network "default": template "web", binding nat v1, address 192.168.122.2 (DHCP reservation)`;
 const FORWARD_LINE = '    forward tcp *:8080 -> 192.168.122.2:80';
 
+/** status's last line in this sandbox, where no `virtwire watch` runs. */
+const NO_WATCHER = 'watcher: not running — VMs defined in virt-manager get no wiring until "virtwire apply" (start it: systemctl enable --now virtwire-watch, or virtwire watch)';
+
 describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;
   const virtwire = (...args: string[]) => sb.exec(['virtwire', ...args], { reject: false });
@@ -37,6 +40,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
       FORWARD_LINE,
       '  record: none (never applied; "virtwire apply web-1" records its wiring)',
       '  host: not running',
+      NO_WATCHER,
     ]);
   }, 120_000);
 
@@ -45,7 +49,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await sb.startGuest(WEB1.name);
     const r = await virtwire('status', 'web-1');
     expect(r).toMatchObject({ exitCode: 0, stderr: '' });
-    expect(r.stdout).toBe(['VM "web-1" (running)', NIC_LINE, FORWARD_LINE, '  record: current', '  host: ok'].join('\n'));
+    expect(r.stdout).toBe(['VM "web-1" (running)', NIC_LINE, FORWARD_LINE, '  record: current', '  host: ok', NO_WATCHER].join('\n'));
 
     const all = await virtwire('status');
     expect(all.exitCode, all.stdout).toBe(0);
@@ -76,6 +80,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
         '  record: stale: the templates now give something else; "virtwire apply web-1" records it',
         `    NIC ${MAC}: +tcp *:8082 -> 192.168.122.2:80, -tcp *:8080 -> 192.168.122.2:80`,
         '  host: ok',
+        NO_WATCHER,
       ]);
       const json = JSON.parse((await virtwire('status', '--json', 'web-1')).stdout) as Array<{ record: unknown }>;
       expect(json[0]?.record).toEqual({ state: 'stale', differences: [`NIC ${MAC}: +tcp *:8082 -> 192.168.122.2:80, -tcp *:8080 -> 192.168.122.2:80`] });

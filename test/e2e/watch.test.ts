@@ -57,6 +57,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await soon('the record in <metadata>', async () => (await sb.virsh('dumpxml', '--domain', VM1.name, '--inactive')).stdout.includes('<virtwire:forward proto="tcp" host="8080"'));
     await sb.startGuest(VM1.name);
     expect(await soon('the forward', () => answers(8080))).toBe(`virtwire-guest ${guestLabel(VM1.name)}`);
+    expect((await sb.exec(['virtwire', 'status', VM1.name], { reject: false })).stdout).toMatch(/\nwatcher: running \(pid \d+, connected to libvirt\), last full reconcile 20\d\d-/);
     expect(await log()).toMatch(/watch\[\d+\] info: VM "vm-1": changed \(reserved 192\.168\.122\.2 for NIC 52:54:00:e2:11:01 on network "default"; recorded its wiring in the domain <metadata>\)/);
   }, 300_000);
 

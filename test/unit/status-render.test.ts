@@ -85,3 +85,12 @@ describe('forwardLine', () => {
     expect(forwardLine(row({ hostPort: '20000-20001', guest: '192.168.122.2:22-23' }))).toBe('forward T');
   });
 });
+
+describe('watcherLine', () => {
+  it('says whether the watcher runs, is connected, and when it last reconciled; and how to start it', async () => {
+    const { watcherLine } = await import('../../src/cli/commands/status.js');
+    expect(watcherLine(undefined)).toMatch(/^watcher: not running — .*systemctl enable --now virtwire-watch, or virtwire watch\)$/);
+    expect(watcherLine({ pid: 42, startedAt: 'x', connected: true, lastReconcile: '2026-11-30T06:00:00.000Z' })).toBe('watcher: running (pid 42, connected to libvirt), last full reconcile 2026-11-30T06:00:00.000Z');
+    expect(watcherLine({ pid: 42, startedAt: 'x', connected: false })).toBe('watcher: running (pid 42, not connected to libvirt (retrying)), last full reconcile not yet');
+  });
+});

@@ -6,7 +6,15 @@ import { errorMessage } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { localUri, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
 import { allocationReader } from '../../engine/context.js';
+import { readWatchState, type WatchState } from '../watch-state.js';
 import { failedStatus, renderStatus, statusFails, vmStatus, type StatusSources, type VmStatus } from '../status.js';
+
+/** Whether `virtwire watch` runs, and when it last reconciled everything (human output only; --json keeps its VM array). */
+export function watcherLine(s: WatchState | undefined): string {
+  if (!s) return 'watcher: not running — VMs defined in virt-manager get no wiring until "virtwire apply" (start it: systemctl enable --now virtwire-watch, or virtwire watch)';
+  const conn = s.connected ? 'connected to libvirt' : 'not connected to libvirt (retrying)';
+  return `watcher: running (pid ${s.pid}, ${conn}), last full reconcile ${s.lastReconcile ?? 'not yet'}`;
+}
 
 export const command = defineCommand({
   name: 'status',
@@ -32,7 +40,8 @@ network, its addresses (where its forwards go, its DHCP reservation), and the fo
           it or "virtwire apply VM"); "not running" for a VM that does not run.
 With no VM named, elements of virtwire's nft maps that no ledger entry has are listed too.
 Changes nothing. Exit status: 0 when the host matches the ledger for every VM shown, 1 when a
-VM could not be read or the host does not match (a stale record alone is not an error).`,
+VM could not be read or the host does not match (a stale record alone is not an error). A last
+line says whether "virtwire watch" runs and when it last reconciled everything.`,
   examples: ['virtwire status', 'virtwire status web-1', `virtwire status --json | jq '.[] | select(.host.state != "ok")'`],
   async run({ values, args, paths, out, run }) {
     const client = new LibvirtClient({ uri: localUri(values.connect) });
@@ -60,6 +69,7 @@ VM could not be read or the host does not match (a stale record alone is not an 
         for (const p of strays) process.stderr.write(`virtwire: ${p}\n`);
       } else {
         out(renderStatus(vms, strays));
+        out(`${watcherLine(readWatchState(paths.runDir))}\n`);
       }
       return vms.some(statusFails) || strays.length ? 1 : 0;
     } finally {
