@@ -65,6 +65,12 @@ export interface BindingPlanInput {
   network: (name: string) => NetworkInfo | undefined;
   /** The host's own addresses. */
   hostAddresses: () => readonly string[];
+  /**
+   * A NIC has no address to forward to yet (no reservation, no template
+   * address): true leaves its forwards out for now (the watcher is about to
+   * reserve one and apply them live), false or absent refuses with `why`.
+   */
+  deferMissingAddress?: (nic: DomainNic, why: string) => boolean;
   /** The host ports allocated to this domain's NIC under `key` (the allocation store), if any. */
   allocated: (mac: string, key: string) => PortRange | undefined;
 }

@@ -19,7 +19,7 @@ import type { Paths } from '../paths.js';
 import { applyDomain } from './apply-domain.js';
 import { releaseGone } from './allocations.js';
 import { templatesOf } from './reservations.js';
-import { writeWatchState, type WatchState } from './watch-state.js';
+import { writeWatchState, type WatchState } from '../state/watch-state.js';
 
 /** Template and virtwire.yaml edits come in bursts (an editor writes, renames, chmods): one reload per burst. */
 const FILE_DEBOUNCE_MS = 300;

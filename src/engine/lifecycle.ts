@@ -5,6 +5,7 @@
 import type { DomainInfo } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
 import { withLock } from '../state/lock.js';
+import { readWatchState } from '../state/watch-state.js';
 import { entryForwards } from '../state/ledger.js';
 import { loadConfig } from '../policy/config.js';
 import { readRunning } from '../host/libvirt-status.js';
@@ -19,8 +20,12 @@ import { UserError, errorMessage, quoted, shellWord } from '../errors.js';
 
 /** qemu prepare: plan the VM and reserve what it will hold, or refuse. Undefined: nothing concerns it. */
 export async function reserveVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
-  const planned = planVm(domain, ctx);
+  const watcher = (): ReturnType<typeof readWatchState> => readWatchState(ctx.paths.runDir);
+  const planned = planVm(domain, ctx, { watcherRuns: () => watcher() !== undefined });
   if (planned) warnIfStale(ctx, domain, planned.plan);
+  if (planned?.pending.length) {
+    ctx.log.info(`VM ${quoted(domain.name)} prepare: wiring pending for NIC ${planned.pending.join(', ')} (no address reserved yet): it starts without those forwards, and the watcher (pid ${watcher()?.pid ?? '?'}) reserves the address and applies them live`);
+  }
   if (!planned && !ctx.ledger.hasVm(domain.uuid)) return undefined;
   const forwards = planned?.plan.forwards ?? [];
   // Read before the lock, each status file once: parsing them is the slow part.

@@ -1,6 +1,6 @@
 // The decisions a VM start needs, shared by the qemu hook (prepare), its
 // rebuild on reconnect, and `virtwire reconcile`: one code path.
-import type { DomainInfo } from '../xml/domain.js';
+import type { DomainInfo, DomainNic } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
 import { loadTemplates } from '../policy/load.js';
 import { loadConfig, type GlobalConfig } from '../policy/config.js';
@@ -27,23 +27,37 @@ export interface PlanSources {
   allocated: (uuid: string, mac: string, key: string) => PortRange | undefined;
 }
 
+/** planVm at qemu prepare: NICs with no address yet are left pending while the watcher runs. */
+export interface PlanOptions {
+  watcherRuns?: () => boolean;
+}
+
 /**
  * Templates + metadata → this VM's forwards, with the per-forward and
  * per-VM bounds checked. Pure apart from reading templates and config;
  * runs before the lock is taken. Returns undefined when nothing concerns
  * the VM (no template, no metadata): the caller has nothing to do.
  */
-export function planVm(domain: DomainInfo, src: PlanSources): { plan: VmPlan; config: GlobalConfig } | undefined {
+export function planVm(domain: DomainInfo, src: PlanSources, opts: PlanOptions = {}): { plan: VmPlan; config: GlobalConfig; pending: string[] } | undefined {
   const templates = loadTemplates(src.paths.templatesDir, BINDINGS);
   const concerned = templates.templates.length + templates.broken.length > 0
     || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
   if (!concerned) return undefined;
   const config = loadConfig(src.paths.configFile);
+  const pending = new Set<string>();
+  // A domain defined and started at once (virt-install, virt-manager's "Begin Installation") races
+  // the watcher: with it running, a NIC not reserved yet starts without its forwards, which the
+  // watcher applies live once it has reserved the address. Without it, the start is refused.
+  const defer = opts.watcherRuns && ((nic: DomainNic): boolean => {
+    if (!opts.watcherRuns?.()) return false;
+    pending.add(nic.mac);
+    return true;
+  });
   const plan = resolveForwards({ domain, templates, config, network: src.network, hostAddresses: src.hostAddresses,
-    allocated: (mac, key) => src.allocated(domain.uuid, mac, key),
+    allocated: (mac, key) => src.allocated(domain.uuid, mac, key), deferMissingAddress: defer || undefined,
   });
   checkVmLimits(domain.name, plan.forwards, config.limits);
-  return { plan, config };
+  return { plan, config, pending: [...pending] };
 }
 
 export interface ClaimSources {

@@ -1,6 +1,6 @@
 // Desired state for one VM: which template wins each NIC (policy), then each
 // binding's host plan for the NICs it wires. The engine knows no binding.
-import type { DomainInfo } from '../xml/domain.js';
+import type { DomainInfo, DomainNic } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
 import type { TemplateSet } from '../policy/load.js';
 import type { GlobalConfig } from '../policy/config.js';
@@ -18,6 +18,8 @@ export interface ResolveInput {
   network: (name: string) => NetworkInfo | undefined;
   /** The host's own addresses: a metadata `listen` must be one of them. */
   hostAddresses: () => readonly string[];
+  /** See BindingPlanInput.deferMissingAddress; absent: a missing address refuses. */
+  deferMissingAddress?: (nic: DomainNic, why: string) => boolean;
   /** Host ports allocated to this domain's NIC under a key (the allocation store); default: none. */
   allocated?: (mac: string, key: string) => PortRange | undefined;
 }

@@ -4,17 +4,23 @@
 // a: a domain defined the way virt-manager defines one (a plain network NIC,
 //    no virtwire metadata) gets its reservation and its record; `virsh start`
 //    gets the forward;
+// b: define-and-start-at-once with the real virt-install: the forward answers
+//    within seconds, no restart, the guest keeps its first address;
 // c: a template edited while the VM runs moves the forward live; a broken
 //    edit is logged with its file:line:column and changes nothing;
 // d: undefine gives back the reservation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
-import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { GUEST_READY_PREFIX } from '../../src/demo/guest-image.js';
+import { MODES, skipE2e, sandboxWithVirtwire, virtInstallArgv, virtInstallEnv } from './support.js';
 
 const WEB = 'match: {domains: ["vm-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
 // The stock default network, fresh: the allocator's first free address is .2.
 const VM1 = { name: 'vm-1', mac: '52:54:00:e2:11:01', ip: '192.168.122.2', reserve: false };
+const VI = 'match: {domains: ["vi-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8085, guest: 80}\n';
 const PIDFILE = '/run/virtwire-watch-test.pid';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -40,7 +46,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   const answers = async (port: number) => (await sb.clientHttpGet(sb.hostAddress, port, 2000).catch(() => '')).trim();
 
   beforeAll(async () => {
-    ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB }));
+    ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB, vi: VI }));
     // As a service manager would run it: detached, in the background, its pid kept.
     await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', PIDFILE, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
     await soon('the watcher is connected', async () => (JSON.parse((await sb.exec(['cat', '/run/virtwire/watch.json'])).stdout) as { connected: boolean }).connected);
@@ -59,6 +65,27 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect(await soon('the forward', () => answers(8080))).toBe(`virtwire-guest ${guestLabel(VM1.name)}`);
     expect((await sb.exec(['virtwire', 'status', VM1.name], { reject: false })).stdout).toMatch(/\nwatcher: running \(pid \d+, connected to libvirt\), last full reconcile 20\d\d-/);
     expect(await log()).toMatch(/watch\[\d+\] info: VM "vm-1": changed \(reserved 192\.168\.122\.2 for NIC 52:54:00:e2:11:01 on network "default"; recorded its wiring in the domain <metadata>\)/);
+  }, 300_000);
+
+  it('b: define-and-start-at-once with the real virt-install: the forward answers within seconds, with no restart, and the guest keeps its first address', async () => {
+    const name = 'vi-1';
+    const serialLog = join(sb.dir, `${name}.log`);
+    const r = await sb.exec(virtInstallArgv(name, await sb.guestImage(), serialLog), { env: virtInstallEnv(sb), timeoutMs: 120_000 });
+    expect(r.stdout).toContain('Domain creation completed');
+    const pid = async () => (await sb.exec(['cat', `/run/libvirt/qemu/${name}.pid`])).stdout.trim();
+    const firstPid = await pid();
+    const started = Date.now();
+    expect(await soon('the forward', () => answers(8085), 60_000)).toBe(`virtwire-guest ${name}`);
+    const seconds = (Date.now() - started) / 1000;
+    expect(await pid(), 'the same QEMU process: never restarted').toBe(firstPid);
+    // The address the guest took first (its console says so once, at boot) is the one reserved for it.
+    const ready = new RegExp(`${GUEST_READY_PREFIX} name=${name} ip=(\\S*)\\r?\\n`, 'g');
+    const boots = [...(await fs.readFile(serialLog, 'latin1')).matchAll(ready)].map((m) => m[1]);
+    expect(boots).toHaveLength(1);
+    const mac = (await sb.virsh('domiflist', '--domain', name)).stdout.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[2] === 'default')?.[4];
+    expect(await hostEntries()).toContain(`<host mac='${mac}' ip='${boots[0]}'/>`);
+    console.log(`[e2e timing] ${trixie ? 'libvirt 11' : 'libvirt 9'}: virt-install → forward answering in ${seconds.toFixed(1)} s`);
+    await sb.virsh('destroy', '--domain', name);
   }, 300_000);
 
   it('c: a template edited while the VM runs moves the forward live; a broken edit is logged at its position and changes nothing', async () => {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { reconcile, rewireVm } from '../../src/engine/lifecycle.js';
 import { parseDomain } from '../../src/xml/domain.js';
 import { quoted } from '../../src/errors.js';
@@ -96,6 +96,30 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^virtwire: VM .*binding nat needs a NAT network/);
     expect(r.stdout).toBeUndefined();
+  });
+
+  it('define-and-start-at-once: a NIC with no address yet is refused without the watcher; with it, the VM starts with that wiring pending, and the watcher\'s rewire applies it live', async () => {
+    const xml = domainXml('web-new', [{ mac: '52:54:00:77:00:99' }], '', UUID_A);
+    const refused = await hook('prepare', xml);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(/^virtwire: VM "web-new" NIC 52:54:00:77:00:99 \(network "default"\): no IPv4 address to forward to; reserve one with: virtwire apply web-new/);
+    // A watcher runs: its state file names a live process whose command line says virtwire.
+    const watcher = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'virtwire', 'watch'], { stdio: 'ignore' });
+    try {
+      writeFiles(paths.runDir, { 'watch.json': JSON.stringify({ pid: watcher.pid, startedAt: 'now', connected: true }) });
+      expect(await hook('prepare', xml)).toEqual({ exitCode: 0 });
+      expect(await hook('start', xml)).toEqual({ exitCode: 0 });
+      expect(await table(), 'nothing applied for it yet').toBe('');
+      expect(readFileSync(paths.logFile, 'utf8')).toContain(`VM "web-new" prepare: wiring pending for NIC 52:54:00:77:00:99 (no address reserved yet): it starts without those forwards, and the watcher (pid ${watcher.pid}) reserves the address and applies them live`);
+      // The watcher reserved the address (libvirt's live network now has it) and rewires the running VM.
+      writeFiles(join(paths.libvirtRunDir, 'network'), { 'default.xml': fixture('network-default.xml').replace("<host mac='52:54:00:77:00:11'", "<host mac='52:54:00:77:00:99' ip='192.168.122.99'/><host mac='52:54:00:77:00:11'") });
+      runs('web-new', xml);
+      const { moved } = await rewireVm(ctx, parseDomain(xml));
+      expect(moved).toContain('+tcp *:8080 -> 192.168.122.99:80');
+      expect(await table()).toContain('tcp . 8080 : 192.168.122.99 . 80');
+    } finally {
+      watcher.kill();
+    }
   });
 
   it('a stale record in the domain <metadata> (template edited after apply) is logged, and the templates win', async () => {

@@ -105,7 +105,9 @@ function resolveOne(input: BindingPlanInput, nic: DomainNic, spec: ForwardSpec, 
         ? `virtwire apply ${shellWord(domain.name, 'VM')} (or: virsh net-update ${netWord} add ip-dhcp-host "<host mac='${nic.mac}' ip='ADDRESS'/>" --live --config)`
         // dnsmasq gives a reserved IPv6 address to the client with that DUID (id=); name= ties it to this domain for virtwire.
         : `virsh net-update ${netWord} add ip-dhcp-host "<host id='CLIENT-DUID' name='${plainName}' ip='ADDRESS'/>" --live --config --parent-index 1`;
-      throw new UserError(`${where}: no IPv${family} address to forward to; reserve one with: ${hint}${template ? `, or set address: in ${template.file}` : ''}`);
+      const why = `${where}: no IPv${family} address to forward to; reserve one with: ${hint}${template ? `, or set address: in ${template.file}` : ''}`;
+      if (input.deferMissingAddress?.(nic, why)) continue;
+      throw new UserError(why);
     }
     const subnet = reserved?.subnet ?? subnetHolding(net, guestAddr);
     if (!subnet) {

@@ -6,7 +6,7 @@ import { errorMessage } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { localUri, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
 import { allocationReader } from '../../engine/context.js';
-import { readWatchState, type WatchState } from '../watch-state.js';
+import { readWatchState, type WatchState } from '../../state/watch-state.js';
 import { failedStatus, renderStatus, statusFails, vmStatus, type StatusSources, type VmStatus } from '../status.js';
 
 /** Whether `virtwire watch` runs, and when it last reconciled everything (human output only; --json keeps its VM array). */
