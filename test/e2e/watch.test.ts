@@ -8,20 +8,26 @@
 //    within seconds, no restart, the guest keeps its first address;
 // c: a template edited while the VM runs moves the forward live; a broken
 //    edit is logged with its file:line:column and changes nothing;
-// d: undefine gives back the reservation.
+// d: undefine gives back the reservation;
+// e: libvirtd restarted under the watcher: it reconnects and wires a VM
+//    defined afterwards; a VM defined while the watcher was away is wired
+//    when it comes back;
+// f: a VM whose name has quotes, $(…), U+2028 and non-ASCII is wired like
+//    any other.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { GUEST_READY_PREFIX } from '../../src/demo/guest-image.js';
-import { MODES, skipE2e, sandboxWithVirtwire, virtInstallArgv, virtInstallEnv } from './support.js';
+import { MODES, restartLibvirtd, skipE2e, sandboxWithVirtwire, virtInstallArgv, virtInstallEnv } from './support.js';
 
 const WEB = 'match: {domains: ["vm-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
 // The stock default network, fresh: the allocator's first free address is .2.
 const VM1 = { name: 'vm-1', mac: '52:54:00:e2:11:01', ip: '192.168.122.2', reserve: false };
 const VI = 'match: {domains: ["vi-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8085, guest: 80}\n';
 const PIDFILE = '/run/virtwire-watch-test.pid';
+// ip in a GuestSpec is only what startGuest would wait for; e and f never call it (the address is the watcher's pick).
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
@@ -48,7 +54,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   beforeAll(async () => {
     ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB, vi: VI }));
     // As a service manager would run it: detached, in the background, its pid kept.
-    await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', PIDFILE, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
+    await startWatcher();
     await soon('the watcher is connected', async () => (JSON.parse((await sb.exec(['cat', '/run/virtwire/watch.json'])).stdout) as { connected: boolean }).connected);
   }, 600_000);
 
@@ -107,5 +113,42 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await sb.virsh('undefine', '--domain', VM1.name);
     await soon('the reservation released', async () => !(await hostEntries()).some((l) => l.includes(VM1.mac)));
     expect(await log()).toContain(`VM "vm-1" (`);
+  }, 300_000);
+
+  /** The address the reservation for `mac` holds, once there is one. */
+  const reservedFor = (mac: string) => soon(`a reservation for ${mac}`, async () => (await hostEntries()).find((l) => l.includes(mac))?.match(/ip='([^']+)'/)?.[1]);
+  const startWatcher = () => sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', PIDFILE, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
+
+  it('e: libvirtd restarted under the watcher — it reconnects, and wires a VM defined afterwards; a VM defined while it was away is wired when it is back', async () => {
+    const state = async () => JSON.parse((await sb.exec(['cat', '/run/virtwire/watch.json'])).stdout) as { connected: boolean; lastReconcile?: string };
+    const before = (await state()).lastReconcile;
+    await restartLibvirtd(sb);
+    await soon('the watcher saw the daemon go', async () => (await log()).includes('lost libvirt: '));
+    await soon('connected again, after a full reconcile', async () => { const s = await state(); return s.connected && s.lastReconcile !== before; });
+    await sb.defineGuest({ name: 'vm-2', mac: '52:54:00:e2:11:02', ip: '192.168.122.250', reserve: false });
+    await reservedFor('52:54:00:e2:11:02');
+
+    // Away: stopped (as systemd would on an upgrade); a VM is defined; back: its start-up sync wires it.
+    await sb.exec(['start-stop-daemon', '--stop', '--pidfile', PIDFILE, '--retry', '10']);
+    await sb.defineGuest({ name: 'vm-3', mac: '52:54:00:e2:11:03', ip: '192.168.122.250', reserve: false });
+    await sleep(2000);
+    expect((await hostEntries()).some((l) => l.includes('52:54:00:e2:11:03')), 'nobody wires it while the watcher is away').toBe(false);
+    await startWatcher();
+    await reservedFor('52:54:00:e2:11:03');
+  }, 300_000);
+
+  it('f: a VM whose name has quotes, $(…), U+2028 and non-ASCII is wired like any other', async () => {
+    const name = `vm-"q" '$(touch vw-pwned)'\u2028ünï`;
+    const mac = '52:54:00:e2:11:04';
+    await sb.defineGuest({ name, mac, ip: '192.168.122.250', reserve: false });
+    await reservedFor(mac);
+    // The port web.yaml gives now (c changed it), as the record says.
+    const port = Number(await soon('the record', async () => /<virtwire:forward proto="tcp" host="(\d+)"/.exec((await sb.virsh('dumpxml', '--domain', name, '--inactive')).stdout)?.[1]));
+    await sb.virsh('start', '--domain', name);
+    expect(await soon('the forward', () => answers(port), 60_000)).toBe(`virtwire-guest ${guestLabel(name)}`);
+    const where = ['/vw-pwned', '/root/vw-pwned', '/var/lib/libvirt/vw-pwned', '/run/virtwire/vw-pwned', '/tmp/vw-pwned'];
+    expect((await sb.exec(['ls', ...where], { reject: false })).stdout, 'nothing ran the name').toBe('');
+    expect(await log()).toContain(`VM ${JSON.stringify(name).replace('\u2028', '\\u2028')}: changed`);
+    await sb.virsh('destroy', '--domain', name);
   }, 300_000);
 });
