@@ -30,8 +30,18 @@ export interface WatcherOptions {
   run: Runner;
   /** One line per action (stdout: the journal under systemd). */
   say: (line: string) => void;
-  /** For tests: the event source's timings. */
+  /** For tests: the event source's options (timings, a spawner replaying recorded streams). */
   events?: ConstructorParameters<typeof LibvirtEvents>[1];
+  /** For tests: what the watcher does, at the libvirt and host boundary. */
+  deps?: Partial<WatcherDeps>;
+}
+
+/** The watcher's effects, at the libvirt and host boundary: real by default, recorded in unit tests. */
+export interface WatcherDeps {
+  newClient: () => LibvirtClient;
+  applyDomain: (client: LibvirtClient, d: Domain, templates: TemplateSet) => Promise<string[]>;
+  releaseGone: (client: LibvirtClient, say: (line: string) => void) => Promise<unknown>;
+  reconcileHost: () => Promise<{ notes: string[]; unresolved: string[] }>;
 }
 
 export class Watcher {
@@ -47,10 +57,18 @@ export class Watcher {
   private fileTimer: ReturnType<typeof setTimeout> | undefined;
   private ctx: HookContext | undefined;
   private readonly state: WatchState;
+  private readonly deps: WatcherDeps;
 
   constructor(private readonly o: WatcherOptions) {
     this.log = new Log(o.paths.logFile, 'watch');
-    this.client = new LibvirtClient({ uri: o.uri });
+    this.deps = {
+      newClient: () => new LibvirtClient({ uri: o.uri }),
+      applyDomain: (client, d, templates) => applyDomain(client, o.paths, () => this.context(), templates, d),
+      releaseGone: (client, say) => releaseGone(client, o.paths, say),
+      reconcileHost: () => reconcile(this.context()),
+      ...o.deps,
+    };
+    this.client = this.deps.newClient();
     this.state = { pid: process.pid, startedAt: new Date().toISOString(), connected: false };
     this.events = new LibvirtEvents({
       connected: () => this.enqueue('start-up', () => this.fullSync('start-up')),
@@ -111,17 +129,17 @@ export class Watcher {
   private async fullSync(why: string): Promise<void> {
     // A restarted daemon ended the client's virsh: start afresh.
     await this.client.close().catch(() => undefined);
-    this.client = new LibvirtClient({ uri: this.o.uri });
+    this.client = this.deps.newClient();
     this.seen.clear();
     await this.sync(why);
     // Domains undefined while the watcher was away give back what they held.
-    await releaseGone(this.client, this.o.paths, (line) => this.note(line.trimEnd()));
+    await this.deps.releaseGone(this.client, (line) => this.note(line.trimEnd()));
     await this.reconcileHost();
     this.setState({ connected: true, lastReconcile: new Date().toISOString() });
   }
 
   private async reconcileHost(): Promise<void> {
-    const { notes, unresolved } = await reconcile(this.context());
+    const { notes, unresolved } = await this.deps.reconcileHost();
     for (const n of notes) this.note(`reconcile: ${n}`);
     for (const u of unresolved) this.note(`reconcile: error: ${u}`, true);
   }
@@ -140,14 +158,14 @@ export class Watcher {
     const gone = [...this.seen.keys()].filter((u) => !domains.some((d) => d.uuid === u));
     if (gone.length) {
       for (const u of gone) this.seen.delete(u);
-      await releaseGone(this.client, this.o.paths, (line) => this.note(line.trimEnd()));
+      await this.deps.releaseGone(this.client, (line) => this.note(line.trimEnd()));
     }
   }
 
   private async applyOne(d: Domain, templates: TemplateSet, why: string): Promise<void> {
     const vm = `VM ${quoted(d.name)}`;
     try {
-      const changes = await applyDomain(this.client, this.o.paths, () => this.context(), templates, d);
+      const changes = await this.deps.applyDomain(this.client, d, templates);
       if (changes.length) this.note(`${vm}: changed (${changes.join('; ')}) [${why}]`);
     } catch (err) {
       this.note(`${vm}: error: ${errorMessage(err)} [${why}]`, true);

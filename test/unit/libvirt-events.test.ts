@@ -10,37 +10,12 @@ import { join } from 'node:path';
 import { LineSplitter, MAX_LINE_BYTES, parseEventLine } from '../../src/libvirt/event-lines.js';
 import { LibvirtEvents, STREAM_ARGS, type EventHandlers, type EventProcess, type EventTrigger } from '../../src/libvirt/events.js';
 import { alive } from '../support/process.js';
+import { FakeProcess } from '../support/fake-event-process.js';
 import { ROOT, tempDir } from './helpers.js';
 
 const DATA = join(ROOT, 'test', 'data', 'events');
 const VERSIONS = ['libvirt9', 'libvirt11'] as const;
 const rec = (file: string) => readFileSync(join(DATA, file));
-
-class FakeProcess implements EventProcess {
-  static nextPid = 1000;
-  readonly pid = FakeProcess.nextPid++;
-  killed = false;
-  private out?: (b: Buffer) => void;
-  private err?: (b: Buffer) => void;
-  private exitCb?: (why: string) => void;
-  private ended = false;
-  constructor(readonly argv: readonly string[]) {}
-  onStdout(cb: (b: Buffer) => void) { this.out = cb; }
-  onStderr(cb: (b: Buffer) => void) { this.err = cb; }
-  onExit(cb: (why: string) => void) { this.exitCb = cb; }
-  stdout(b: Buffer | string) { this.out?.(Buffer.from(b)); }
-  stderr(b: Buffer | string) { this.err?.(Buffer.from(b)); }
-  exit(why = 'exit status 1') {
-    if (this.ended) return;
-    this.ended = true;
-    this.exitCb?.(why);
-  }
-  kill() {
-    this.killed = true;
-    // Like a real child: the exit is reported later, not inside kill().
-    queueMicrotask(() => this.exit('killed by SIGKILL'));
-  }
-}
 
 function harness() {
   const spawned: FakeProcess[] = [];
