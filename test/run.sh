@@ -15,8 +15,9 @@ bash ./install.sh --deps-only
 # `systemd-analyze verify` of the watcher's unit (it runs where systemd is not
 # PID 1); virtinst for the e2e tests that create VMs the way `virt-install`
 # does (the Debian 12 sandbox runs the host's binaries; the Debian 13 root
-# gets its own, see test/support/rootfs.ts).
-pkgs=(ca-certificates debootstrap libxml2-utils systemd virtinst)
+# gets its own, see test/support/rootfs.ts); patch, which proves `virtwire
+# plan`'s diffs are real unified diffs (test/unit/diff.test.ts).
+pkgs=(ca-certificates debootstrap libxml2-utils patch systemd virtinst)
 # Debian's npm, unless one came with the Node already installed (NodeSource's
 # nodejs bundles npm and conflicts with Debian's package).
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
