@@ -149,11 +149,12 @@ export class Watcher {
     const templates = this.templates;
     if (!templates) return; // no valid templates yet: nothing to act on
     const domains = await this.client.listDomains();
+    const keyOf = async (d: Domain): Promise<string> => `${d.state}\n${await this.client.domainXml(d.uuid, { inactive: d.persistent })}`;
     for (const d of domains) {
-      const key = `${d.state}\n${await this.client.domainXml(d.uuid, { inactive: d.persistent })}`;
+      const key = await keyOf(d);
       if (!force && this.seen.get(d.uuid) === key) continue;
-      this.seen.set(d.uuid, key);
-      await this.applyOne(d, templates, why);
+      // What it looks like after the apply: the Defined event of the watcher's own define is then a no-op.
+      this.seen.set(d.uuid, (await this.applyOne(d, templates, why)) ? await keyOf(d) : key);
     }
     const gone = [...this.seen.keys()].filter((u) => !domains.some((d) => d.uuid === u));
     if (gone.length) {
@@ -162,13 +163,16 @@ export class Watcher {
     }
   }
 
-  private async applyOne(d: Domain, templates: TemplateSet, why: string): Promise<void> {
+  /** Applies one domain; true when it changed something. A failure is logged, never thrown. */
+  private async applyOne(d: Domain, templates: TemplateSet, why: string): Promise<boolean> {
     const vm = `VM ${quoted(d.name)}`;
     try {
       const changes = await this.deps.applyDomain(this.client, d, templates);
       if (changes.length) this.note(`${vm}: changed (${changes.join('; ')}) [${why}]`);
+      return changes.length > 0;
     } catch (err) {
       this.note(`${vm}: error: ${errorMessage(err)} [${why}]`, true);
+      return false;
     }
   }
 

@@ -110,6 +110,37 @@ describe('the watcher: events and template edits → applies, releases, reconcil
     expect(actions).toEqual(['release']);
   });
 
+  it('its own define is not a change: the Defined event that follows applies nothing (no loop)', async () => {
+    const w2 = new Watcher({
+      uri: 'qemu:///system', paths, run: async () => ({ exitCode: 0, stdout: '', stderr: '' }), say: (l) => said.push(l),
+      events: { spawn: (command, args) => { const p = new FakeProcess([...command, ...args]); spawned.push(p); return p; }, debounceMs: 20, settleMs: 10 },
+      deps: {
+        newClient: () => libvirt.client(),
+        // Like apply: records the wiring (a define: the XML changes) the first time, nothing after.
+        applyDomain: async (_c, d) => {
+          actions.push(`apply ${d.name}`);
+          const entry = libvirt.domains.find((x) => x.uuid === d.uuid)!;
+          if (entry.xml.includes('<metadata>')) return [];
+          entry.xml = entry.xml.replace('</name>', '</name><metadata>recorded</metadata>');
+          return ['recorded its wiring'];
+        },
+        releaseGone: async () => undefined,
+        reconcileHost: async () => { actions.push('reconcile'); return { notes: [], unresolved: [] }; },
+      },
+    });
+    await watcher.stop();
+    watcher = w2; // afterEach stops this one
+    actions.length = 0;
+    w2.start();
+    await until('its start-up', () => actions.includes('reconcile'));
+    expect(actions).toEqual(['apply vm-1', 'apply vm-2', 'reconcile']);
+    actions.length = 0;
+    const before = libvirt.listCalls;
+    domainStream().stdout("event 'lifecycle' for domain 'vm-1': Defined Updated\nevent 'lifecycle' for domain 'vm-2': Defined Updated\n");
+    await until('the sync', () => libvirt.listCalls > before);
+    expect(actions).toEqual([]);
+  });
+
   it('a network event reconciles the host', async () => {
     actions.length = 0;
     const net = [...spawned].reverse().find((p) => p.argv.includes('net-event')) as FakeProcess;
