@@ -135,6 +135,30 @@ describe('release of domains libvirt no longer defines', () => {
     expect(out).toBe('');
   });
 
+  it('an IPv6 reservation apply made (id, name, ip) is deleted by the same three, under its <ip> (--parent-index); one with another name is not ours', async () => {
+    const paths = testPaths(tempDir());
+    const duid = `00:03:00:01:${mac(1)}`;
+    new AllocationStore(paths.stateDir).write({ schema: 1, vms: { [uuid(1)]: { name: 'gone-6', nics: {}, updatedAt: '', reservations: [
+      { network: 'default', mac: mac(1), ip: '192.168.122.2' },
+      { network: 'default', mac: mac(1), ip: 'fd00:77::2', id: duid, name: 'gone-6' },
+      { network: 'default', mac: mac(2), ip: 'fd00:77::3', id: `00:03:00:01:${mac(2)}`, name: 'gone-6' },
+    ] } } });
+    const v6 = (hosts: string) => `<ip family='ipv6' address='fd00:77::1' prefix='64'><dhcp><range start='fd00:77::100' end='fd00:77::1ff'/>${hosts}</dhcp></ip>`;
+    const xml = netXml([host(mac(1), '192.168.122.2')]).replace('</network>', `${v6(`<host id='${duid}' name='gone-6' ip='fd00:77::2'/><host id='00:03:00:01:${mac(2)}' name='renamed' ip='fd00:77::3'/>`)}</network>`);
+    const calls: string[] = [];
+    const client: ReleaseClient = {
+      listDomains: async () => [],
+      listNetworks: async () => [{ uuid: NET, name: 'default', active: true, persistent: true }],
+      networkXml: async () => xml,
+      updateDhcpHost: async (_u, command, h, o) => { calls.push(`${command} ${JSON.stringify(h)} live=${o?.live} config=${o?.config} parent=${o?.parentIndex}`); },
+    };
+    expect(await releaseGone(client, paths, () => undefined)).toBe(true);
+    expect(calls).toEqual([
+      `delete {"mac":"${mac(1)}","ip":"192.168.122.2"} live=true config=true parent=undefined`,
+      `delete {"id":"${duid}","name":"gone-6","ip":"fd00:77::2"} live=true config=true parent=1`,
+    ]);
+  });
+
   it('a delete libvirt refuses keeps that reservation in the store for the next gc, and fails', async () => {
     const paths = testPaths(tempDir());
     const store = new AllocationStore(paths.stateDir);
