@@ -13,7 +13,8 @@
 //    defined afterwards; a VM defined while the watcher was away is wired
 //    when it comes back;
 // f: a VM whose name has quotes, $(…), U+2028 and non-ASCII is wired like
-//    any other.
+//    any other;
+// and no drift: the watcher and concurrent applies on one VM converge.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
@@ -150,5 +151,18 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect((await sb.exec(['ls', ...where], { reject: false })).stdout, 'nothing ran the name').toBe('');
     expect(await log()).toContain(`VM ${JSON.stringify(name).replace('\u2028', '\\u2028')}: changed`);
     await sb.virsh('destroy', '--domain', name);
+  }, 300_000);
+
+  it('no drift: the watcher and three `virtwire apply` acting on one new VM at once serialize and converge — one reservation, one record, every run ok', async () => {
+    const mac = '52:54:00:e2:11:05';
+    await sb.defineGuest({ name: 'vm-5', mac, ip: '192.168.122.250', reserve: false });
+    const runs = await Promise.all([1, 2, 3].map(() => sb.exec(['virtwire', 'apply', 'vm-5'], { reject: false })));
+    expect(runs.map((r) => r.exitCode), runs.map((r) => r.stdout + r.stderr).join('\n')).toEqual([0, 0, 0]);
+    const ip = await reservedFor(mac);
+    await soon('the watcher has caught up', async () => (await sb.exec(['virtwire', 'plan', 'vm-5'], { reject: false })).exitCode === 0);
+    expect((await hostEntries()).filter((l) => l.includes(mac))).toEqual([`<host mac='${mac}' ip='${ip}'/>`]);
+    const xml = (await sb.virsh('dumpxml', '--domain', 'vm-5', '--inactive')).stdout;
+    expect(xml.match(/<virtwire:applied>/g)).toHaveLength(1);
+    expect(xml).toContain(`<virtwire:nic mac="${mac}" template="web"`);
   }, 300_000);
 });
