@@ -151,10 +151,14 @@ export class Watcher {
     const domains = await this.client.listDomains();
     const keyOf = async (d: Domain): Promise<string> => `${d.state}\n${await this.client.domainXml(d.uuid, { inactive: d.persistent })}`;
     for (const d of domains) {
-      const key = await keyOf(d);
-      if (!force && this.seen.get(d.uuid) === key) continue;
-      // What it looks like after the apply: the Defined event of the watcher's own define is then a no-op.
-      this.seen.set(d.uuid, (await this.applyOne(d, templates, why)) ? await keyOf(d) : key);
+      // Undefined since the list was read: the next sync releases it.
+      const key = await keyOf(d).catch(() => undefined);
+      if (key === undefined || (!force && this.seen.get(d.uuid) === key)) continue;
+      const result = await this.applyOne(d, templates, why);
+      // A failure is tried again at the next sync (a network started, say); after a change, what it
+      // looks like now is remembered, so the Defined event of the watcher's own define is a no-op.
+      if (result === 'failed') this.seen.set(d.uuid, '');
+      else this.seen.set(d.uuid, result === 'changed' ? (await keyOf(d).catch(() => key)) : key);
     }
     const gone = [...this.seen.keys()].filter((u) => !domains.some((d) => d.uuid === u));
     if (gone.length) {
@@ -163,16 +167,16 @@ export class Watcher {
     }
   }
 
-  /** Applies one domain; true when it changed something. A failure is logged, never thrown. */
-  private async applyOne(d: Domain, templates: TemplateSet, why: string): Promise<boolean> {
+  /** Applies one domain. A failure is logged, never thrown. */
+  private async applyOne(d: Domain, templates: TemplateSet, why: string): Promise<'changed' | 'unchanged' | 'failed'> {
     const vm = `VM ${quoted(d.name)}`;
     try {
       const changes = await this.deps.applyDomain(this.client, d, templates);
       if (changes.length) this.note(`${vm}: changed (${changes.join('; ')}) [${why}]`);
-      return changes.length > 0;
+      return changes.length > 0 ? 'changed' : 'unchanged';
     } catch (err) {
       this.note(`${vm}: error: ${errorMessage(err)} [${why}]`, true);
-      return false;
+      return 'failed';
     }
   }
 

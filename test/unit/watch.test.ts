@@ -178,9 +178,10 @@ describe('the watcher: events and template edits → applies, releases, reconcil
 
   it('a domain that fails to apply is logged and the others go on', async () => {
     actions.length = 0;
+    const own: FakeProcess[] = [];
     const failing = new Watcher({
       uri: 'qemu:///system', paths, run: async () => ({ exitCode: 0, stdout: '', stderr: '' }), say: (l) => said.push(l),
-      events: { spawn: (command, args) => new FakeProcess([...command, ...args]), settleMs: 10 },
+      events: { spawn: (command, args) => { const p = new FakeProcess([...command, ...args]); own.push(p); return p; }, settleMs: 10, debounceMs: 10 },
       deps: {
         newClient: () => libvirt.client(),
         applyDomain: async (_c, d) => { if (d.name === 'vm-1') throw new Error('libvirt said no'); actions.push(`apply ${d.name}`); return ['x']; },
@@ -194,6 +195,14 @@ describe('the watcher: events and template edits → applies, releases, reconcil
       expect(actions).toEqual(['apply vm-2', 'reconcile']);
       expect(said).toContain('VM "vm-1": error: libvirt said no [start-up]');
       expect(said).toContain('VM "vm-2": changed (x) [start-up]');
+      // The next event tries the failed one again (its network may have started since) — and only it.
+      said.length = 0;
+      actions.length = 0;
+      own.find((p) => p.argv.includes('net-event'))?.stdout("event 'lifecycle' for network default: Started\n");
+      for (const end = Date.now() + 3000; !said.some((l) => l.startsWith('VM "vm-1": error')) && Date.now() < end;) await sleep(10);
+      await failing.idle();
+      expect(said.filter((l) => l.startsWith('VM '))).toEqual(['VM "vm-1": error: libvirt said no [1 network event (Started)]']);
+      expect(actions).toEqual(['reconcile']);
     } finally {
       await failing.stop();
     }
