@@ -110,12 +110,15 @@ describe.each(NAMES)('%s', (name) => {
   });
 
   const libvirtMajor = haveVirsh ? libvirtVersion()[0] : 0;
-  const tooOld = libvirtMajor < (defineMinMajor[name] ?? 0) || !input.includes('<uuid>');
-  it.skipIf(virshState === 'skip' || tooOld)('after libvirt reformats it (define + dumpxml --inactive, test driver), a rewrite changes nothing: no redefine loop', async () => {
+  // On a libvirt older than the file needs, the known refusal is what is checked (not a skip).
+  const tooOld = haveVirsh && libvirtMajor < (defineMinMajor[name] ?? 0);
+  it.skipIf(virshState === 'skip')(tooOld ? `is refused by this libvirt ${libvirtMajor}.x as input, as expected (test driver)` : 'after libvirt reformats it (define + dumpxml --inactive, test driver), a rewrite changes nothing: no redefine loop', async () => {
     if (virshState === 'fail') throw new Error('virsh is missing, and CI=true');
-    const uuid = /<uuid>([^<]+)<\/uuid>/.exec(input)?.[1] as string;
-    const v = await virshTest([`define '${outFile(name)}'`, `dumpxml --inactive --security-info ${uuid}`]);
-    expect(v.ok, v.output).toBe(true);
+    // A domain never defined (hand-written) has no <uuid>: look it up by its name, which libvirt keeps.
+    const key = /<uuid>([^<]+)<\/uuid>/.exec(input)?.[1] ?? parseXmlDocument(input).find('domain/name')?.text() ?? '';
+    const v = await virshTest([`define '${outFile(name)}'`, `dumpxml --inactive --security-info '${key.replace(/'/g, "\\'")}'`]);
+    expect(v.ok, v.output).toBe(!tooOld);
+    if (tooOld) return;
     const reformatted = v.output.slice(v.output.indexOf('<domain'));
     const out = readFileSync(outFile(name), 'utf8');
     expect(reformatted.includes(':applied>'), 'the record survives libvirt').toBe(out.includes(':applied>'));
