@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
-import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
+import { dhcpHostLines, MODES, sandboxWithVirtwire, skipE2e } from './support.js';
 
 const WEB = 'match: {domains: ["web6-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
 const MAC = '52:54:00:e2:6a:01';
@@ -24,8 +24,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;
 
   const virtwire = (...args: string[]) => sb.exec(['virtwire', ...args], { reject: false });
-  const hostEntries = async (...flags: string[]) =>
-    (await sb.virsh('net-dumpxml', '--network', 'default', ...flags)).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
+  const hostEntries = (...flags: string[]) => dhcpHostLines(sb, ...flags);
 
   beforeAll(async () => {
     ({ sb } = await sandboxWithVirtwire(trixie, { web6: WEB }, { ipv6: true }));

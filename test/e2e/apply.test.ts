@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
-import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
+import { dhcpHostLines, MODES, sandboxWithVirtwire, skipE2e } from './support.js';
 
 const WEB = 'match: {domains: ["web-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
 const MAC = '52:54:00:e2:0a:01';
@@ -33,8 +33,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     const r = await sb.exec(['virsh', '-c', 'qemu:///system', 'event', '--loop', '--event', 'lifecycle', '--timeout', '6'], { env: { LC_ALL: 'C' }, timeoutMs: 30_000, reject: false });
     return `${r.stdout}${r.stderr}`;
   };
-  const hostEntries = async (...flags: string[]) =>
-    (await sb.virsh('net-dumpxml', '--network', 'default', ...flags)).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
+  const hostEntries = (...flags: string[]) => dhcpHostLines(sb, ...flags);
 
   beforeAll(async () => {
     ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB }));

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { guestLabel } from '../../src/demo/domain-xml.js';
-import { MODES, skipE2e, sandboxWithVirtwire } from './support.js';
+import { dhcpHostLines, MODES, sandboxWithVirtwire, skipE2e } from './support.js';
 
 // The mapping shorthand: one port block of 4 host ports, base+0 -> 22, base+1 -> 80.
 const BLOCK = 'match: {domains: ["blk-*"], networks: [default]}\nbinding: nat\nforwards: {block: 4, guest: [22, 80]}\n';
@@ -22,8 +22,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;
 
   const virtwire = (...args: string[]) => sb.exec(['virtwire', ...args], { reject: false });
-  const hostEntries = async (...flags: string[]) =>
-    (await sb.virsh('net-dumpxml', '--network', 'default', ...flags)).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
+  const hostEntries = (...flags: string[]) => dhcpHostLines(sb, ...flags);
   const store = async () => JSON.parse((await sb.exec(['cat', STORE])).stdout) as { vms: Record<string, { name: string; nics: Record<string, Array<{ key: string; ports: { lo: number; hi: number } }>> }> };
   const uuidOf = async (name: string) => (await sb.virsh('domuuid', '--domain', name)).stdout.trim();
 

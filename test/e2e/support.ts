@@ -95,3 +95,8 @@ export function virtInstallEnv(sb: Sandbox): Record<string, string> {
   const home = join(sb.dir, 'home');
   return { LC_ALL: 'C', HOME: home, XDG_CACHE_HOME: join(home, '.cache') };
 }
+
+/** The DHCP <host> lines of the sandbox's default network (live; `--inactive`: its definition), trimmed. */
+export async function dhcpHostLines(sb: Sandbox, ...flags: string[]): Promise<string[]> {
+  return (await sb.virsh('net-dumpxml', '--network', 'default', ...flags)).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
+}

@@ -21,7 +21,7 @@ import { guestLabel } from '../../src/demo/domain-xml.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { GUEST_READY_PREFIX } from '../../src/demo/guest-image.js';
-import { MODES, restartLibvirtd, skipE2e, sandboxWithVirtwire, virtInstallArgv, virtInstallEnv } from './support.js';
+import { dhcpHostLines, MODES, restartLibvirtd, sandboxWithVirtwire, skipE2e, virtInstallArgv, virtInstallEnv } from './support.js';
 
 const WEB = 'match: {domains: ["vm-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
 // The stock default network, fresh: the allocator's first free address is .2.
@@ -34,8 +34,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;
 
-  const hostEntries = async () =>
-    (await sb.virsh('net-dumpxml', '--network', 'default')).stdout.split('\n').filter((l) => l.includes('<host ')).map((l) => l.trim());
+  const hostEntries = (...flags: string[]) => dhcpHostLines(sb, ...flags);
   const log = async () => (await sb.exec(['cat', '/var/log/virtwire.log'], { reject: false })).stdout;
   /** Polls `probe` until it gives a truthy value (what the watcher does takes a moment), or fails naming `what`. */
   async function soon<T>(what: string, probe: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
