@@ -27,8 +27,14 @@ fi
 # Node's stderr goes to libvirt (fd 3); the shell's report of a crash
 # ("Segmentation fault") goes nowhere: the outer subshell, whose stderr is
 # /dev/null, waits for Node and exits normally with its status.
+# A shim that has read stdin itself ($vw_have_xml=1) hands Node the XML it read.
+vw_node() { ( ( exec "$node" "$bundle" "$@" 2>&3 3>&- ); exit $? ) 2>/dev/null; }
 exec 3>&2
-( ( exec "$node" "$bundle" "$@" 2>&3 3>&- ); exit $? ) 2>/dev/null
+if [ "${vw_have_xml-}" = 1 ]; then
+  printf '%s\n' "$vw_xml" | vw_node "$@"
+else
+  vw_node "$@"
+fi
 rc=$?
 exec 3>&-
 [ "$rc" = 0 ] && exit 0

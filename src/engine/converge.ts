@@ -1,6 +1,6 @@
 import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
-import { renderTable, renderDeleteTable, TABLE } from '../host/nft-script.js';
+import { renderTable, renderDeleteTable, renderTeardown, countElements, TABLE } from '../host/nft-script.js';
 import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { LEDGER_SCHEMA, entryForwards, type Ledger, type VmEntry } from '../state/ledger.js';
 import { entryIsLive } from '../state/liveness.js';
@@ -42,6 +42,8 @@ export async function converge(deps: HostDeps): Promise<string[]> {
   }
   const applied = [...entries.filter((e) => e.state === 'applied'), ...(include ? [include] : [])];
   const forwards = applied.flatMap(entryForwards);
+  // Before the table gets the elements: a hook killed right after nft leaves a teardown that removes them.
+  writeTeardowns(ledger, [...entries, ...(include ? [include] : [])], applied);
   const targets: AcceptTarget[] = await detectTargets(run);
   if (forwards.length > 0) {
     await mustRun(run, ['nft', '-f', '-'], renderTable(forwards, mark));
@@ -53,7 +55,24 @@ export async function converge(deps: HostDeps): Promise<string[]> {
     // recording it must not leave the table behind.
     done.push(...(await removeFromHost(run, ledger, targets, true)));
   }
+  dropStaleTeardowns(ledger, include?.uuid);
   return done;
+}
+
+/**
+ * Every VM entry gets the teardown script of what the table holds for it
+ * (header only for a reserved entry): the qemu hook shim runs it at
+ * stopped/release with no Node. A VM whose teardown cannot be exact gets
+ * none, and its entry alone sends the shim to Node.
+ */
+function writeTeardowns(ledger: Ledger, kept: readonly VmEntry[], applied: readonly VmEntry[]): void {
+  const counts = countElements(applied.map(entryForwards));
+  for (const e of kept) ledger.putTeardown(e.uuid, renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
+}
+
+/** A teardown whose VM has no entry is stale: run later, it would delete keys another VM may hold by then. */
+function dropStaleTeardowns(ledger: Ledger, keep: string | undefined): void {
+  for (const uuid of ledger.teardownUuids()) if (uuid !== keep && !ledger.hasVm(uuid)) ledger.putTeardown(uuid, undefined);
 }
 
 /**
@@ -65,6 +84,7 @@ export async function converge(deps: HostDeps): Promise<string[]> {
  */
 export async function purgeHost(run: Runner, ledger: Ledger): Promise<string[]> {
   const done = ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${quoted(e.name)}`; });
+  dropStaleTeardowns(ledger, undefined);
   return [...done, ...(await removeFromHost(run, ledger, await detectTargets(run), true))];
 }
 

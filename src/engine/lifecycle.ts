@@ -18,35 +18,59 @@ import { staleRecord } from './record.js';
 import type { VmPlan } from '../plan/types.js';
 import { UserError, errorMessage, quoted, shellWord } from '../errors.js';
 
-/** qemu prepare: plan the VM and reserve what it will hold, or refuse. Undefined: nothing concerns it. */
-export async function reserveVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
+/**
+ * qemu prepare: plan the VM, check and reserve what it will hold, and apply
+ * it — or refuse, leaving nothing. One Node run per start: NAT forwards need
+ * nothing that exists only at `start` (the tap), and DNAT to a guest whose
+ * QEMU is not running yet reaches nobody, as it would at `start`. Recorded
+ * "reserved" before nft runs and "applied" after, with the VM's teardown
+ * written in between (converge), so a hook killed at any point leaves what
+ * the aborted start's stopped/release remove. Undefined: nothing concerns it.
+ */
+export async function prepareVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
   const watcher = (): ReturnType<typeof readWatchState> => readWatchState(ctx.paths.runDir);
   const planned = planVm(domain, ctx, { watcherRuns: () => watcher() !== undefined });
   if (planned) warnIfStale(ctx, domain, planned.plan);
   if (planned?.pending.length) {
     ctx.log.info(`VM ${quoted(domain.name)} prepare: wiring pending for NIC ${planned.pending.join(', ')} (no address reserved yet): it starts without those forwards, and the watcher (pid ${watcher()?.pid ?? '?'}) reserves the address and applies them live`);
   }
-  if (!planned && !ctx.ledger.hasVm(domain.uuid)) return undefined;
+  if (!planned && !ctx.ledger.hasVm(domain.uuid) && !ctx.ledger.hasTeardown(domain.uuid)) return undefined;
   const forwards = planned?.plan.forwards ?? [];
   // Read before the lock, each status file once: parsing them is the slow part.
-  const { domains: running, uuids: runningUuids } = forwards.length ? ctx.running() : { domains: [], uuids: new Set<string>() };
+  const { domains: running, uuids: runningUuids } = forwards.length ? ctx.running() : { domains: [], uuids: ctx.runningUuids() };
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate(); // under the lock: one rotating process at a time
+    const notes: string[] = [];
     if (forwards.length) {
       // An unreadable entry hides what its VM holds: rebuild it before checking against it.
-      const { unresolved } = rebuildCorrupt(ctx, () => running, runningUuids);
+      const { notes: rebuilt, unresolved } = rebuildCorrupt(ctx, () => running, runningUuids);
       const blocking = unresolved.find((u) => u.running);
       if (blocking) throw new UserError(`VM ${quoted(domain.name)}: cannot check its forwards against the other VMs: ${blocking.message}; run "virtwire reconcile" once that is fixed`);
+      notes.push(...rebuilt);
     }
     if (!planned || forwards.length === 0) {
-      // A leftover entry (e.g. a crash skipped release) must not linger.
-      return ctx.ledger.removeVm(domain.uuid) ? ['dropped a stale ledger entry'] : [];
+      // A leftover entry (e.g. a crash skipped release) must not linger, nor what it applied.
+      if (!ctx.ledger.removeVm(domain.uuid) && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
+      return [...notes, 'dropped a stale ledger entry', ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids }))];
     }
-    ctx.ledger.putVm(claim(domain, planned.plan, planned.config, {
+    const reserved = claim(domain, planned.plan, planned.config, {
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
       hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
-    }, 'reserved'));
-    return [`reserved ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`];
+    }, 'reserved');
+    ctx.ledger.putVm(reserved); // a full disk refuses here, before anything is applied
+    const applied = { ...reserved, state: 'applied' as const };
+    const mark = planned.config.firewall.mark;
+    try {
+      notes.push(...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids, include: applied })));
+      ctx.ledger.putVm(applied);
+    } catch (err) {
+      // All or nothing: the start is refused, so take back what it added.
+      ctx.ledger.removeVm(domain.uuid);
+      await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids })
+        .catch((undo: unknown) => ctx.log.error(`VM ${quoted(domain.name)} prepare: could not take back its forwards (${errorMessage(undo)}); its release or "virtwire reconcile" removes them`));
+      throw err;
+    }
+    return [`applied ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`, ...notes];
   });
 }
 
@@ -60,26 +84,6 @@ function warnIfStale(ctx: HookContext, domain: DomainInfo, plan: VmPlan): void {
   const diff = staleRecord(domain, plan);
   if (diff.length === 0) return;
   ctx.log.warn(`VM ${quoted(domain.name)}: the wiring recorded in its <metadata> is stale, the templates now give: ${diff.join('; ')}; starting with what the templates give — run "virtwire apply ${shellWord(domain.name, 'VM')}" to record it`);
-}
-
-/**
- * qemu start (before QEMU runs): apply what prepare reserved, failing closed.
- * Applied first, recorded after: a hook killed in between leaves a
- * "reserved" entry, which the aborted start's release removes.
- */
-export async function applyVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
-  if (!ctx.ledger.hasVm(domain.uuid)) return undefined;
-  const mark = loadConfig(ctx.paths.configFile).firewall.mark;
-  const running = ctx.runningUuids();
-  return withLock(ctx.ledger.lockFile, async () => {
-    ctx.log.rotate();
-    const entry = ctx.ledger.getVm(domain.uuid);
-    if (!entry) return [];
-    const applied = { ...entry, state: 'applied' as const, updatedAt: new Date().toISOString() };
-    const notes = [...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running, include: applied }))];
-    ctx.ledger.putVm(applied);
-    return notes;
-  });
 }
 
 /**
@@ -121,7 +125,7 @@ export async function rewireVm(ctx: HookContext, domain: DomainInfo): Promise<{ 
 export async function settleVm(ctx: HookContext, domain: DomainInfo, how: 'remove' | 'reconnect'): Promise<string[] | undefined> {
   // Work only for a VM with an entry, or when a corrupt file may hide one (its own, or one not yet set aside).
   const mayHide = (): boolean => ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid || !c.file.endsWith('.json.corrupt'));
-  if (!ctx.ledger.hasVm(domain.uuid) && !mayHide()) return undefined;
+  if (!ctx.ledger.hasVm(domain.uuid) && !ctx.ledger.hasTeardown(domain.uuid) && !mayHide()) return undefined;
   // On reconnect this VM's live XML is in hand: it counts as running whatever its status file says.
   const running = how === 'reconnect' ? new Set([...ctx.runningUuids(), domain.uuid]) : ctx.runningUuids();
   return withLock(ctx.ledger.lockFile, async () => {

@@ -1,5 +1,5 @@
 import { parseDomain } from '../xml/domain.js';
-import { reserveVm, applyVm, settleVm } from '../engine/lifecycle.js';
+import { prepareVm, settleVm } from '../engine/lifecycle.js';
 import { filterIncoming } from '../engine/filter.js';
 import { UserError, errorMessage, oneLine, quoted } from '../errors.js';
 import type { HookContext } from '../engine/context.js';
@@ -12,8 +12,12 @@ export interface HookResult {
   stderr?: string;
 }
 
-/** qemu operations virtwire acts on; everything else exits 0 at once without reading stdin. */
-const ACTIVE_OPS = new Set(['migrate', 'restore', 'prepare', 'start', 'stopped', 'release', 'reconnect']);
+/**
+ * qemu operations virtwire acts on; everything else exits 0 at once without
+ * reading stdin. Not `start`: prepare applies the NAT forwards, which need
+ * nothing that appears only then (bindings that set up the tap will).
+ */
+const ACTIVE_OPS = new Set(['migrate', 'restore', 'prepare', 'stopped', 'release', 'reconnect']);
 
 export function qemuOpIsActive(op: string | undefined): boolean {
   return op !== undefined && ACTIVE_OPS.has(op);
@@ -22,18 +26,19 @@ export function qemuOpIsActive(op: string | undefined): boolean {
 /**
  * `/etc/libvirt/hooks/qemu.d/virtwire NAME OP SUBOP EXTRA` with the live
  * domain XML on stdin. migrate/restore filter the incoming XML (its record),
- * prepare plans and reserves (refusing the start on a
- * conflict), start applies before QEMU runs, stopped/release remove exactly
- * the ledger's entry and never fail, reconnect converges and never fails.
+ * prepare plans, reserves and applies (refusing the start on a conflict,
+ * leaving nothing), stopped/release remove exactly the ledger's entry and
+ * never fail (the shim does that itself when the VM's teardown is
+ * prepared: hooks/qemu), reconnect converges and never fails.
  */
 export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin: () => Promise<string>): Promise<HookResult> {
   const op = argv[1];
   if (!qemuOpIsActive(op)) return { exitCode: 0 };
-  if (op === 'prepare' || op === 'start' || op === 'migrate' || op === 'restore') {
+  if (op === 'prepare' || op === 'migrate' || op === 'restore') {
     try {
       const xml = await readStdin();
       if (op === 'migrate' || op === 'restore') return filter(ctx, op, xml);
-      return op === 'prepare' ? await prepare(ctx, xml) : await start(ctx, xml);
+      return await prepare(ctx, xml);
     } catch (err) {
       const msg = err instanceof UserError ? err.message : `internal error: ${errorMessage(err)} (details in ${ctx.paths.logFile})`;
       ctx.log.error(`qemu ${op} ${quoted(argv[0] ?? '')}: ${err instanceof UserError ? msg : String((err as Error)?.stack ?? err)}`);
@@ -52,15 +57,8 @@ function filter(ctx: HookContext, op: string, xml: string): HookResult {
 
 async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {
   const domain = parseDomain(xml, 'the domain XML on stdin');
-  const notes = await reserveVm(ctx, domain);
+  const notes = await prepareVm(ctx, domain);
   if (notes?.length) ctx.log.info(`VM ${quoted(domain.name)} prepare: ${notes.join('; ')}`);
-  return { exitCode: 0 };
-}
-
-async function start(ctx: HookContext, xml: string): Promise<HookResult> {
-  const domain = parseDomain(xml, 'the domain XML on stdin');
-  const notes = await applyVm(ctx, domain);
-  if (notes) ctx.log.info(`VM ${quoted(domain.name)} start: applied; ${notes.join('; ') || 'host already up to date'}`);
   return { exitCode: 0 };
 }
 

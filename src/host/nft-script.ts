@@ -131,3 +131,46 @@ export function tableChains(): Map<string, number> {
 export function renderDeleteTable(): string {
   return `table inet ${TABLE} {}\ndelete table inet ${TABLE}\n`;
 }
+
+/** First line of a VM's teardown script: the qemu hook shim reads the UUID from it. */
+export const TEARDOWN_HEADER = '# virtwire teardown of VM';
+
+/** How many VMs' forwards put each element in each of the table's maps and sets ("map element" → count). */
+export type ElementCounts = Map<string, number>;
+
+const TEARDOWN_SETS = [4, 6].flatMap((fam) => [
+  { name: FORWARD_MAP[fam as 4 | 6], elements: (fw: readonly ResolvedForward[]) => forwardElements(fw, fam as 4 | 6).map((e) => e.split(' : ')[0] as string) },
+  { name: HAIRPIN_SET[fam as 4 | 6], elements: (fw: readonly ResolvedForward[]) => hairpinElements(fw, fam as 4 | 6) },
+]);
+
+/** The elements each VM's forwards (one list per VM) put in the table, counted across VMs. */
+export function countElements(perVm: ReadonlyArray<readonly ResolvedForward[]>): ElementCounts {
+  const counts: ElementCounts = new Map();
+  for (const fw of perVm) {
+    for (const { name, elements } of TEARDOWN_SETS) {
+      for (const e of new Set(elements(fw))) counts.set(`${name} ${e}`, (counts.get(`${name} ${e}`) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
+/**
+ * A VM's teardown: the nft script that deletes exactly the elements its
+ * forwards (`own`) add to the table, for the qemu hook shim to run from the
+ * shell at `stopped`/`release` — no Node on a destroy. `counts` covers every
+ * VM in the table, this one included: an element another VM also puts there
+ * (a hairpin pair of a guest address two entries name) must stay, so the
+ * script is not exact and undefined is returned: Node's converge does that
+ * teardown. nft deletes map elements by key; keys are unique per host (the
+ * conflict checks), which is what makes deleting them alone exact.
+ */
+export function renderTeardown(uuid: string, own: readonly ResolvedForward[], counts: ElementCounts): string | undefined {
+  const lines = [`${TEARDOWN_HEADER} ${uuid}`];
+  for (const { name, elements } of TEARDOWN_SETS) {
+    const mine = [...new Set(elements(own))];
+    if (mine.length === 0) continue;
+    if (mine.some((e) => (counts.get(`${name} ${e}`) ?? 0) > 1)) return undefined;
+    lines.push(`delete element inet ${TABLE} ${name} { ${mine.join(', ')} }`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -7,11 +7,16 @@ import { UserError } from '../errors.js';
  * says so in one line naming `what` the file is (and `df -h <mount>` on ENOSPC).
  */
 export function writeJsonAtomic(file: string, value: unknown, what: string, mount: string): void {
+  writeTextAtomic(file, `${JSON.stringify(value, null, 1)}\n`, what, mount);
+}
+
+/** writeJsonAtomic for text. */
+export function writeTextAtomic(file: string, text: string, what: string, mount: string): void {
   const dir = file.slice(0, file.lastIndexOf('/'));
   const tmp = `${file}.tmp-${process.pid}`;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    writeFileSync(tmp, `${JSON.stringify(value, null, 1)}\n`, { mode: 0o644 });
+    writeFileSync(tmp, text, { mode: 0o644 });
     const fd = openSync(tmp, 'r');
     try { fsyncSync(fd); } finally { closeSync(fd); }
     renameSync(tmp, file);

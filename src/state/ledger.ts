@@ -2,7 +2,7 @@ import { readFileSync, readdirSync, renameSync, rmSync, existsSync } from 'node:
 import { join } from 'node:path';
 import type { ResolvedForward } from '../model/forward.js';
 import type { AcceptTarget } from '../model/host.js';
-import { writeJsonAtomic } from './atomic.js';
+import { writeJsonAtomic, writeTextAtomic } from './atomic.js';
 import { UUID } from '../model/ids.js';
 
 /** 2: one record per NIC. 1 (the port-forward release): one binding per VM, forwards flat; still read. */
@@ -67,7 +67,10 @@ export interface CorruptEntry {
 
 const CORRUPT = /^([0-9a-f-]{36})\.json\.corrupt(?:-\d+)?$/;
 
-/** Files under the run dir (/run/virtwire): vms/<uuid>.json, host.json, lock. Writers hold the lock. */
+/**
+ * Files under the run dir (/run/virtwire): vms/<uuid>.json, teardown/<uuid>.nft,
+ * host.json, lock. Writers hold the lock.
+ */
 export class Ledger {
   constructor(readonly dir: string) {}
 
@@ -144,6 +147,40 @@ export class Ledger {
   /** Forgets set-aside copies for a VM once its entry is rebuilt. */
   dropCorrupt(uuid: string): void {
     for (const n of this.vmFileNames()) if (CORRUPT.exec(n)?.[1] === uuid) rmSync(join(this.vmsDir, n), { force: true });
+  }
+
+  private get teardownDir(): string {
+    return join(this.dir, 'teardown');
+  }
+
+  /**
+   * A VM's teardown script (nft-script.ts renderTeardown), which the qemu
+   * hook shim runs at stopped/release with no Node: hooks/qemu reads these
+   * paths too, keep them in step.
+   */
+  teardownFile(uuid: string): string {
+    if (!UUID.test(uuid)) throw new Error(`invalid uuid ${JSON.stringify(uuid)}`);
+    return join(this.teardownDir, `${uuid}.nft`);
+  }
+
+  hasTeardown(uuid: string): boolean {
+    return existsSync(this.teardownFile(uuid));
+  }
+
+  /** Writes (atomically, only when it changed) or, for undefined, removes a VM's teardown script. */
+  putTeardown(uuid: string, script: string | undefined): void {
+    const file = this.teardownFile(uuid);
+    if (script === undefined) { rmSync(file, { force: true }); return; }
+    let now: string | undefined;
+    try { now = readFileSync(file, 'utf8'); } catch { now = undefined; }
+    if (now !== script) writeTextAtomic(file, script, "virtwire's ledger", '/run');
+  }
+
+  /** UUIDs with a teardown script. */
+  teardownUuids(): string[] {
+    let names: string[];
+    try { names = readdirSync(this.teardownDir); } catch { return []; }
+    return names.filter((n) => n.endsWith('.nft') && UUID.test(n.slice(0, -4))).map((n) => n.slice(0, -4));
   }
 
   putVm(entry: VmEntry): void {

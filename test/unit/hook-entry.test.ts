@@ -12,10 +12,10 @@ import { tempDir, testPaths } from './helpers.js';
 
 /**
  * The hook entry points (src/hooks/qemu.ts, network.ts) go through runHook:
- * whatever throws — context, stdin, handler — only prepare/start may exit
+ * whatever throws — context, stdin, handler — only prepare, migrate and restore may exit
  * non-zero; every other operation is logged and exits 0.
  */
-describe('hook entry: nothing escapes, and only prepare/start may fail', () => {
+describe('hook entry: nothing escapes, and only prepare/migrate/restore may fail', () => {
   const noCommands: Runner = async (argv) => { throw new Error(`unexpected command ${argv.join(' ')}`); };
 
   function setup() {
@@ -49,15 +49,15 @@ describe('hook entry: nothing escapes, and only prepare/start may fail', () => {
     expect(lines).toEqual([`virtwire: internal error: stdin: EIO (details in ${paths.logFile})`]);
   });
 
-  it('a handler that throws: reconnect exits 0 (logged, one stderr line); start exits 1 with one line', async () => {
+  it('a handler that throws: reconnect exits 0 (logged, one stderr line); prepare exits 1 with one line', async () => {
     const boom = async (): Promise<never> => { throw new Error('boom\nsecond line'); };
     const a = setup();
     expect(await runHook(qemu(boom), ['vm "x"', 'reconnect', 'begin', '-'], a.deps)).toBe(0);
     expect(a.lines).toEqual(['virtwire: qemu reconnect "vm \\"x\\"": internal error: boom second line (ignored: libvirt must not see this operation fail)']);
     expect(a.log()).toMatch(/ error: qemu reconnect "vm \\"x\\"": Error: boom second line +at /);
     const b = setup();
-    expect(await runHook(qemu(boom), ['vm1', 'start', 'begin', '-'], b.deps)).toBe(1);
-    expect(b.lines).toEqual(['virtwire: qemu start "vm1": internal error: boom second line']);
+    expect(await runHook(qemu(boom), ['vm1', 'prepare', 'begin', '-'], b.deps)).toBe(1);
+    expect(b.lines).toEqual(['virtwire: qemu prepare "vm1": internal error: boom second line']);
   });
 
   it('a context that cannot be made: release exits 0 and logs through the fallback log', async () => {
@@ -75,7 +75,7 @@ describe('hook entry: nothing escapes, and only prepare/start may fail', () => {
     expect(await runHook({ ...entry, handle: handleNetworkHook }, ['default', 'updated', 'begin', '-'], deps)).toBe(0);
   });
 
-  it('prepare/start pass the handler\'s refusal through unchanged', async () => {
+  it('prepare passes the handler\'s refusal through unchanged', async () => {
     const { deps, lines } = setup();
     expect(await runHook(qemu(async () => ({ exitCode: 1, stderr: 'virtwire: VM "vm1": no' })), ['vm1', 'prepare', 'begin', '-'], deps)).toBe(1);
     expect(lines).toEqual(['virtwire: VM "vm1": no']);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderTable, forwardElements, hairpinElements } from '../../src/host/nft-script.js';
+import { renderTable, renderTeardown, countElements, forwardElements, hairpinElements } from '../../src/host/nft-script.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 import { ROOT } from './helpers.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
@@ -50,6 +50,33 @@ describe('nft table rendering', () => {
   });
 });
 
+const UUID = '6f1f6a0e-0000-4000-8000-00000000000a';
+/** SAMPLE as two VMs: the first two forwards (guest .10) and the rest (guests .11 and fd00:77::10). */
+const VM1 = SAMPLE.slice(0, 2);
+const VM2 = SAMPLE.slice(2);
+
+describe('a VM\'s teardown script (run by the qemu shim at stopped/release)', () => {
+  it('deletes exactly its map keys and hairpin pairs, per family', () => {
+    expect(renderTeardown(UUID, VM2, countElements([VM1, VM2]))).toBe([
+      `# virtwire teardown of VM ${UUID}`,
+      'delete element inet virtwire fwd4 { 0.0.0.0/0 . 192.0.2.1 . tcp . 9000, 0.0.0.0/0 . 192.0.2.1 . tcp . 9001, 0.0.0.0/0 . 192.0.2.1 . tcp . 9002 }',
+      'delete element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.11 }',
+      'delete element inet virtwire fwd6 { ::/0 . ::/0 . tcp . 8080 }',
+      'delete element inet virtwire hairpin6 { fd00:77::/64 . fd00:77::10 }',
+      '',
+    ].join('\n'));
+  });
+
+  it('a VM with nothing in the table (a reserved entry) gets the header alone', () => {
+    expect(renderTeardown(UUID, [], countElements([VM1, VM2]))).toBe(`# virtwire teardown of VM ${UUID}\n`);
+  });
+
+  it('none when another VM puts one of its elements there too: deleting it would take the other\'s', () => {
+    const twin = [{ ...VM1[0]!, host: { lo: 8090, hi: 8090 } }]; // another entry naming guest .10: the same hairpin pair
+    expect(renderTeardown(UUID, VM1, countElements([VM1, twin]))).toBeUndefined();
+  });
+});
+
 describe.skipIf(!canNetns && !mustRunEverything)('nft accepts the script (real nft, throwaway netns)', () => {
   let ns: ScratchNetns;
   beforeAll(() => { ns = new ScratchNetns(); });
@@ -61,6 +88,19 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft accepts the script (real n
     const listing = await mustRun(ns.run, ['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4']);
     expect(listing).toContain('0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80');
     expect(listing).not.toContain('5353');
+  });
+
+  it('a teardown removes exactly its VM\'s elements from the table, and fails whole once they are gone', async () => {
+    await mustRun(ns.run, ['nft', '-f', '-'], renderTable(SAMPLE, 0x10000000));
+    const script = renderTeardown(UUID, VM1, countElements([VM1, VM2])) as string;
+    await mustRun(ns.run, ['nft', '-f', '-'], script);
+    const left = await mustRun(ns.run, ['nft', 'list', 'table', 'inet', 'virtwire']);
+    expect(left).not.toContain('192.168.122.10');
+    expect(left).toContain('tcp . 9002 : 192.168.122.11 . 3002');
+    expect(left).toContain('::/0 . ::/0 . tcp . 8080 : fd00:77::10 . 80');
+    // What the shim relies on to hand a changed table to Node: nothing is half-deleted.
+    expect((await ns.run(['nft', '-f', '-'], { input: script })).exitCode).not.toBe(0);
+    expect(await mustRun(ns.run, ['nft', 'list', 'table', 'inet', 'virtwire'])).toBe(left);
   });
 
   it('an empty table is valid too', async () => {

@@ -46,26 +46,36 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
   /** libvirt's status file for a running domain (QEMU's pid: this test process, which is alive). */
   const runs = (fileName: string, xml: string) => writeFiles(join(paths.libvirtRunDir, 'qemu'), { [`${fileName.replace(/\//g, '')}.xml`]: `<domstatus state='running' pid='${process.pid}'>\n${xml}\n</domstatus>` });
   const entryFile = (uuid: string) => join(paths.runDir, 'vms', `${uuid}.json`);
+  const teardownFile = (uuid: string) => join(paths.runDir, 'teardown', `${uuid}.nft`);
   const age = (uuid: string) => writeFileSync(entryFile(uuid), JSON.stringify({ ...JSON.parse(readFileSync(entryFile(uuid), 'utf8')), updatedAt: '2000-01-01T00:00:00Z' }));
   const vmB = () => domainXml('web-b', [{ mac: '52:54:00:77:00:11' }], '', UUID_B);
   const table = async () => (await ns.run(['nft', 'list', 'table', 'inet', 'virtwire'])).stdout;
   const forwardRule = async () => (await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n').filter((l) => l.includes('virtwire'));
 
-  it('prepare reserves, start applies, stopped and release remove exactly it', async () => {
+  it('prepare reserves and applies (start does nothing), stopped removes exactly it, release finds nothing left', async () => {
     expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
-    expect(JSON.parse(readFileSync(join(paths.runDir, 'vms', `${UUID_A}.json`), 'utf8'))).toMatchObject({ name: NAME_A, state: 'reserved' });
-    expect(await table()).toBe('');
-    expect(await hook('start', vmA())).toEqual({ exitCode: 0 });
+    expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8'))).toMatchObject({ name: NAME_A, state: 'applied' });
     expect(await table()).toContain('0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80');
     expect(await forwardRule()).toHaveLength(1);
+    // The teardown the shim runs at stopped/release with no Node: exactly this VM's elements.
+    expect(readFileSync(teardownFile(UUID_A), 'utf8')).toBe([
+      `# virtwire teardown of VM ${UUID_A}`,
+      'delete element inet virtwire fwd4 { 0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080, 0.0.0.0/0 . 0.0.0.0/0 . udp . 5353 }',
+      'delete element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.10 }',
+      '',
+    ].join('\n'));
+    const before = await table();
+    expect(await hook('start', vmA())).toEqual({ exitCode: 0 });
     expect(await hook('started', '')).toEqual({ exitCode: 0 });
+    expect(await table(), 'start changes nothing').toBe(before);
     expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
     expect(await table()).toBe('');
     expect(await forwardRule()).toEqual([]);
-    expect(existsSync(join(paths.runDir, 'vms', `${UUID_A}.json`))).toBe(false);
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
+    expect(existsSync(teardownFile(UUID_A))).toBe(false);
     expect(await hook('release', vmA())).toEqual({ exitCode: 0 });
     const log = readFileSync(paths.logFile, 'utf8');
-    expect(log).toContain('prepare: reserved 2 forward(s)');
+    expect(log).toContain('prepare: applied 2 forward(s)');
     expect(log.split('\n').every((l) => l === '' || /^\d{4}-/.test(l)), 'a VM name with a newline must not forge a log line').toBe(true);
   });
 
@@ -108,7 +118,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     try {
       writeFiles(paths.runDir, { 'watch.json': JSON.stringify({ pid: watcher.pid, startedAt: 'now', connected: true }) });
       expect(await hook('prepare', xml)).toEqual({ exitCode: 0 });
-      expect(await hook('start', xml)).toEqual({ exitCode: 0 });
       expect(await table(), 'nothing applied for it yet').toBe('');
       expect(readFileSync(paths.logFile, 'utf8')).toContain(`VM "web-new" prepare: wiring pending for NIC 52:54:00:77:00:99 (no address reserved yet): it starts without those forwards, and the watcher (pid ${watcher.pid}) reserves the address and applies them live`);
       // The watcher reserved the address (libvirt's live network now has it) and rewires the running VM.
@@ -130,7 +139,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
       </vw:nic></vw:applied></vw:wiring>`;
     const xml = domainXml('web-stale', [{ mac: '52:54:00:77:00:10' }], record, UUID_A);
     expect(await hook('prepare', xml)).toEqual({ exitCode: 0 });
-    expect(await hook('start', xml)).toEqual({ exitCode: 0 });
     expect(await table()).toContain('tcp . 8080 : 192.168.122.10 . 80');
     expect(await table()).not.toContain('8081');
     const warning = readFileSync(paths.logFile, 'utf8').split('\n').find((l) => l.includes(' warning: '));
@@ -149,7 +157,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('rewireVm (apply on a running VM) moves its forwards in one step; a conflict changes nothing', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     runs(NAME_A, vmA());
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8090, guest: 80}\n' });
     const moved = await rewireVm(ctx, parseDomain(vmA()));
@@ -168,7 +175,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('a second VM claiming the same host port is refused at prepare; the first keeps its forward', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     runs(NAME_A, vmA());
     const r = await hook('prepare', vmB());
     expect(r.exitCode).toBe(1);
@@ -181,7 +187,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('an entry whose VM died without release does not block the port', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     // No status file for A: libvirt no longer runs it. Age the reservation past its grace period.
     age(UUID_A);
     expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
@@ -207,7 +212,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it("refuses a domain that copies a running VM's MAC, naming both", async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     runs(NAME_A, vmA());
     const copycat = domainXml('db-copy', [{ mac: '52:54:00:77:00:10' }], '', UUID_B);
     writeFiles(paths.templatesDir, { 'db.yaml': 'match: {domains: ["db-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 2222, guest: 22}\n' });
@@ -218,7 +222,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it("a corrupt ledger entry is never silently dropped: another VM's start rebuilds it from libvirt's status file before checking against it", async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     runs(NAME_A, vmA());
     writeFileSync(entryFile(UUID_A), '{"schema": 1, "uuid": "trunc');
     // B wants A's ports: with A's entry unreadable, only the rebuild keeps B out.
@@ -230,7 +233,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('a corrupt entry of a VM libvirt does not list is kept aside and logged; reconnect rebuilds it from the XML libvirt hands the hook', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     writeFileSync(entryFile(UUID_A), 'not json');
     expect(await handleNetworkHook(ctx, ['default', 'started', 'begin', '-'])).toEqual({ exitCode: 0 });
     expect(existsSync(entryFile(UUID_A))).toBe(false);
@@ -244,7 +246,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('reconcile rebuilds a corrupt entry of a running VM from its status file, and reports one it cannot', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     runs(NAME_A, vmA());
     writeFileSync(entryFile(UUID_A), '[]');
     writeFiles(join(paths.runDir, 'vms'), { [`${UUID_B}.json`]: 'garbage' });
@@ -264,8 +265,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     writeFiles(paths.templatesDir, Object.fromEntries(vms.map((v) => [`${v.name}.yaml`,
       `match: {domains: [${JSON.stringify(v.name)}]}\nbinding: nat\naddress: ${v.addr}\nforwards:\n  - {proto: tcp, host: ${v.port}, guest: 80}\n`])));
     const results = await Promise.all(vms.map(async (v) => {
-      const p = await hook('prepare', v.xml);
-      return p.exitCode === 0 ? (await hook('start', v.xml)).exitCode : p.exitCode;
+      return (await hook('prepare', v.xml)).exitCode;
     }));
     const t = await table();
     for (let i = 0; i < 8; i++) if (i !== 3) expect(t).toContain(`tcp . ${9100 + i} : 192.168.122.${60 + i} . 80`);
@@ -294,16 +294,26 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     }
   });
 
-  it('a start whose host apply fails leaves the entry "reserved": nothing is recorded as applied that the host does not have', async () => {
-    await hook('prepare', vmA());
-    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
-    expect((await handleQemuHook(failing, ['vm', 'start', 'begin', '-'], async () => vmA())).exitCode).toBe(1);
-    expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8')).state).toBe('reserved');
+  it('a prepare whose host apply fails refuses the start (fail closed) and takes everything back: no entry, no teardown, the other VM untouched', async () => {
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
+    expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
+    const before = await table();
+    let applies = 0;
+    // The first whole-table apply fails; the one that takes the VM back works.
+    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' && applies++ === 0 ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
+    const r = await handleQemuHook(failing, ['vm', 'prepare', 'begin', '-'], async () => vmA());
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^virtwire: internal error: nft -f - failed \(exit 1\): Error: simulated/);
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
+    expect(existsSync(teardownFile(UUID_A))).toBe(false);
+    expect(existsSync(teardownFile(UUID_B))).toBe(true);
+    expect(await table()).toBe(before);
+    expect(await hook('release', vmA())).toEqual({ exitCode: 0 });
+    expect(await table()).toBe(before);
   });
 
   it('reconnect re-asserts after libvirt put its rules back on top, and never fails', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     await mustRun(ns.run, ['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
     await mustRun(ns.run, ['nft', 'delete', 'table', 'inet', 'virtwire']);
     expect(await hook('reconnect', vmA())).toEqual({ exitCode: 0 });
@@ -315,7 +325,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('the network hook re-asserts on started/updated only', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     await mustRun(ns.run, ['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
     expect(await handleNetworkHook(ctx, ['default', 'port-created', 'begin', '-'])).toEqual({ exitCode: 0 });
     expect((await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n')[1]).not.toContain('virtwire');
@@ -325,7 +334,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('a network that is no longer NAT when it starts again takes its forwards away: withdrawn, never left open', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     const hookData = (net: string) => `<hookData>${net.replace(/^[\s\S]*?(<network>[\s\S]*<\/network>)[\s\S]*$/, '$1')}</hookData>`;
     const nat = fixture('network-default.xml');
     expect(await handleNetworkHook(ctx, ['default', 'started', 'begin', '-'], async () => hookData(nat))).toEqual({ exitCode: 0 });
@@ -347,7 +355,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('a virtwire.yaml broken while the VM runs does not leave its forwards behind at stop', async () => {
     await hook('prepare', vmA());
-    await hook('start', vmA());
     writeFileSync(paths.configFile, 'firewall: {mark: nope}\n');
     expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
     expect(await table()).toBe('');
@@ -355,15 +362,6 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(readFileSync(paths.logFile, 'utf8')).toContain('firewall.mark must be a single bit');
   });
 
-  it('a start whose apply fails aborts the start (fail closed) and release cleans up', async () => {
-    await hook('prepare', vmA());
-    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
-    const r = await handleQemuHook(failing, ['vm', 'start', 'begin', '-'], async () => vmA());
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^virtwire: internal error: nft -f - failed \(exit 1\): Error: simulated/);
-    expect(await hook('release', vmA())).toEqual({ exitCode: 0 });
-    expect(existsSync(join(paths.runDir, 'vms', `${UUID_A}.json`))).toBe(false);
-  });
 });
 
 describe('operations with nothing to do', () => {

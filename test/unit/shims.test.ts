@@ -18,7 +18,7 @@ function caseArms(shim: string): Map<string, string> {
 }
 
 describe('hook shims: kept in step with the handlers', () => {
-  it('the qemu shim lets through exactly the operations the handler acts on, and fails closed on exactly prepare/start', () => {
+  it('the qemu shim lets through exactly the operations the handler acts on, and fails closed on exactly prepare/migrate/restore', () => {
     const arms = caseArms(readFileSync(join(ROOT, 'hooks', 'qemu'), 'utf8'));
     expect([...arms.keys()].sort()).toEqual(ALL_QEMU_OPS.filter(qemuOpIsActive).sort());
     expect([...arms].filter(([, f]) => f === '1').map(([op]) => op).sort()).toEqual([...QEMU_FAIL_CLOSED_OPS].sort());
@@ -40,8 +40,11 @@ describe('hook shims when Node or the bundle cannot run', () => {
   mkdirSync(dist);
   for (const b of ['qemu-hook.mjs', 'network-hook.mjs', 'virtwire.mjs']) writeFileSync(join(dist, b), '// stand-in bundle\n');
 
+  // The shims' run dir and log, here (render.sh's defaults are the hooks' DEFAULT_PATHS: checked below).
+  const runDir = join(dir, 'run');
+  const logFile = join(dir, 'virtwire.log');
   function render(name: string, node: string, bundles = dist): string {
-    const r = spawnSync('sh', [join(ROOT, 'hooks', 'render.sh'), name, node, bundles], { encoding: 'utf8' });
+    const r = spawnSync('sh', [join(ROOT, 'hooks', 'render.sh'), name, node, bundles, runDir, logFile], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const file = join(dir, `${name}-${Math.random().toString(36).slice(2)}`);
@@ -59,17 +62,18 @@ describe('hook shims when Node or the bundle cannot run', () => {
     const r = spawnSync(shim, argv, { input: '<domain/>', encoding: 'utf8', env: { LC_ALL: 'C' }, timeout: 15_000 });
     return { status: r.status, stderr: r.stderr, stdout: r.stdout };
   };
+  const writeEntry = (uuid: string) => { mkdirSync(join(runDir, 'vms'), { recursive: true }); writeFileSync(join(runDir, 'vms', `${uuid}.json`), '{}'); };
   const qemu = (shim: string, op: string) => run(shim, 'vm1', op, op === 'release' || op === 'stopped' ? 'end' : 'begin', '-');
 
-  it('Node missing: reconnect, stopped and release exit 0 with one line; prepare and start refuse with one line', () => {
+  it('Node missing: reconnect, stopped and release exit 0 with one line; prepare, migrate and restore refuse with one line', () => {
     const shim = render('qemu', '/nonexistent/bin/node');
     const why = `virtwire: cannot run Node at /nonexistent/bin/node (missing or not executable); ${REINSTALL}`;
     for (const op of ['reconnect', 'stopped', 'release']) {
       expect(qemu(shim, op), op).toEqual({ status: 0, stdout: '', stderr: `${why} (ignored: libvirt must not see qemu ${op} fail)\n` });
     }
-    for (const op of ['prepare', 'start']) expect(qemu(shim, op), op).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
+    for (const op of ['prepare', 'migrate', 'restore']) expect(qemu(shim, op), op).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
     // Operations virtwire does not act on never look for Node.
-    expect(qemu(shim, 'started')).toEqual({ status: 0, stdout: '', stderr: '' });
+    for (const op of ['start', 'started']) expect(qemu(shim, op), op).toEqual({ status: 0, stdout: '', stderr: '' });
   });
 
   it('Node not executable counts as missing', () => {
@@ -94,12 +98,12 @@ describe('hook shims when Node or the bundle cannot run', () => {
     expect(qemu(shim, 'prepare')).toEqual({ status: 1, stdout: '', stderr: 'virtwire: VM "vm1": refused for a reason\n' });
   });
 
-  it('Node crashes (SIGSEGV): release exits 0; start fails closed with a line saying Node crashed', () => {
+  it('Node crashes (SIGSEGV): release exits 0; prepare fails closed with a line saying Node crashed', () => {
     const node = fakeNode('kill -SEGV $$');
     const shim = render('qemu', node);
     const why = `virtwire: Node at ${node} failed running ${dist}/qemu-hook.mjs (exit status 139); ${REINSTALL}`;
     expect(qemu(shim, 'release')).toEqual({ status: 0, stdout: '', stderr: `${why} (ignored: libvirt must not see qemu release fail)\n` });
-    expect(qemu(shim, 'start')).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
+    expect(qemu(shim, 'prepare')).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
   });
 
   it('a working Node gets the bundle, the argv and the XML on stdin', () => {
@@ -110,6 +114,7 @@ describe('hook shims when Node or the bundle cannot run', () => {
   });
 
   it('the network shim never fails the network', () => {
+    writeEntry('6f1f6a0e-0000-4000-8000-0000000000ee');
     const shim = render('network', '/nonexistent/node');
     expect(run(shim, 'default', 'started', 'begin', '-')).toEqual({ status: 0, stdout: '', stderr: `virtwire: cannot run Node at /nonexistent/node (missing or not executable); ${REINSTALL} (ignored: libvirt must not see network started fail)\n` });
     expect(run(render('network', fakeNode('exit 3')), 'default', 'updated', 'begin', '-').status).toBe(0);
