@@ -142,7 +142,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
     }
   }, 120_000);
 
-  it('fault: kill -9 of the start hook while it applies: the start fails, nothing is left half-applied, the next start works', async () => {
+  it('fault: kill -9 of the prepare hook while it applies: the start fails, nothing is left half-applied, the next start works', async () => {
     // An nft wrapper (PATH's /usr/local/sbin comes first for hooks) that hangs once, in the middle of the hook's apply.
     await writeFile('/usr/local/sbin/nft', '#!/bin/sh\nif [ "$1" = "-f" ] && mv /run/vw-hang-nft /run/vw-hang-nft.taken 2>/dev/null; then echo $$ > /run/vw-hang-nft.pid; exec sleep 600; fi\nexec /usr/sbin/nft "$@"\n');
     await sb.exec(['chmod', '755', '/usr/local/sbin/nft']);
@@ -160,7 +160,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
           comm=$(cat "$p/comm" 2>/dev/null) || continue
           case "$comm" in node|virtwire) ;; *) continue;; esac
           cmd=$({ tr "\\0" " " < "$p/cmdline"; } 2>/dev/null) || continue
-          case "$cmd" in *" web-2 start begin"*) kill -9 "\${p#/proc/}" && echo "\${p#/proc/}";; esac
+          case "$cmd" in *" web-2 prepare begin"*) kill -9 "\${p#/proc/}" && echo "\${p#/proc/}";; esac
         done; kill -9 "$(cat /run/vw-hang-nft.pid)" || true`);
       expect(killed.stdout.trim()).toMatch(/^\d+(\n\d+)*$/);
       expect(await starting).toMatch(/Hook script execution failed/);

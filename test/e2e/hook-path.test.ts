@@ -1,0 +1,77 @@
+// Issue 12's fast paths, proven on a real libvirtd (not timed: bench/ times
+// them): one Node run per VM start, none per destroy, none for a VM virtwire
+// holds nothing for — and the shim's teardown removes exactly what the VM's
+// start added. Node is counted by rendering the installed shims (as
+// install.sh does) with a Node that logs each run before exec'ing the real one.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODES, skipE2e, sandboxWithVirtwire, restartLibvirtd } from './support.js';
+import { Sandbox, type GuestSpec } from '../../src/demo/sandbox.js';
+import { guestLabel } from '../../src/demo/domain-xml.js';
+
+const WEB = 'match: {domains: ["web-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n  - {proto: udp, host: 5353}\n';
+const DB = 'match: {domains: ["db-*"], networks: [default]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 5432}\n';
+const WEB1: GuestSpec = { name: 'web-1', mac: '52:54:00:e8:00:10', ip: '192.168.122.10' };
+const DB1: GuestSpec = { name: 'db-1', mac: '52:54:00:e8:00:11', ip: '192.168.122.11' };
+const PLAIN: GuestSpec = { name: 'plain-1', mac: '52:54:00:e8:00:12', ip: '192.168.122.12' };
+const CALLS = '/run/vw-node-calls';
+const COUNTING_NODE = '/usr/local/lib/vw-counting-node';
+
+describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
+  let sb: Sandbox;
+  const sh = (script: string, ...args: string[]) => sb.exec(['bash', '-c', script, 'sh', ...args]);
+  /** The hook operations Node ran for since the last call ("qemu-hook web-1 prepare", …), then forgets them. */
+  const nodeRuns = async (): Promise<string[]> => {
+    const out = (await sh(`cat ${CALLS} 2>/dev/null; : > ${CALLS}`)).stdout;
+    return out.split('\n').filter(Boolean);
+  };
+  const table = async () => (await sb.exec(['nft', 'list', 'table', 'inet', 'virtwire'])).stdout;
+
+  beforeAll(async () => {
+    ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB, db: DB }));
+    // The counting Node: one line per run (the bundle's name and the hook's argv), then the real Node.
+    const node = (await sh('readlink -f "$(command -v node)"')).stdout.trim();
+    await sb.exec(['tee', COUNTING_NODE], { input: `#!/bin/sh\necho "$(basename "$1" .mjs) $2 $3" >> ${CALLS}\nexec ${node} "$@"\n` });
+    await sb.exec(['chmod', '755', COUNTING_NODE]);
+    for (const [shim, to] of [['qemu', '/etc/libvirt/hooks/qemu.d/virtwire'], ['network', '/etc/libvirt/hooks/network.d/virtwire']]) {
+      await sh('sh /usr/local/lib/virtwire/hooks/render.sh "$1" "$2" /usr/local/lib/virtwire/dist > "$3.new" && chmod 755 "$3.new" && mv -f "$3.new" "$3"', shim as string, COUNTING_NODE, to as string);
+    }
+    await sb.bootGuest(DB1);
+    await nodeRuns();
+  }, 600_000);
+
+  afterAll(async () => {
+    await sb?.stop();
+  }, 120_000);
+
+  it('a wired VM: its start runs Node once (prepare), its destroy never; the destroy takes away exactly what the start added', async () => {
+    const before = await table();
+    // The define's DHCP reservation (net-update) runs the network hook: Node re-asserts, as db-1 runs wired.
+    await sb.defineGuest(WEB1);
+    expect(await nodeRuns()).toEqual(['network-hook default updated']);
+    await sb.startGuest(WEB1.name);
+    expect(await nodeRuns()).toEqual(['qemu-hook web-1 prepare']);
+    expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
+    const uuid = (await sb.virsh('domuuid', '--domain', WEB1.name)).stdout.trim();
+    expect((await sb.exec(['head', '-1', `/run/virtwire/teardown/${uuid}.nft`])).stdout.trim()).toBe(`# virtwire teardown of VM ${uuid}`);
+    await sb.destroyGuest(WEB1.name);
+    expect(await nodeRuns(), 'stopped and release ran from the shell').toEqual([]);
+    expect(await table(), 'the table is as before the start: db-1 keeps its forward').toBe(before);
+    expect((await sb.exec(['ls', '/run/virtwire/vms', '/run/virtwire/teardown'])).stdout).not.toContain(uuid);
+    expect((await sb.exec(['tail', '-1', '/var/log/virtwire.log'])).stdout).toMatch(new RegExp(`qemu-hook-shim\\[\\d+\\] info: VM web-1 \\(${uuid}\\) (stopped|release): removed its forwards$`));
+    await expect(sb.clientHttpGet(sb.hostAddress, 8080, 2000)).rejects.toThrow();
+  }, 240_000);
+
+  it('a VM no template matches: Node once at its start (to match the templates), never at its destroy or on a daemon restart', async () => {
+    await sb.defineGuest(PLAIN);
+    await nodeRuns();
+    await sb.virsh('start', '--domain', PLAIN.name);
+    expect(await nodeRuns()).toEqual(['qemu-hook plain-1 prepare']);
+    await restartLibvirtd(sb);
+    // The reconnect of plain-1 needs no Node; db-1's does (it re-asserts its forward).
+    for (let i = 0; i < 100 && !(await sh(`grep -c reconnect ${CALLS} || true`)).stdout.startsWith('1'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await nodeRuns()).filter((l) => l.startsWith('qemu-hook'))).toEqual(['qemu-hook db-1 reconnect']);
+    await sb.destroyGuest(PLAIN.name);
+    expect(await nodeRuns()).toEqual([]);
+    expect(await table()).toContain('tcp . 5432 : 192.168.122.11 . 5432');
+  }, 240_000);
+});
