@@ -1,0 +1,162 @@
+// What libvirt's qemu hooks cost a VM's `virsh start` and `virsh destroy`,
+// measured side by side in one run on a real libvirtd with a booted guest
+// (the e2e sandbox), as issue 12 asks:
+//   - no hooks at all (the reference: 1.00),
+//   - a /bin/sh hook that does nothing (the floor any hook pays),
+//   - a one-iptables-rule-per-forward hook written for this comparison in
+//     Python, the way the popular port-forward hooks work (bench/reference-hook.py),
+//   - virtwire at 1, 50 and 200 forwards,
+// each forward checked to work before anything is timed. Rounds interleave
+// the cases (A B C … A B C …), so load from elsewhere hits every case alike.
+// Also the peak RSS of virtwire's hook processes (goal: ≤ 60 MiB).
+//
+//   npm run build && npx vite-node bench/hook-cost.ts [--rounds 10] [--trixie]
+//
+// --trixie runs libvirt 11 from the Debian 13 root (nftables backend; the
+// iptables reference needs iptables there, else that case is left out).
+import { readFileSync } from 'node:fs';
+import { sandboxWithVirtwire } from '../test/e2e/support.js';
+import type { Sandbox, GuestSpec } from '../src/demo/sandbox.js';
+import { guestLabel } from '../src/demo/domain-xml.js';
+import { median, parseArgs, printTable } from './lib.js';
+
+const args = parseArgs(process.argv.slice(2), { rounds: 10, trixie: false });
+const VM: GuestSpec = { name: 'bench-1', mac: '52:54:00:be:00:10', ip: '192.168.122.10' };
+const FIRST_PORT = 20000;
+const QEMU_D = '/etc/libvirt/hooks/qemu.d';
+const REFERENCE_HOOK = readFileSync(new URL('reference-hook.py', import.meta.url), 'utf8');
+
+interface Case {
+  name: string;
+  /** Puts this case's hooks in place (the others' gone). */
+  setup: (sb: Sandbox) => Promise<void>;
+  /** Forwards that must answer before timing: host ports. */
+  check: number[];
+}
+
+/** N forwards host FIRST_PORT+i → guest 80 (the guest's web server answers on every one). */
+const ports = (n: number): number[] => Array.from({ length: n }, (_, i) => FIRST_PORT + i);
+
+function virtwireTemplate(n: number): string {
+  return `match: {domains: [${JSON.stringify(VM.name)}], networks: [default]}\nbinding: nat\nforwards:\n${ports(n).map((p) => `  - {proto: tcp, host: ${p}, guest: 80}\n`).join('')}`;
+}
+
+const sh = (sb: Sandbox, script: string, ...a: string[]) => sb.exec(['bash', '-c', script, 'bench', ...a]);
+
+/** libvirt learns of added or removed hook scripts on SIGHUP (LIBVIRT-NOTES.md). */
+async function useHooks(sb: Sandbox, files: Record<string, string>): Promise<void> {
+  await sh(sb, `rm -f ${QEMU_D}/* /etc/libvirt/hooks/network.d/* /etc/virtwire/templates/*.yaml`);
+  for (const [path, text] of Object.entries(files)) {
+    await sb.exec(['tee', path], { input: text });
+    if (!path.endsWith('.yaml') && !path.endsWith('.json')) await sb.exec(['chmod', '755', path]);
+  }
+  await sh(sb, 'kill -HUP "$(cat /run/libvirtd.pid)"; sleep 0.5');
+}
+
+/** The installed virtwire shims (kept aside at start) put back, with this template. */
+function virtwireCase(n: number): Case {
+  return {
+    name: `virtwire, ${n} forward${n === 1 ? '' : 's'}`,
+    setup: async (sb) => {
+      await useHooks(sb, { '/etc/virtwire/templates/bench.yaml': virtwireTemplate(n) });
+      await sh(sb, `cp -a /root/vw-shims/qemu ${QEMU_D}/virtwire && cp -a /root/vw-shims/network /etc/libvirt/hooks/network.d/virtwire && kill -HUP "$(cat /run/libvirtd.pid)" && sleep 0.5`);
+    },
+    check: [FIRST_PORT, FIRST_PORT + n - 1],
+  };
+}
+
+function referenceCase(n: number): Case {
+  return {
+    name: `reference: iptables rule per forward, ${n} forward${n === 1 ? '' : 's'}`,
+    setup: (sb) => useHooks(sb, {
+      [`${QEMU_D}/reference`]: REFERENCE_HOOK,
+      '/etc/vw-reference-forwards.json': JSON.stringify({ [VM.name]: { guest: VM.ip, forwards: ports(n).map((p) => ({ proto: 'tcp', host: p, guest: 80 })) } }),
+    }),
+    check: [FIRST_PORT, FIRST_PORT + n - 1],
+  };
+}
+
+/** Times one `virsh start` and one `virsh destroy` inside the sandbox (no nsenter in the figure). */
+async function startStop(sb: Sandbox): Promise<{ start: number; destroy: number }> {
+  const out = (await sh(sb, `set -e
+    t0=$(date +%s%N); virsh -q -c qemu:///system start "$1" >/dev/null; t1=$(date +%s%N)
+    sleep 0.3
+    t2=$(date +%s%N); virsh -q -c qemu:///system destroy "$1" >/dev/null; t3=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000 )) $(( (t3 - t2) / 1000 ))`, VM.name)).stdout.trim().split(' ').map(Number);
+  return { start: (out[0] as number) / 1000, destroy: (out[1] as number) / 1000 };
+}
+
+async function checkForwards(sb: Sandbox, c: Case): Promise<void> {
+  await sb.startGuest(VM.name);
+  try {
+    for (const p of c.check) {
+      const body = (await sb.clientHttpGet(sb.hostAddress, p)).trim();
+      if (body !== `virtwire-guest ${guestLabel(VM.name)}`) throw new Error(`${c.name}: host port ${p} did not reach the guest (got ${JSON.stringify(body)})`);
+    }
+  } finally {
+    await sb.destroyGuest(VM.name);
+  }
+}
+
+/** Peak RSS (KiB) of each Node run of virtwire's hooks during one start + destroy (a Python wrapper reads the child's getrusage). */
+async function hookPeakRss(sb: Sandbox, n: number): Promise<number[]> {
+  const node = (await sh(sb, 'readlink -f "$(command -v node)"')).stdout.trim();
+  const wrapper = `#!/usr/bin/python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(node)}] + sys.argv[1:])\nopen('/run/vw-rss', 'a').write(f"{sys.argv[2]} {sys.argv[3]} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")\nsys.exit(r.returncode)\n`;
+  await sb.exec(['tee', '/root/vw-rss-node'], { input: wrapper });
+  await sb.exec(['chmod', '755', '/root/vw-rss-node']);
+  await virtwireCase(n).setup(sb);
+  await sh(sb, `rm -f /run/vw-rss; sh /usr/local/lib/virtwire/hooks/render.sh qemu /root/vw-rss-node /usr/local/lib/virtwire/dist > ${QEMU_D}/virtwire`);
+  await startStop(sb);
+  const lines = (await sh(sb, 'cat /run/vw-rss 2>/dev/null || true')).stdout.trim().split('\n').filter(Boolean);
+  return lines.map((l) => Number(l.split(' ')[2]));
+}
+
+async function main(): Promise<void> {
+  const { sb } = await sandboxWithVirtwire(args.trixie);
+  try {
+    const haveIptables = (await sh(sb, 'command -v iptables >/dev/null && echo yes || echo no')).stdout.trim() === 'yes';
+    await sh(sb, `mkdir -p /root/vw-shims && cp -a ${QEMU_D}/virtwire /root/vw-shims/qemu && cp -a /etc/libvirt/hooks/network.d/virtwire /root/vw-shims/network`);
+    const cases: Case[] = [
+      { name: 'no hooks', setup: (s) => useHooks(s, {}), check: [] },
+      { name: 'a /bin/sh hook that does nothing', setup: (s) => useHooks(s, { [`${QEMU_D}/noop`]: '#!/bin/sh\nexit 0\n' }), check: [] },
+      ...(haveIptables ? [referenceCase(1), referenceCase(200)] : []),
+      virtwireCase(1), virtwireCase(50), virtwireCase(200),
+    ];
+    await sb.defineGuest(VM);
+    // Not timed: every case's forwards answer (and the guest boots at all).
+    for (const c of cases) {
+      await c.setup(sb);
+      await checkForwards(sb, c);
+      process.stderr.write(`checked: ${c.name}\n`);
+    }
+    const times = cases.map(() => ({ start: [] as number[], destroy: [] as number[] }));
+    for (let r = 0; r < args.rounds; r++) {
+      for (const [i, c] of cases.entries()) {
+        await c.setup(sb);
+        const t = await startStop(sb);
+        times[i]?.start.push(t.start);
+        times[i]?.destroy.push(t.destroy);
+      }
+      process.stderr.write(`round ${r + 1}/${args.rounds}\n`);
+    }
+    const rss = [...(await hookPeakRss(sb, 1)), ...(await hookPeakRss(sb, 200))];
+    const base = { start: median(times[0]?.start ?? []), destroy: median(times[0]?.destroy ?? []) };
+    const libvirt = (await sb.exec(['virsh', '-c', 'qemu:///system', 'version'])).stdout.match(/libvirt ([\d.]+)/)?.[1] ?? '?';
+    console.log(`virsh start / virsh destroy of a booted TCG guest, libvirt ${libvirt} (${args.trixie ? 'Debian 13 root' : 'Debian 12'}), medians of ${args.rounds}, cases interleaved`);
+    printTable(['hooks installed', 'start ms', 'x', 'destroy ms', 'x'], cases.map((c, i) => {
+      const s = median(times[i]?.start ?? []);
+      const d = median(times[i]?.destroy ?? []);
+      return [c.name, s.toFixed(0), (s / base.start).toFixed(2), d.toFixed(0), (d / base.destroy).toFixed(2)];
+    }));
+    console.log(`virtwire hook peak RSS: ${rss.length} Node run(s) per start+destroy at 1 and 200 forwards, max ${(Math.max(...rss) / 1024).toFixed(1)} MiB (goal ≤ 60 MiB)`);
+    const worst = cases.slice(-3).flatMap((_, j) => {
+      const i = cases.length - 3 + j;
+      return [median(times[i]?.start ?? []) / base.start, median(times[i]?.destroy ?? []) / base.destroy];
+    });
+    console.log(`verdict: virtwire's worst ratio ${Math.max(...worst).toFixed(2)} (goal ≤ 1.10)`);
+  } finally {
+    await sb.stop();
+  }
+}
+
+await main();
