@@ -58,6 +58,31 @@ export function makeContext(paths: Paths, run: Runner, probes: HostProbes, tag: 
 }
 
 /**
+ * The context for one operation (a hook run, one apply of the watcher):
+ * each network's status file read and parsed once, however many NICs,
+ * forwards and checks ask for it — with 200 forwards the re-reads were most
+ * of a start. Not for longer: a long-lived caller (the watcher) takes a new
+ * one per operation, so it never plans from a network that changed since.
+ */
+export function forOneOperation(ctx: HookContext): HookContext {
+  const networks = new Map<string, NetworkInfo | undefined>();
+  const leases = new Map<string, Lease[]>();
+  const network = (name: string): NetworkInfo | undefined => {
+    if (!networks.has(name)) networks.set(name, ctx.network(name));
+    return networks.get(name);
+  };
+  return {
+    ...ctx,
+    network,
+    leases: (name) => {
+      let l = leases.get(name);
+      if (!l) leases.set(name, (l = readLeases(ctx.paths.libvirtLibDir, network(name)?.bridge)));
+      return l;
+    },
+  };
+}
+
+/**
  * Reads the allocation store once, on first use (it is replaced atomically:
  * no lock). An unreadable store refuses what needs it, with the fix.
  */

@@ -13,7 +13,7 @@ import { BINDINGS } from '../bindings/registry.js';
 import { describeForward } from '../plan/describe.js';
 import { converge } from './converge.js';
 import { planVm, claim, rebuildCorrupt } from './reserve.js';
-import { markForCleanup, recoverLedger, type HookContext } from './context.js';
+import { forOneOperation, markForCleanup, recoverLedger, type HookContext } from './context.js';
 import { staleRecord } from './record.js';
 import type { VmPlan } from '../plan/types.js';
 import { UserError, errorMessage, quoted, shellWord } from '../errors.js';
@@ -27,7 +27,8 @@ import { UserError, errorMessage, quoted, shellWord } from '../errors.js';
  * written in between (converge), so a hook killed at any point leaves what
  * the aborted start's stopped/release remove. Undefined: nothing concerns it.
  */
-export async function prepareVm(ctx: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
+export async function prepareVm(context: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
+  const ctx = forOneOperation(context);
   const watcher = (): ReturnType<typeof readWatchState> => readWatchState(ctx.paths.runDir);
   const planned = planVm(domain, ctx, { watcherRuns: () => watcher() !== undefined });
   if (planned) warnIfStale(ctx, domain, planned.plan);
@@ -92,7 +93,8 @@ function warnIfStale(ctx: HookContext, domain: DomainInfo, plan: VmPlan): void {
  * table replaced at once, so its forwards move with no gap and a refusal
  * changes nothing. `domain` is its live XML.
  */
-export async function rewireVm(ctx: HookContext, domain: DomainInfo): Promise<{ moved: string[]; notes: string[] }> {
+export async function rewireVm(context: HookContext, domain: DomainInfo): Promise<{ moved: string[]; notes: string[] }> {
+  const ctx = forOneOperation(context);
   const planned = planVm(domain, ctx);
   const forwards = planned?.plan.forwards ?? [];
   const { domains: running, uuids } = ctx.running();
@@ -122,7 +124,8 @@ export async function rewireVm(ctx: HookContext, domain: DomainInfo): Promise<{ 
  * reconnect also rebuilds the VM's entry if it was found corrupt, from the
  * live XML the hook holds. Undefined: nothing to do for this VM.
  */
-export async function settleVm(ctx: HookContext, domain: DomainInfo, how: 'remove' | 'reconnect'): Promise<string[] | undefined> {
+export async function settleVm(context: HookContext, domain: DomainInfo, how: 'remove' | 'reconnect'): Promise<string[] | undefined> {
+  const ctx = forOneOperation(context);
   // Work only for a VM with an entry, or when a corrupt file may hide one (its own, or one not yet set aside).
   const mayHide = (): boolean => ctx.ledger.readVms().corrupt.some((c) => c.uuid === domain.uuid || !c.file.endsWith('.json.corrupt'));
   if (!ctx.ledger.hasVm(domain.uuid) && !ctx.ledger.hasTeardown(domain.uuid) && !mayHide()) return undefined;
@@ -141,7 +144,8 @@ export async function settleVm(ctx: HookContext, domain: DomainInfo, how: 'remov
  * rules on top of virtwire's, so re-assert; NICs whose binding no longer
  * fits the network lose what it gave them. Undefined: nothing applied.
  */
-export async function reassertNetwork(ctx: HookContext, net: NetworkInfo | undefined): Promise<string[] | undefined> {
+export async function reassertNetwork(context: HookContext, net: NetworkInfo | undefined): Promise<string[] | undefined> {
+  const ctx = forOneOperation(context);
   const { entries, corrupt } = ctx.ledger.readVms();
   // A corrupt entry may hide applied forwards: rebuild what can be, report the rest.
   if (!entries.some((e) => e.state === 'applied') && corrupt.every((c) => c.file.endsWith('.json.corrupt'))) return undefined;
@@ -179,7 +183,8 @@ function withdrawUnfit(ctx: HookContext, net: NetworkInfo): string[] {
  * longer run are dropped; a corrupt entry of a running VM is rebuilt from
  * the live XML in libvirt's status file. `unresolved`: what is left to fix.
  */
-export async function reconcile(ctx: HookContext): Promise<{ notes: string[]; unresolved: string[] }> {
+export async function reconcile(context: HookContext): Promise<{ notes: string[]; unresolved: string[] }> {
+  const ctx = forOneOperation(context);
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate();
     const notes: string[] = [];

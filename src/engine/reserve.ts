@@ -2,6 +2,7 @@
 // rebuild on reconnect, and `virtwire reconcile`: one code path.
 import type { DomainInfo, DomainNic } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
+import { join } from 'node:path';
 import { loadTemplates } from '../policy/load.js';
 import { loadConfig, type GlobalConfig } from '../policy/config.js';
 import { resolveForwards } from './wiring.js';
@@ -39,11 +40,11 @@ export interface PlanOptions {
  * the VM (no template, no metadata): the caller has nothing to do.
  */
 export function planVm(domain: DomainInfo, src: PlanSources, opts: PlanOptions = {}): { plan: VmPlan; config: GlobalConfig; pending: string[] } | undefined {
-  const templates = loadTemplates(src.paths.templatesDir, BINDINGS);
+  const templates = loadTemplates(src.paths.templatesDir, BINDINGS, join(src.paths.runDir, 'templates.cache.json'));
   const concerned = templates.templates.length + templates.broken.length > 0
     || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
   if (!concerned) return undefined;
-  const config = loadConfig(src.paths.configFile);
+  const config = loadConfig(src.paths.configFile, join(src.paths.runDir, 'config.cache.json'));
   const pending = new Set<string>();
   // A domain defined and started at once (virt-install, virt-manager's "Begin Installation") races
   // the watcher: with it running, a NIC not reserved yet starts without its forwards, which the

@@ -2,6 +2,7 @@ import { YamlFile, didYouMean, kindOf, formatProblem } from './yaml-doc.js';
 import { formatRange, parsePortRange, rangeInside, type PortRange } from '../model/ports.js';
 import type { Node } from 'yaml';
 import { UserError } from '../errors.js';
+import { ParseCache } from './parse-cache.js';
 import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
 import { quote } from '../model/show.js';
 
@@ -126,8 +127,8 @@ function clipRange(r: PortRange, within: readonly PortRange[]): PortRange[] {
   return within.map((w) => ({ lo: Math.max(r.lo, w.lo), hi: Math.min(r.hi, w.hi) })).filter((c) => c.lo <= c.hi);
 }
 
-/** Loads the global config; an absent file means the defaults. */
-export function loadConfig(file: string): GlobalConfig {
+/** Loads the global config; an absent file means the defaults. `cacheFile`: keep its parse there between runs (parse-cache.ts). */
+export function loadConfig(file: string, cacheFile?: string): GlobalConfig {
   let text: string;
   try {
     text = readTrustedFile(file, MAX_POLICY_FILE_BYTES);
@@ -135,5 +136,10 @@ export function loadConfig(file: string): GlobalConfig {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(DEFAULT_CONFIG);
     throw err;
   }
-  return parseConfig(file, text);
+  if (!cacheFile) return parseConfig(file, text);
+  // A broken file throws here, and nothing is cached for it.
+  const cache = new ParseCache(cacheFile);
+  const config = cache.get('config', file, text, () => parseConfig(file, text));
+  cache.save();
+  return config;
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseTemplate, type Template, type BindingCatalog } from './template.js';
 import { readTrustedFile, MAX_POLICY_FILE_BYTES } from './trust.js';
 import { errorMessage } from '../errors.js';
+import { ParseCache } from './parse-cache.js';
 import type { Problem } from './yaml-doc.js';
 
 /** A template file that failed validation; `domains`/`optIn` are set when that part was still readable. */
@@ -19,8 +20,12 @@ export interface TemplateSet {
   broken: BrokenTemplate[];
 }
 
-/** Loads every *.yaml / *.yml in `dir` (sorted by name). A missing directory is an empty set. */
-export function loadTemplates(dir: string, bindings: BindingCatalog): TemplateSet {
+/**
+ * Loads every *.yaml / *.yml in `dir` (sorted by name). A missing directory
+ * is an empty set. `cacheFile`: keep the parses there between runs (the
+ * hooks; see parse-cache.ts).
+ */
+export function loadTemplates(dir: string, bindings: BindingCatalog, cacheFile?: string): TemplateSet {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n) && !n.startsWith('.')).sort();
@@ -29,6 +34,7 @@ export function loadTemplates(dir: string, bindings: BindingCatalog): TemplateSe
     throw err;
   }
   const set: TemplateSet = { templates: [], broken: [] };
+  const cache = new ParseCache(cacheFile);
   for (const n of names) {
     const file = join(dir, n);
     const name = n.replace(/\.ya?ml$/, '');
@@ -41,7 +47,7 @@ export function loadTemplates(dir: string, bindings: BindingCatalog): TemplateSe
       set.broken.push({ name, file, problems: [{ file, line: 1, column: 1, message: errorMessage(err) }] });
       continue;
     }
-    const r = parseTemplate(file, text, bindings);
+    const r = cache.get('template', file, text, () => parseTemplate(file, text, bindings));
     if (r.template) set.templates.push(r.template);
     else set.broken.push({ name, file, problems: r.problems, domains: r.domains, optIn: r.optIn });
   }
@@ -55,5 +61,6 @@ export function loadTemplates(dir: string, bindings: BindingCatalog): TemplateSe
     seen.set(t.name, t.file);
   }
   set.templates = set.templates.filter((t) => !set.broken.some((b) => b.file === t.file));
+  cache.save();
   return set;
 }

@@ -7,7 +7,7 @@ import { readFileSync, renameSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PortRange } from '../model/ports.js';
 import { MAC, UUID } from '../model/ids.js';
-import { writeJsonAtomic } from './atomic.js';
+import { writeJsonAtomic } from '../atomic.js';
 
 export const ALLOCATIONS_SCHEMA = 1;
 

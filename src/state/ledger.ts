@@ -2,7 +2,7 @@ import { readFileSync, readdirSync, renameSync, rmSync, existsSync } from 'node:
 import { join } from 'node:path';
 import type { ResolvedForward } from '../model/forward.js';
 import type { AcceptTarget } from '../model/host.js';
-import { writeJsonAtomic, writeTextAtomic } from './atomic.js';
+import { writeJsonAtomic, writeTextAtomic } from '../atomic.js';
 import { UUID } from '../model/ids.js';
 
 /** 2: one record per NIC. 1 (the port-forward release): one binding per VM, forwards flat; still read. */

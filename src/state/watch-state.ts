@@ -2,7 +2,7 @@
 // it is connected to libvirt, and when it last reconciled everything.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeJsonAtomic } from './atomic.js';
+import { writeJsonAtomic } from '../atomic.js';
 
 export interface WatchState {
   pid: number;

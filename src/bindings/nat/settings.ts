@@ -42,10 +42,14 @@ export interface AutoPortsSpec {
 export interface NatSettings {
   address: { 4?: string; 6?: string };
   forwards: ForwardSpec[];
-  /** Where each forward was written, for problems found once all are read. */
-  forwardNodes: Node[];
+  /**
+   * Where each forward was written, for problems found once all are read;
+   * parse-time only: dropped by finishNatSettings, so a parsed template is
+   * plain data (the hooks keep it as JSON: policy/parse-cache.ts).
+   */
+  forwardNodes?: Node[];
   autoPorts: AutoPortsSpec[];
-  autoNodes: Node[];
+  autoNodes?: Node[];
 }
 
 export const NAT_KEYS = ['address', 'forwards'] as const;
@@ -71,21 +75,23 @@ export function readNatKey(y: YamlFile, key: string, value: Node | null, into: N
     const items = value && isBlock(y, value) ? [value] : y.items(value, 'forwards');
     for (const item of items) {
       const f = isBlock(y, item) ? readBlock(y, item) : readForward(y, item, 'forwards[]', true);
-      if (f && 'key' in f) { into.autoPorts.push(f); into.autoNodes.push(item); } else if (f) { into.forwards.push(f); into.forwardNodes.push(item); }
+      if (f && 'key' in f) { into.autoPorts.push(f); into.autoNodes?.push(item); } else if (f) { into.forwards.push(f); into.forwardNodes?.push(item); }
     }
   }
 }
 
 /** Checks that need every key read. */
 export function finishNatSettings(y: YamlFile, s: NatSettings): void {
-  checkForwardOverlaps(y, s.forwards, s.forwardNodes);
+  checkForwardOverlaps(y, s.forwards, s.forwardNodes ?? []);
   s.autoPorts.forEach((a, i) => {
     const first = s.autoPorts.findIndex((b) => b.key === a.key);
     if (first === i) return;
-    y.report(s.autoNodes[i], a.key === 'block'
+    y.report(s.autoNodes?.[i] ?? null, a.key === 'block'
       ? `a second port block; a template has at most one (the first is at ${(s.autoPorts[first] as AutoPortsSpec).origin}): merge their guest ports into one block`
       : `a second host: auto forward for ${a.key.slice('auto:'.length).replace(':', ' ')} (the first is at ${(s.autoPorts[first] as AutoPortsSpec).origin}); remove one`);
   });
+  delete s.forwardNodes;
+  delete s.autoNodes;
 }
 
 function isBlock(y: YamlFile, node: Node): boolean {

@@ -1,5 +1,7 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import { UserError } from '../errors.js';
+import { UserError } from './errors.js';
+
+// Files replaced whole: the ledger, the allocation store, the watcher's state, caches.
 
 /**
  * Write to a temp file, fsync, rename: readers see the old or the new file,

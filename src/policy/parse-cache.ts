@@ -1,0 +1,75 @@
+// Parsed templates, kept between hook runs. Parsing YAML is most of what a
+// VM's `prepare` costs (a 200-forward template: ~100 ms of the ~350); the
+// parse of a file is a pure function of its path and bytes, so it is reused
+// while those stay the same. Trust is never cached: every file is still
+// opened and checked (owner, mode, directories) and read each time; only
+// the parse of bytes seen before is skipped.
+import { createHash } from 'node:crypto';
+import { readTrustedFile } from './trust.js';
+import { writeTextAtomic } from '../atomic.js';
+import { BUILD } from '../version.js';
+
+/** Entries are JSON: what is cached must survive encode/decode (test/unit/parse-cache.test.ts). */
+type Entries = Record<string, unknown>;
+
+/** JSON with BigInt (parsed CIDRs hold their bounds as BigInt) as {"$bigint": "digits"}. */
+export function encode(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v));
+}
+
+export function decode(text: string): unknown {
+  return JSON.parse(text, (_k, v: unknown) => {
+    const b = (v as { $bigint?: unknown } | null)?.$bigint;
+    return typeof b === 'string' && /^-?\d+$/.test(b) && Object.keys(v as object).length === 1 ? BigInt(b) : v;
+  });
+}
+
+export class ParseCache {
+  private readonly before: Entries;
+  private readonly used: Entries = {};
+  private hits = 0;
+
+  /** `file`: where the cache lives (root's run dir); undefined: no cache, every parse is done. */
+  constructor(private readonly file: string | undefined) {
+    this.before = file ? readEntries(file) : {};
+  }
+
+  /** The parse of `text` (read from `path`) — cached, or `parse()` now. */
+  get<T>(kind: string, path: string, text: string, parse: () => T): T {
+    const key = createHash('sha256').update(`${BUILD}\0${kind}\0${path}\0${text}`).digest('hex');
+    if (key in this.before) {
+      this.hits++;
+      this.used[key] = this.before[key];
+      return this.before[key] as T;
+    }
+    const value = parse();
+    this.used[key] = value;
+    return value;
+  }
+
+  /**
+   * Keeps exactly the entries this run used (a removed or edited file's old
+   * parse goes), written only when that differs from what was read. A cache
+   * that cannot be written is no error: the next run parses again.
+   */
+  save(): void {
+    if (!this.file) return;
+    const keys = Object.keys(this.used);
+    if (this.hits === keys.length && keys.length === Object.keys(this.before).length) return;
+    try {
+      writeTextAtomic(this.file, encode(this.used), "virtwire's parse cache", '/run');
+    } catch {
+      // a cache
+    }
+  }
+}
+
+/** The cache's entries, or none when it is absent, unreadable, or not root's alone to write (readTrustedFile). */
+function readEntries(file: string): Entries {
+  try {
+    const v = decode(readTrustedFile(file, 16 * 1024 * 1024));
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Entries) : {};
+  } catch {
+    return {};
+  }
+}
