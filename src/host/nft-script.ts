@@ -57,11 +57,14 @@ export function forwardElements(forwards: readonly ResolvedForward[], family: 4 
  * widest is kept, as nft refuses overlapping elements.
  */
 export function hairpinElements(forwards: readonly ResolvedForward[], family: 4 | 6): string[] {
+  // Each distinct (guest, subnet) once: a VM's forwards mostly share both.
+  const pairs = new Set<string>();
+  for (const f of forwards) if (f.family === family) pairs.add(`${f.guestAddr}\0${f.guestSubnet}`);
   const subnets = new Map<string, Cidr[]>();
-  for (const f of forwards) {
-    if (f.family !== family) continue;
-    const guest = addr(f.guestAddr, family);
-    subnets.set(guest, [...(subnets.get(guest) ?? []), cidr(f.guestSubnet, family)]);
+  for (const p of pairs) {
+    const [g, c] = p.split('\0') as [string, string];
+    const guest = addr(g, family);
+    subnets.set(guest, [...(subnets.get(guest) ?? []), cidr(c, family)]);
   }
   return [...subnets].flatMap(([guest, cs]) => minimalCidrs(cs).map((c) => `${c.text} . ${guest}`)).sort();
 }
