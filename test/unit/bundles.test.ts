@@ -68,6 +68,14 @@ describe('bundle boundaries (esbuild metafile)', () => {
   });
 });
 
+describe('the hooks carry only what a hook run needs (issue 12)', () => {
+  it.each(Object.keys(HOOK_BUNDLES))('%s holds no execa (the hooks spawn with node:child_process) and nothing of the CLI', { timeout: 120_000 }, (bundle) => {
+    const inputs = Object.keys(metafile().outputs[bundle]?.inputs ?? {});
+    expect(inputs.length).toBeGreaterThan(10);
+    expect(inputs.filter((p) => p.includes('node_modules/execa/') || p.startsWith('src/cli/'))).toEqual([]);
+  });
+});
+
 describe('the demo is its own bundle', () => {
   it.each(['dist/virtwire.mjs', 'dist/qemu-hook.mjs', 'dist/network-hook.mjs'])('%s includes nothing from src/demo/ (the sandbox)', { timeout: 120_000 }, (out) => {
     const o = metafile().outputs[out];
