@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { forwardElements } from '../../src/host/nft-script.js';
 import {
-  MEASURED_PORT, benchForwards, forwardPorts, iptablesRules, median, pairedRatio, parseArgs, roundOrder,
+  MEASURED_PORT, benchForwards, forwardPorts, iptablesRules, median, medianInterval, pairedRatios, parseArgs, roundOrder,
 } from '../../bench/forward-path.js';
 
 const path = { routerAddr: '198.51.100.65', serverAddr: '203.0.113.66', serverSubnet: '203.0.113.64/26' };
@@ -34,9 +34,12 @@ describe('forward-path bench', () => {
   it('reduces rounds by median, and the 1000/1 ratio round by round', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);
-    // A busy second round halves both cases: the paired ratio stays 0.9.
-    expect(pairedRatio([100, 50, 100], [90, 45, 90])).toBeCloseTo(0.9);
-    expect(() => pairedRatio([1], [1, 2])).toThrow();
+    // A busy second round halves both cases: each paired ratio stays 0.9.
+    expect(pairedRatios([100, 50, 100], [90, 45, 90]).map((r) => r.toFixed(2))).toEqual(['0.90', '0.90', '0.90']);
+    expect(() => pairedRatios([1], [1, 2])).toThrow();
+    // 100 values 1..100: the median's interval is the ranks 50 ∓ 9.8, i.e. 41 and 60.
+    expect(medianInterval(Array.from({ length: 100 }, (_, i) => 100 - i))).toEqual([41, 60]);
+    expect(medianInterval([5])).toEqual([5, 5]);
   });
 
   it('parses its options and refuses nonsense', () => {
