@@ -34,10 +34,10 @@ describe('parseLiveTable', () => {
   it('writes nft JSON elements in nft-script syntax, a single-address prefix as the bare address', () => {
     const t = parseLiveTable(JSON.stringify({ nftables: [
       { metainfo: {} },
-      { map: { name: 'fwd4', type: ['ipv4_addr', 'ipv4_addr', 'inet_proto', 'inet_service'], elem: [
-        [{ concat: [{ prefix: { addr: '0.0.0.0', len: 0 } }, '192.0.2.1', 'tcp', 8080] }, { concat: ['192.168.122.10', 80] }],
+      { map: { name: 'fwd4', type: ['inet_service', 'inet_proto', 'ipv4_addr', 'ipv4_addr'], elem: [
+        [{ concat: [8080, 'tcp', '192.0.2.1', { prefix: { addr: '0.0.0.0', len: 0 } }] }, { concat: ['192.168.122.10', 80] }],
         // nft 1.1 (Debian 13) lists the protocol as its number.
-        [{ concat: [{ prefix: { addr: '0.0.0.0', len: 0 } }, '192.0.2.1', 17, 53] }, { concat: ['192.168.122.10', 53] }],
+        [{ concat: [53, 17, '192.0.2.1', { prefix: { addr: '0.0.0.0', len: 0 } }] }, { concat: ['192.168.122.10', 53] }],
       ] } },
       { set: { name: 'hairpin4', type: ['ipv4_addr', 'ipv4_addr'], elem: [{ concat: [{ prefix: { addr: '192.168.122.0', len: 24 } }, '192.168.122.10'] }, { elem: { val: { range: ['10.0.0.1', '10.0.0.9'] }, counter: {} } }] } },
       { set: { name: 'hairpin6' } },
@@ -45,7 +45,7 @@ describe('parseLiveTable', () => {
       { rule: { chain: 'prerouting' } },
       { chain: { name: 'output' } },
     ] }));
-    expect([...t.elements.get('fwd4')!]).toEqual(['0.0.0.0/0 . 192.0.2.1 . tcp . 8080 : 192.168.122.10 . 80', '0.0.0.0/0 . 192.0.2.1 . udp . 53 : 192.168.122.10 . 53']);
+    expect([...t.elements.get('fwd4')!]).toEqual(['8080 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.10 . 80', '53 . udp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.10 . 53']);
     expect([...t.elements.get('hairpin4')!]).toEqual(['192.168.122.0/24 . 192.168.122.10', '10.0.0.1-10.0.0.9']);
     expect(t.elements.get('hairpin6')!.size).toBe(0);
     expect([...t.chains]).toEqual([['prerouting', 1], ['output', 0]]);
@@ -79,8 +79,8 @@ describe.skipIf(!canNetns && !mustRunEverything)('host against ledger, on real n
   });
 
   it('an element deleted by hand is named, with its forward and NIC', async () => {
-    await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'fwd4', '{ 0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80 }']);
-    await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'fwd4', '{ 192.0.2.7/32 . 0.0.0.0/0 . udp . 5001 : 192.168.122.10 . 5001 }']);
+    await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'fwd4', '{ 8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80 }']);
+    await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'fwd4', '{ 5001 . udp . 0.0.0.0/0 . 192.0.2.7/32 : 192.168.122.10 . 5001 }']);
     expect(await status()).toEqual({ state: 'not matching', problems: [
       `${WHO} NIC ${MAC}: forward tcp *:8080 -> 192.168.122.10:80 is missing from nft map fwd4; run "virtwire reconcile"`,
       `${WHO} NIC ${MAC}: forward udp *:5000-5001 -> 192.168.122.10:5000-5001 from 10.0.0.0/8,192.0.2.7/32 is missing from nft map fwd4 (1 of its 4 elements); run "virtwire reconcile"`,
@@ -91,14 +91,14 @@ describe.skipIf(!canNetns && !mustRunEverything)('host against ledger, on real n
 
   it('a hairpin pair deleted, and an element added by hand, are named', async () => {
     await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'hairpin6', '{ fd00:77::/64 . fd00:77::10 }']);
-    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'fwd4', '{ 0.0.0.0/0 . 0.0.0.0/0 . tcp . 9999 : 192.168.122.10 . 22 }']);
-    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'fwd4', '{ 0.0.0.0/0 . 0.0.0.0/0 . tcp . 9998 : 192.168.122.99 . 22 }']);
+    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'fwd4', '{ 9999 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 22 }']);
+    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'fwd4', '{ 9998 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.99 . 22 }']);
     expect((await status()).problems).toEqual([
       `${WHO}: hairpin pair fd00:77::/64 . fd00:77::10 is missing from nft set hairpin6 (neighbour guests get no reply through its host ports); run "virtwire reconcile"`,
-      `${WHO}: nft map fwd4 holds 0.0.0.0/0 . 0.0.0.0/0 . tcp . 9999 : 192.168.122.10 . 22, which its ledger entry does not have; run "virtwire reconcile"`,
+      `${WHO}: nft map fwd4 holds 9999 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 22, which its ledger entry does not have; run "virtwire reconcile"`,
     ]);
     expect(strayElements(await readHostView(ns.run, ledger, configFile))).toEqual([
-      'nft map fwd4 holds 0.0.0.0/0 . 0.0.0.0/0 . tcp . 9998 : 192.168.122.99 . 22, which no ledger entry has (left behind, or added by hand); run "virtwire reconcile"',
+      'nft map fwd4 holds 9998 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.99 . 22, which no ledger entry has (left behind, or added by hand); run "virtwire reconcile"',
     ]);
   });
 

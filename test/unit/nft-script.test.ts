@@ -28,12 +28,12 @@ describe('nft table rendering', () => {
 
   it('expands a remapped range port by port and one element per source', () => {
     expect(forwardElements(SAMPLE, 4)).toEqual([
-      '0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80',
-      '198.51.100.0/24 . 0.0.0.0/0 . udp . 5353 : 192.168.122.10 . 5353',
-      '203.0.113.0/25 . 0.0.0.0/0 . udp . 5353 : 192.168.122.10 . 5353',
-      '0.0.0.0/0 . 192.0.2.1 . tcp . 9000 : 192.168.122.11 . 3000',
-      '0.0.0.0/0 . 192.0.2.1 . tcp . 9001 : 192.168.122.11 . 3001',
-      '0.0.0.0/0 . 192.0.2.1 . tcp . 9002 : 192.168.122.11 . 3002',
+      '8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80',
+      '5353 . udp . 0.0.0.0/0 . 198.51.100.0/24 : 192.168.122.10 . 5353',
+      '5353 . udp . 0.0.0.0/0 . 203.0.113.0/25 : 192.168.122.10 . 5353',
+      '9000 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3000',
+      '9001 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3001',
+      '9002 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3002',
     ]);
   });
 
@@ -59,9 +59,9 @@ describe('a VM\'s teardown script (run by the qemu shim at stopped/release)', ()
   it('deletes exactly its map keys and hairpin pairs, per family', () => {
     expect(renderTeardown(UUID, VM2, countElements([VM1, VM2]))).toBe([
       `# virtwire teardown of VM ${UUID}`,
-      'delete element inet virtwire fwd4 { 0.0.0.0/0 . 192.0.2.1 . tcp . 9000, 0.0.0.0/0 . 192.0.2.1 . tcp . 9001, 0.0.0.0/0 . 192.0.2.1 . tcp . 9002 }',
+      'delete element inet virtwire fwd4 { 9000 . tcp . 192.0.2.1 . 0.0.0.0/0, 9001 . tcp . 192.0.2.1 . 0.0.0.0/0, 9002 . tcp . 192.0.2.1 . 0.0.0.0/0 }',
       'delete element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.11 }',
-      'delete element inet virtwire fwd6 { ::/0 . ::/0 . tcp . 8080 }',
+      'delete element inet virtwire fwd6 { 8080 . tcp . ::/0 . ::/0 }',
       'delete element inet virtwire hairpin6 { fd00:77::/64 . fd00:77::10 }',
       '',
     ].join('\n'));
@@ -86,7 +86,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft accepts the script (real n
     await mustRun(ns.run, ['nft', '-f', '-'], renderTable(SAMPLE, 0x10000000));
     await mustRun(ns.run, ['nft', '-f', '-'], renderTable(SAMPLE.slice(0, 1), 0x10000000));
     const listing = await mustRun(ns.run, ['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4']);
-    expect(listing).toContain('0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080 : 192.168.122.10 . 80');
+    expect(listing).toContain('8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80');
     expect(listing).not.toContain('5353');
   });
 
@@ -96,8 +96,8 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft accepts the script (real n
     await mustRun(ns.run, ['nft', '-f', '-'], script);
     const left = await mustRun(ns.run, ['nft', 'list', 'table', 'inet', 'virtwire']);
     expect(left).not.toContain('192.168.122.10');
-    expect(left).toContain('tcp . 9002 : 192.168.122.11 . 3002');
-    expect(left).toContain('::/0 . ::/0 . tcp . 8080 : fd00:77::10 . 80');
+    expect(left).toContain('9002 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3002');
+    expect(left).toContain('8080 . tcp . ::/0 . ::/0 : fd00:77::10 . 80');
     // What the shim relies on to hand a changed table to Node: nothing is half-deleted.
     expect((await ns.run(['nft', '-f', '-'], { input: script })).exitCode).not.toBe(0);
     expect(await mustRun(ns.run, ['nft', 'list', 'table', 'inet', 'virtwire'])).toBe(left);

@@ -82,7 +82,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu shim: stopped/release wit
     expect(hook('vm-a', UUID_A, 'stopped')).toEqual({ status: 0, stderr: '' });
     expect(await map()).not.toContain('8080');
     expect(await map()).not.toContain('8081');
-    expect(await map()).toContain('0.0.0.0/0 . 0.0.0.0/0 . tcp . 9090 : 192.168.122.11 . 80');
+    expect(await map()).toContain('9090 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.11 . 80');
     expect(await hairpins()).not.toContain('192.168.122.10');
     expect(await hairpins()).toContain('192.168.122.0/24 . 192.168.122.11');
     expect([existsSync(entry(UUID_A)), existsSync(teardown(UUID_A))]).toEqual([false, false]);
@@ -121,7 +121,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu shim: stopped/release wit
     writeFileSync(teardown(UUID_B), readFileSync(teardown(UUID_B), 'utf8').replace(UUID_B, UUID_C));
     expect(hook('vm-b', UUID_B, 'release').status).toBe(0);
     expect(nodeRuns()).toContain(' vm-b release end - ');
-    expect(await map()).toContain('tcp . 9090');
+    expect(await map()).toContain('9090 . tcp');
   });
 
   it('waits for the ledger lock another virtwire process holds, then tears down', async () => {
