@@ -9,6 +9,9 @@ import { readTrustedFile } from './trust.js';
 import { writeTextAtomic } from '../atomic.js';
 import { BUILD } from '../version.js';
 
+/** Bounds the file: a few hundred KiB at most for templates of a few KiB. */
+const MAX_ENTRIES = 64;
+
 /** Entries are JSON: what is cached must survive encode/decode (test/unit/parse-cache.test.ts). */
 type Entries = Record<string, unknown>;
 
@@ -48,16 +51,22 @@ export class ParseCache {
   }
 
   /**
-   * Keeps exactly the entries this run used (a removed or edited file's old
-   * parse goes), written only when that differs from what was read. A cache
-   * that cannot be written is no error: the next run parses again.
+   * Keeps the entries this run used, then the most recent others up to
+   * MAX_ENTRIES (a template switched back and forth, as in an edit and its
+   * undo, is parsed once) — written only when that differs from what was
+   * read. A cache that cannot be written is no error: the next run parses again.
    */
   save(): void {
     if (!this.file) return;
-    const keys = Object.keys(this.used);
-    if (this.hits === keys.length && keys.length === Object.keys(this.before).length) return;
+    const used = Object.keys(this.used);
+    if (this.hits === used.length && used.every((k, i) => Object.keys(this.before)[i] === k)) return;
+    const kept: Entries = { ...this.used };
+    for (const [k, v] of Object.entries(this.before)) {
+      if (Object.keys(kept).length >= MAX_ENTRIES) break;
+      if (!(k in kept)) kept[k] = v;
+    }
     try {
-      writeTextAtomic(this.file, encode(this.used), "virtwire's parse cache", '/run');
+      writeTextAtomic(this.file, encode(kept), "virtwire's parse cache", '/run');
     } catch {
       // a cache
     }

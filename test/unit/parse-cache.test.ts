@@ -24,7 +24,7 @@ describe('parse cache (hooks keep parsed templates and virtwire.yaml between run
     expect(decode(encode(parsed))).toEqual(parsed);
   });
 
-  it('reuses a parse while path and bytes are the same, parses again when the bytes change, and keeps only what the last run used', () => {
+  it('reuses a parse while path and bytes are the same, parses again when the bytes change, keeps what was used recently, bounded', () => {
     const dir = tempDir();
     const templates = join(dir, 'templates');
     const cache = join(dir, 'run', 'templates.cache.json');
@@ -44,10 +44,22 @@ describe('parse cache (hooks keep parsed templates and virtwire.yaml between run
     writeFiles(templates, { 'web.yaml': WEB.replace('8080', '80800') });
     const edited = loadTemplates(templates, BINDINGS, cache);
     expect(edited.broken.map((b) => b.problems[0]?.message)).toEqual(['host: a port is 1-65535, found 80800']);
+    // The edit undone: its first parse is still there (recent entries are kept, up to a bound).
     writeFiles(templates, { 'web.yaml': WEB });
-    loadTemplates(templates, BINDINGS, cache);
-    writeFileSync(join(templates, 'db.yaml'), '');
-    expect(Object.keys(JSON.parse(readFileSync(cache, 'utf8')))).toHaveLength(2);
+    const undone = new ParseCache(cache);
+    undone.get('template', join(templates, 'web.yaml'), WEB, () => { parses++; return undefined; });
+    expect(parses).toBe(0);
+    const keys = Object.keys(JSON.parse(readFileSync(cache, 'utf8')));
+    expect(keys).toHaveLength(3);
+    // Bounded: entries past the bound go, oldest first; this run's stay.
+    const many = new ParseCache(cache);
+    for (let i = 0; i < 70; i++) many.get('template', '/x.yaml', String(i), () => i);
+    many.save();
+    expect(Object.keys(JSON.parse(readFileSync(cache, 'utf8')))).toHaveLength(70);
+    const next = new ParseCache(cache);
+    next.get('template', '/x.yaml', 'new', () => 0);
+    next.save();
+    expect(Object.keys(JSON.parse(readFileSync(cache, 'utf8')))).toHaveLength(64);
   });
 
   it('a cache file that is not root\'s alone to write, or not JSON, is ignored: everything is parsed', () => {
