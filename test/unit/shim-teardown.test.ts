@@ -92,6 +92,16 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu shim: stopped/release wit
     expect(nodeRuns()).toBe('');
   });
 
+  it('an entry with nothing in the table (reserved: a start that never got to apply) is dropped from the shell too', async () => {
+    const before = await map();
+    writeFileSync(entry(UUID_C), '{}');
+    writeFileSync(teardown(UUID_C), renderTeardown(UUID_C, [], countElements([FW_A, FW_B])) as string);
+    expect(hook('vm-c', UUID_C, 'release')).toEqual({ status: 0, stderr: '' });
+    expect([existsSync(entry(UUID_C)), existsSync(teardown(UUID_C))]).toEqual([false, false]);
+    expect(await map()).toBe(before);
+    expect(nodeRuns()).toBe('');
+  });
+
   it('a VM virtwire holds nothing for: stopped, release and reconnect exit 0 with no Node', () => {
     for (const op of ['stopped', 'release', 'reconnect']) expect(hook('vm-c', UUID_C, op), op).toEqual({ status: 0, stderr: '' });
     expect(nodeRuns()).toBe('');
