@@ -179,7 +179,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await sb.startGuest('old-1');
     expect((await sb.clientHttpGet(sb.hostAddress, 8083)).trim()).toBe(`virtwire-guest ${guestLabel('old-1')}`);
     const log = (await sb.exec(['cat', '/var/log/virtwire.log'])).stdout.split('\n').filter((l) => l.includes('"old-1"'));
-    expect(log.some((l) => l.includes('prepare: reserved 1 forward(s)')), log.join('\n')).toBe(true);
+    expect(log.some((l) => l.includes('prepare: applied 1 forward(s)')), log.join('\n')).toBe(true);
     expect(log.filter((l) => / (warning|error): /.test(l))).toEqual([]);
     await sb.virsh('destroy', '--domain', 'old-1');
   }, 300_000);

@@ -131,7 +131,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
     expect(await get(sb.hostAddress, 8081)).toBe(`virtwire-guest ${GUEST.name}`);
     expect(await get(sb.hostAddress6, 8081)).toMatch(/^failed: /);
     const fwd6 = (await sb.exec(['nft', 'list', 'map', 'inet', 'virtwire', 'fwd6'])).stdout;
-    expect(fwd6).toContain(' 8080 : fd00:77::10 . 80');
+    expect(fwd6).toContain('8080 . tcp . ::/0 . ::/0 : fd00:77::10 . 80');
     expect(fwd6).not.toContain('8081');
     recordFigure('hostile traffic', 'an IPv6 client against a forward whose `from:` names only IPv4', mode);
   }, 60_000);
