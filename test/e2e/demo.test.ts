@@ -23,6 +23,7 @@ describe.runIf(RUN)('virtwire demo, from an installed virtwire', () => {
     expect(r.stdout).not.toContain('building');
     expect(r.stdout).toMatch(/client 192\.0\.2\.2 -> http:\/\/192\.0\.2\.1:8080\/ answered: "virtwire-guest web-demo"/);
     expect(r.stdout).toMatch(/udp 192\.0\.2\.1:5353 answered: "udp-pong web-demo"/);
+    expect(r.stdout).toContain('after stop: no forward left in the table');
     expect(r.stdout).toContain('no virtwire table left');
     // The demo's own namespaces are gone.
     expect((await sb.exec(['ip', 'netns', 'list'])).stdout.trim()).toBe('');
