@@ -25,11 +25,15 @@ import type { Paths } from '../paths.js';
 export class HeldReservations {
   networks: NetworkReader;
   store: HeldStore = {};
-  readonly config: GlobalConfig;
+  private loaded: GlobalConfig | undefined;
 
   constructor(private readonly client: LibvirtClient, private readonly paths: Paths) {
     this.networks = new NetworkReader(client, paths);
-    this.config = loadConfig(paths.configFile);
+  }
+
+  /** virtwire.yaml, read at the first VM that needs it (a bad file is that VM's error, and the next one's). */
+  get config(): GlobalConfig {
+    return (this.loaded ??= loadConfig(this.paths.configFile));
   }
 
   /** After a VM failed: what was noted for it may not be in libvirt; read again. */
@@ -57,13 +61,16 @@ export async function underReservationLock<T>(
   const lockFile = new Ledger(paths.runDir).reserveLockFile;
   let i = 0;
   while (i < items.length) {
+    let locked = false;
     try {
       await withLock(lockFile, async () => {
+        locked = true;
         const held = new HeldReservations(client, paths);
         const until = Date.now() + holdMs;
         do await each(items[i++] as T, held); while (i < items.length && Date.now() < until);
       });
     } catch (err) {
+      if (locked) throw err;
       lockFailed(items[i] as T, err);
       i++;
     }
