@@ -7,7 +7,7 @@ import type { DomainInfo } from '../xml/domain.js';
 import { parseNetwork } from '../xml/network.js';
 import { dhcpIpv4, dhcpIpv6 } from '../plan/allocate.js';
 import type { TemplateSet } from '../policy/load.js';
-import { loadConfig } from '../policy/config.js';
+import { loadConfig, type GlobalConfig } from '../policy/config.js';
 import { planPorts, portChangeText, type PortPlan } from '../engine/allocations.js';
 import type { Reservation } from '../engine/reservations.js';
 import { AllocationStore, emptyAllocations, own, type Allocations, type MadeReservation } from '../state/allocations.js';
@@ -18,6 +18,15 @@ import { errorMessage, quoted } from '../errors.js';
 import type { Paths } from '../paths.js';
 
 const warnLine = (line: string): void => { process.stderr.write(`virtwire: ${line}\n`); };
+
+/**
+ * The allocation store as one holder of the reservation lock last read or
+ * wrote it: the VMs of one `apply` run that share a hold of the lock read
+ * the file once, not once per VM (nobody else writes it meanwhile).
+ */
+export interface HeldStore {
+  data?: Allocations;
+}
 
 /**
  * One VM's host ports at define time. apply: decide() under the reservation
@@ -34,33 +43,36 @@ export class PortStep {
   constructor(
     private readonly paths: Paths,
     private readonly templates: TemplateSet,
-    private readonly opts: { preview?: boolean; warn?: (line: string) => void } = {},
+    private readonly opts: { preview?: boolean; warn?: (line: string) => void; held?: HeldStore; config?: GlobalConfig } = {},
   ) {
     this.store = new AllocationStore(paths.stateDir);
   }
 
   /** This VM's ports, from the store and the other VMs' forwards applied now. Passes `needs.reservations` through. Throws UserError. */
   decide(needs: { domain: DomainInfo; reservations: Reservation[] }): Reservation[] {
-    const warn = this.opts.warn ?? warnLine;
-    if (!this.opts.preview || !this.data) {
-      if (this.opts.preview) {
-        const r = this.store.read();
-        if (r.kind === 'corrupt') warn(`${this.store.file} is unreadable (${r.reason}); apply will set it aside and allocate afresh`);
-        this.data = r.kind === 'ok' ? r.data : emptyAllocations();
-      } else {
-        const r = this.store.readForUpdate();
-        if (r.setAside) warn(r.setAside);
-        this.data = r.data;
-      }
-    }
+    if (!this.opts.preview || !this.data) this.data = this.opts.held?.data ?? this.readStore();
     const { domain } = needs;
     this.domain = domain;
     this.plan = planPorts({
-      domain, templates: this.templates, config: () => loadConfig(this.paths.configFile), configFile: this.paths.configFile,
+      domain, templates: this.templates, config: () => this.opts.config ?? loadConfig(this.paths.configFile), configFile: this.paths.configFile,
       store: this.data, applied: appliedPorts(this.paths, domain.uuid),
     });
     if (this.opts.preview) this.data = withVm(this.data, domain, this.plan, []);
     return needs.reservations;
+  }
+
+  /** The store from its file: a writer sets an unreadable one aside (and says so), a preview reads around it. */
+  private readStore(): Allocations {
+    const warn = this.opts.warn ?? warnLine;
+    if (this.opts.preview) {
+      const r = this.store.read();
+      if (r.kind === 'corrupt') warn(`${this.store.file} is unreadable (${r.reason}); apply will set it aside and allocate afresh`);
+      return r.kind === 'ok' ? r.data : emptyAllocations();
+    }
+    const r = this.store.readForUpdate();
+    if (r.setAside) warn(r.setAside);
+    this.hold(r.data);
+    return r.data;
   }
 
   /** The ports this VM's NIC holds under `key` once applied. */
@@ -80,8 +92,14 @@ export class PortStep {
     if (!data || !domain || !plan || this.opts.preview) throw new Error('PortStep.commit before decide (or in preview)');
     const before = own(data.vms, domain.uuid);
     if (!this.changed && done.length === 0 && (!before || before.name === domain.name)) return undefined;
-    this.store.write(withVm(data, domain, plan, done));
-    return () => this.store.write(data);
+    const after = withVm(data, domain, plan, done);
+    this.store.write(after);
+    this.hold(after);
+    return () => { this.store.write(data); this.hold(data); };
+  }
+
+  private hold(data: Allocations): void {
+    if (this.opts.held) this.opts.held.data = data;
   }
 
   /** For the VM's line: what changed ("allocated host ports …"). */
@@ -109,7 +127,7 @@ function appliedPorts(paths: Paths, self: string): PortRange[] {
 }
 
 /** The libvirt calls a release makes (a fake stands in for it in tests). */
-export type ReleaseClient = Pick<LibvirtClient, 'listDomains' | 'listNetworks' | 'networkXml' | 'updateDhcpHost'>;
+export type ReleaseClient = Pick<LibvirtClient, 'listDomainUuids' | 'listNetworks' | 'networkXml' | 'updateDhcpHost'>;
 
 /**
  * Under the reservation lock: for every domain in the store that libvirt no
@@ -123,7 +141,7 @@ export async function releaseGone(client: ReleaseClient, paths: Paths, out: (s: 
   return withLock(new Ledger(paths.runDir).reserveLockFile, async () => {
     const { data, setAside } = store.readForUpdate();
     if (setAside) warnLine(setAside);
-    const defined = new Set((await client.listDomains()).map((d) => d.uuid));
+    const defined = new Set(await client.listDomainUuids());
     const networks = await client.listNetworks();
     let ok = true;
     for (const [uuid, vm] of Object.entries(data.vms)) {

@@ -132,19 +132,28 @@ export function reserveLocked(
   commit?: (done: Reservation[]) => void | (() => void),
   then?: (made: Reservation[]) => Promise<void>,
 ): Promise<Reservation[]> {
-  return withLock(lockFile, async () => {
-    const rs = await needs();
-    const done: Reservation[] = [];
-    let undo: (() => void) | undefined;
-    try {
-      for (const r of rs) { await add(r); done.push(r); }
-      undo = commit?.(done) ?? undefined;
-      await then?.(rs);
-    } catch (err) {
-      undo?.();
-      for (const r of done.reverse()) await remove?.(r).catch(() => undefined);
-      throw err;
-    }
-    return rs;
-  });
+  return withLock(lockFile, () => reserveSteps(needs, add, remove, commit, then));
+}
+
+/** reserveLocked's steps, for a caller that holds the reservation lock already (apply of many VMs). */
+export async function reserveSteps(
+  needs: () => Promise<Reservation[]>,
+  add: (r: Reservation) => Promise<void>,
+  remove?: (r: Reservation) => Promise<void>,
+  commit?: (done: Reservation[]) => void | (() => void),
+  then?: (made: Reservation[]) => Promise<void>,
+): Promise<Reservation[]> {
+  const rs = await needs();
+  const done: Reservation[] = [];
+  let undo: (() => void) | undefined;
+  try {
+    for (const r of rs) { await add(r); done.push(r); }
+    undo = commit?.(done) ?? undefined;
+    await then?.(rs);
+  } catch (err) {
+    undo?.();
+    for (const r of done.reverse()) await remove?.(r).catch(() => undefined);
+    throw err;
+  }
+  return rs;
 }

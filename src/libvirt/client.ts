@@ -167,6 +167,11 @@ export class LibvirtClient {
     return out;
   }
 
+  /** The UUIDs of every domain (running or not): one `list --all --uuid`, no name per domain. */
+  async listDomainUuids(): Promise<string[]> {
+    return uuidLines(await this.virsh.run(['list', '--uuid', '--all'], RO), ['list', '--all']);
+  }
+
   /** The domain with this UUID, or undefined. */
   async getDomain(uuid: string): Promise<Domain | undefined> {
     const u = uuidArg(uuid, 'dominfo');

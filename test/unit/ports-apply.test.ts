@@ -114,7 +114,7 @@ describe('release of domains libvirt no longer defines', () => {
     });
     const calls: string[] = [];
     const client: ReleaseClient = {
-      listDomains: async () => [{ uuid: uuid(2), name: 'kept', state: 'shut off', persistent: true }],
+      listDomainUuids: async () => [uuid(2)],
       listNetworks: async () => [{ uuid: NET, name: 'default', active: true, persistent: true }],
       networkXml: async (_u, o = {}) => (o.inactive
         ? netXml([host(mac(1), '192.168.122.2'), host(mac(2), '192.168.122.3'), host(mac(3), '192.168.122.40'), host(mac(5), '192.168.122.5'), host(mac(9), '192.168.122.9')])
@@ -147,7 +147,7 @@ describe('release of domains libvirt no longer defines', () => {
     const xml = netXml([host(mac(1), '192.168.122.2')]).replace('</network>', `${v6(`<host id='${duid}' name='gone-6' ip='fd00:77::2'/><host id='00:03:00:01:${mac(2)}' name='renamed' ip='fd00:77::3'/>`)}</network>`);
     const calls: string[] = [];
     const client: ReleaseClient = {
-      listDomains: async () => [],
+      listDomainUuids: async () => [],
       listNetworks: async () => [{ uuid: NET, name: 'default', active: true, persistent: true }],
       networkXml: async () => xml,
       updateDhcpHost: async (_u, command, h, o) => { calls.push(`${command} ${JSON.stringify(h)} live=${o?.live} config=${o?.config} parent=${o?.parentIndex}`); },
@@ -164,7 +164,7 @@ describe('release of domains libvirt no longer defines', () => {
     const store = new AllocationStore(paths.stateDir);
     store.write({ schema: 1, vms: { [uuid(1)]: { name: 'gone-1', nics: {}, updatedAt: '', reservations: [{ network: 'default', mac: mac(1), ip: '192.168.122.2' }] } } });
     const client: ReleaseClient = {
-      listDomains: async () => [],
+      listDomainUuids: async () => [],
       listNetworks: async () => [{ uuid: NET, name: 'default', active: true, persistent: true }],
       networkXml: async () => netXml([host(mac(1), '192.168.122.2')]),
       updateDhcpHost: async () => { throw new Error('net-update: operation failed'); },

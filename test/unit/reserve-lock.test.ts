@@ -3,10 +3,13 @@
 // the network kept in a file (the fake store: read XML, add a <host>),
 // each pausing between its decision and its write.
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, ROOT } from './helpers.js';
+import { tempDir, testPaths, ROOT } from './helpers.js';
+import { Ledger } from '../../src/state/ledger.js';
+import type { LibvirtClient } from '../../src/libvirt/client.js';
+import type { TemplateSet } from '../../src/policy/load.js';
 import { recordFigure } from '../support/figures.js';
 import { parseNetwork } from '../../src/xml/network.js';
 
@@ -101,5 +104,40 @@ describe('what apply asks libvirt for, per family', () => {
       [uuid, 'add', { mac, ip: '192.168.122.2' }, { live: true, config: false, parentIndex: undefined }],
       [uuid, 'delete', { id: `00:03:00:01:${mac}`, name: 'vm-1', ip: 'fd00:77::2' }, { live: true, config: false, parentIndex: 1 }],
     ]);
+  });
+});
+
+describe('apply of many VMs: one hold of the reservation lock for many', () => {
+  const lockHeld = (file: string): boolean => spawnSync('flock', ['--nonblock', file, 'true']).status !== 0;
+
+  it('the VMs of one hold run under the lock and share what was read under it; each new hold reads afresh', async () => {
+    const { underReservationLock } = await import('../../src/cli/apply-domain.js');
+    const paths = testPaths(tempDir());
+    const lock = new Ledger(paths.runDir).reserveLockFile;
+    const client = {} as LibvirtClient;
+    const seen: Array<{ held: unknown; locked: boolean }> = [];
+    const each = async (_i: number, held: unknown) => { seen.push({ held, locked: lockHeld(lock) }); };
+    const noLock = (i: number) => { throw new Error(`VM ${i} got no lock`); };
+    await underReservationLock(client, paths, [1, 2, 3, 4, 5], each, noLock, 60_000);
+    expect(seen.every((s) => s.locked)).toBe(true);
+    expect(new Set(seen.map((s) => s.held)).size).toBe(1);
+    expect(lockHeld(lock)).toBe(false);
+
+    seen.length = 0;
+    await underReservationLock(client, paths, [1, 2, 3], each, noLock, 0);
+    expect(new Set(seen.map((s) => s.held)).size).toBe(3);
+  });
+
+  it('a VM that fails makes the next one of the hold read the networks and the store afresh', async () => {
+    const { HeldReservations, applyDomainHeld } = await import('../../src/cli/apply-domain.js');
+    const paths = testPaths(tempDir());
+    const client = { domainXml: async () => { throw new Error('no domain with UUID …'); } } as unknown as LibvirtClient;
+    const held = new HeldReservations(client, paths);
+    const [networks, store] = [held.networks, held.store];
+    const d = { uuid: '6f1f6a0e-0000-4000-8000-000000000001', name: 'vm-1', state: 'shut off' as const, persistent: true };
+    const ctx = () => { throw new Error('not for a shut-off VM'); };
+    await expect(applyDomainHeld(client, paths, ctx, { templates: [], broken: [] } as unknown as TemplateSet, d, held)).rejects.toThrow('no domain with UUID');
+    expect(held.networks).not.toBe(networks);
+    expect(held.store).not.toBe(store);
   });
 });

@@ -141,6 +141,28 @@ describe('the watcher: events and template edits → applies, releases, reconcil
     expect(actions).toEqual([]);
   });
 
+  it('what it remembers per domain stays bounded by what libvirt defines: 200 domains defined and undefined in bursts leave the two that remain', async () => {
+    const lines = readFileSync(join(DATA, 'libvirt9-domain.txt'), 'utf8').split('\n').filter((l) => l.includes("'burst-"));
+    const defined = lines.filter((l) => l.endsWith('Defined Added'));
+    const removed = lines.filter((l) => l.endsWith('Undefined Removed'));
+    const seen = Reflect.get(watcher, 'seen') as Map<string, string>;
+    let n = 100;
+    for (let round = 0; round < 40; round++) {
+      const burst = defined.map(() => ({ ...dom(0), uuid: `6f1f6a0e-0000-4000-8000-${String(n).padStart(12, '0')}`, name: `vm-${n++}` }));
+      libvirt.domains.push(...burst);
+      const before = libvirt.listCalls;
+      domainStream().stdout(`${defined.join('\n')}\n`);
+      await until('the defined applied', () => libvirt.listCalls > before && actions.length >= 5);
+      expect(seen.size).toBe(2 + burst.length);
+      libvirt.domains = libvirt.domains.slice(0, 2);
+      actions.length = 0;
+      domainStream().stdout(`${removed.join('\n')}\n`);
+      await until('the release', () => actions.includes('release'));
+      actions.length = 0;
+    }
+    expect([...seen.keys()]).toEqual([dom(1).uuid, dom(2).uuid]);
+  });
+
   it('a network event reconciles the host', async () => {
     actions.length = 0;
     const net = [...spawned].reverse().find((p) => p.argv.includes('net-event')) as FakeProcess;

@@ -5,7 +5,7 @@ import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { localUri, SELECT_HELP, SELECT_OPTIONS, selectDomains, templatesOf } from '../reservations.js';
 import { releaseGone } from '../allocations.js';
-import { applyDomain } from '../apply-domain.js';
+import { applyDomainHeld, underReservationLock } from '../apply-domain.js';
 
 /**
  * "[12/500] web-12" on stderr, rewritten in place, when stderr is a terminal
@@ -57,20 +57,20 @@ and exits 1 if any did. "virtwire plan" shows the same without changing anything
       let failed = false;
       const selected = await selectDomains(client, args, values.all === true);
       const progress = progressLine(selected.length);
-      for (const [i, s] of selected.entries()) {
-        const vm = `VM ${quoted(s.name)}`;
+      const out = (line: string): void => { progress.clear(); write(line); };
+      const error = (name: string, why: string): void => { out(`VM ${quoted(name)}: error: ${why}\n`); failed = true; };
+      // Many VMs share each hold of the reservation lock (one read of the networks and the store).
+      await underReservationLock(client, paths, [...selected.entries()], async ([i, s], held) => {
+        if ('error' in s) { error(s.name, s.error); return; }
         progress.show(i, s.name);
-        const out = (line: string): void => { progress.clear(); write(line); };
-        if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
-          const changes = await applyDomain(client, paths, context, templates, s.domain);
-          out(`${vm}: ${changes.length ? `changed (${changes.join('; ')})` : 'unchanged'}\n`);
-          if (changes.length) context().log.info(`apply ${vm}: ${changes.join('; ')}`);
+          const changes = await applyDomainHeld(client, paths, context, templates, s.domain, held);
+          out(`VM ${quoted(s.name)}: ${changes.length ? `changed (${changes.join('; ')})` : 'unchanged'}\n`);
+          if (changes.length) context().log.info(`apply VM ${quoted(s.name)}: ${changes.join('; ')}`);
         } catch (err) {
-          out(`${vm}: error: ${errorMessage(err)}\n`);
-          failed = true;
+          error(s.name, errorMessage(err));
         }
-      }
+      }, ([, s], err) => error(s.name, errorMessage(err)));
       progress.clear();
       // Domains libvirt no longer defines give back their host ports and reservations.
       if (values.all === true && !await releaseGone(client, paths, write)) failed = true;
