@@ -124,15 +124,8 @@ export function templatesOf(paths: Paths): TemplateSet {
  * gets all of it or none: a failure anywhere undoes the commit and takes
  * back the reservations made.
  */
-export function reserveLocked(
-  lockFile: string,
-  needs: () => Promise<Reservation[]>,
-  add: (r: Reservation) => Promise<void>,
-  remove?: (r: Reservation) => Promise<void>,
-  commit?: (done: Reservation[]) => void | (() => void),
-  then?: (made: Reservation[]) => Promise<void>,
-): Promise<Reservation[]> {
-  return withLock(lockFile, () => reserveSteps(needs, add, remove, commit, then));
+export function reserveLocked(lockFile: string, ...steps: Parameters<typeof reserveSteps>): Promise<Reservation[]> {
+  return withLock(lockFile, () => reserveSteps(...steps));
 }
 
 /** reserveLocked's steps, for a caller that holds the reservation lock already (apply of many VMs). */
