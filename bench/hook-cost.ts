@@ -101,7 +101,7 @@ async function checkForwards(sb: Sandbox, c: Case): Promise<void> {
 /** Peak RSS (KiB) of each Node run of virtwire's hooks during one start + destroy (a Python wrapper reads the child's getrusage). */
 async function hookPeakRss(sb: Sandbox, n: number): Promise<number[]> {
   const node = (await sh(sb, 'readlink -f "$(command -v node)"')).stdout.trim();
-  const wrapper = `#!/usr/bin/python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(node)}] + sys.argv[1:])\nopen('/run/vw-rss', 'a').write(f"{sys.argv[2]} {sys.argv[3]} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")\nsys.exit(r.returncode)\n`;
+  const wrapper = `#!/usr/bin/python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(node)}] + sys.argv[1:])\nopen('/run/vw-rss', 'a').write(f"{sys.argv[4]} {sys.argv[5]} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")\nsys.exit(r.returncode)\n`;
   await sb.exec(['tee', '/root/vw-rss-node'], { input: wrapper });
   await sb.exec(['chmod', '755', '/root/vw-rss-node']);
   await virtwireCase(n).setup(sb);
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
       }
       process.stderr.write(`round ${r + 1}/${args.rounds}\n`);
     }
-    const rss = [...(await hookPeakRss(sb, 1)), ...(await hookPeakRss(sb, 200))];
+    const rss = { 1: await hookPeakRss(sb, 1), 200: await hookPeakRss(sb, 200) };
     const base = { start: median(times[0]?.start ?? []), destroy: median(times[0]?.destroy ?? []) };
     const libvirt = (await sb.exec(['virsh', '-c', 'qemu:///system', 'version'])).stdout.match(/libvirt ([\d.]+)/)?.[1] ?? '?';
     console.log(`virsh start / virsh destroy of a booted TCG guest, libvirt ${libvirt} (${args.trixie ? 'Debian 13 root' : 'Debian 12'}), medians of ${args.rounds}, cases interleaved`);
@@ -148,7 +148,9 @@ async function main(): Promise<void> {
       const d = median(times[i]?.destroy ?? []);
       return [c.name, s.toFixed(0), (s / base.start).toFixed(2), d.toFixed(0), (d / base.destroy).toFixed(2)];
     }));
-    console.log(`virtwire hook peak RSS: ${rss.length} Node run(s) per start+destroy at 1 and 200 forwards, max ${(Math.max(...rss) / 1024).toFixed(1)} MiB (goal ≤ 60 MiB)`);
+    for (const [n, runs] of Object.entries(rss)) {
+      console.log(`virtwire, ${n} forward(s): ${runs.length} Node run(s) in one start + destroy, peak RSS ${runs.map((k) => `${(k / 1024).toFixed(1)} MiB`).join(', ')} (goal ≤ 60 MiB)`);
+    }
     const worst = cases.slice(-3).flatMap((_, j) => {
       const i = cases.length - 3 + j;
       return [median(times[i]?.start ?? []) / base.start, median(times[i]?.destroy ?? []) / base.destroy];

@@ -110,7 +110,7 @@ describe('hook shims when Node or the bundle cannot run', () => {
     const seen = join(dir, 'seen');
     const shim = render('qemu', fakeNode(`{ printf '%s|' "$@"; cat; } > ${seen}`));
     expect(qemu(shim, 'prepare')).toEqual({ status: 0, stdout: '', stderr: '' });
-    expect(readFileSync(seen, 'utf8')).toBe(`${dist}/qemu-hook.mjs|vm1|prepare|begin|-|<domain/>`);
+    expect(readFileSync(seen, 'utf8')).toBe(`--no-expose-wasm|--lite-mode|${dist}/qemu-hook.mjs|vm1|prepare|begin|-|<domain/>`);
   });
 
   it('the network shim never fails the network', () => {
