@@ -4,7 +4,6 @@
 // while those stay the same. Trust is never cached: every file is still
 // opened and checked (owner, mode, directories) and read each time; only
 // the parse of bytes seen before is skipped.
-import { createHash } from 'node:crypto';
 import { readTrustedFile } from './trust.js';
 import { writeTextAtomic } from '../atomic.js';
 import { BUILD } from '../version.js';
@@ -39,7 +38,8 @@ export class ParseCache {
 
   /** The parse of `text` (read from `path`) — cached, or `parse()` now. */
   get<T>(kind: string, path: string, text: string, parse: () => T): T {
-    const key = createHash('sha256').update(`${BUILD}\0${kind}\0${path}\0${text}`).digest('hex');
+    // The bytes themselves, not a digest: exact, and no node:crypto to load (a hook pays for every module).
+    const key = `${BUILD}\0${kind}\0${path}\0${text}`;
     if (key in this.before) {
       this.hits++;
       this.used[key] = this.before[key];
