@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Sandbox } from '../src/demo/sandbox.js';
 import { sandboxWithVirtwire } from '../test/e2e/support.js';
+import { median } from './lib.js';
 
 const TARGET_S = 10;
 const NETWORK = 'bench';
@@ -79,7 +80,6 @@ function domainXml(i: number): string {
 `;
 }
 
-const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN;
 
 /** Seconds `fn` takes. */
 async function timed(fn: () => Promise<unknown>): Promise<number> {

@@ -25,6 +25,7 @@ import { release } from 'node:os';
 import { createInterface } from 'node:readline';
 import { renderTable } from '../src/host/nft-script.js';
 import type { ResolvedForward } from '../src/model/forward.js';
+import { median } from './lib.js';
 
 const GOAL = 0.97;
 /** A linear reference keeping this share of its rate or more saw no slowdown: the generator, not the kernel path, set the rate. */
@@ -95,13 +96,6 @@ export function iptablesRules(n: number, path: Path): string {
   const rules = forwardPorts(n).map((port) =>
     `-A PREROUTING -d ${path.routerAddr}/32 -p tcp -m tcp --dport ${port} -j DNAT --to-destination ${path.serverAddr}:${SERVER_PORT}`);
   return ['*nat', ':PREROUTING ACCEPT [0:0]', ...rules, 'COMMIT', ''].join('\n');
-}
-
-export function median(xs: readonly number[]): number {
-  if (!xs.length) throw new Error('median of nothing');
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /**

@@ -18,9 +18,12 @@ import { readFileSync } from 'node:fs';
 import { sandboxWithVirtwire } from '../test/e2e/support.js';
 import type { Sandbox, GuestSpec } from '../src/demo/sandbox.js';
 import { guestLabel } from '../src/demo/domain-xml.js';
-import { median, parseArgs, printTable } from './lib.js';
+import { parseArgs } from 'node:util';
+import { median, printTable } from './lib.js';
 
-const args = parseArgs(process.argv.slice(2), { rounds: 10, trixie: false });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '10' }, trixie: { type: 'boolean', default: false } } });
+const args = { rounds: Number(values.rounds), trixie: values.trixie === true };
+if (!Number.isInteger(args.rounds) || args.rounds < 1) throw new Error(`--rounds needs a whole number ≥ 1, got ${values.rounds}`);
 const VM: GuestSpec = { name: 'bench-1', mac: '52:54:00:be:00:10', ip: '192.168.122.10' };
 const FIRST_PORT = 20000;
 const QEMU_D = '/etc/libvirt/hooks/qemu.d';

@@ -3,8 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { forwardElements } from '../../src/host/nft-script.js';
 import {
-  MEASURED_PORT, benchForwards, forwardPorts, iptablesRules, median, medianInterval, pairedRatios, parseArgs, roundOrder,
+  MEASURED_PORT, benchForwards, forwardPorts, iptablesRules, medianInterval, pairedRatios, parseArgs, roundOrder,
 } from '../../bench/forward-path.js';
+import { median } from '../../bench/lib.js';
 
 const path = { routerAddr: '198.51.100.65', serverAddr: '203.0.113.66', serverSubnet: '203.0.113.64/26' };
 
