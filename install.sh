@@ -204,7 +204,7 @@ install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/tem
 # meanwhile sees the old or the new file, never half of one.
 if [ "$SRC" != "$LIBDIR" ]; then
   install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config"
-  for f in dist/virtwire.mjs dist/qemu-hook.mjs dist/network-hook.mjs dist/demo.mjs dist/sandbox-init.sh \
+  for f in dist/virtwire.mjs dist/qemu-hook.cjs dist/network-hook.cjs dist/demo.mjs dist/sandbox-init.sh \
            hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh hooks/$UNIT \
            templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
     install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"
@@ -227,6 +227,8 @@ shim() {
 shim qemu "$HOOKS/qemu.d/virtwire"
 shim network "$HOOKS/network.d/virtwire"
 shim virtwire "$BINDIR/virtwire"
+# Hook bundles from before the hooks became CommonJS (.cjs): no shim points at them any more.
+rm -f "$LIBDIR/dist/qemu-hook.mjs" "$LIBDIR/dist/network-hook.mjs"
 
 for f in "$SRC"/templates/*.yaml; do
   [ -e "$ETC/examples/$(basename "$f")" ] || install -m 0644 "$f" "$ETC/examples/"

@@ -19,4 +19,6 @@ const deps = {
   stderr: (line: string) => { process.stderr.write(`${line}\n`); },
 };
 guardProcess(entry, argv, deps);
-process.exitCode = await runHook(entry, argv, { ...deps, makeContext: () => makeContext(DEFAULT_PATHS, runCommand, { hostSockets: () => hostSockets() }, TAG) });
+// No top-level await: the hook bundles are CommonJS (build.mjs).
+void runHook(entry, argv, { ...deps, makeContext: () => makeContext(DEFAULT_PATHS, runCommand, { hostSockets: () => hostSockets() }, TAG) })
+  .then((code) => { process.exitCode = code; });

@@ -30,7 +30,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB, db: DB }));
     // The counting Node: one line per run (the bundle's name and the hook's argv), then the real Node.
     const node = (await sh('readlink -f "$(command -v node)"')).stdout.trim();
-    await sb.exec(['tee', COUNTING_NODE], { input: `#!/bin/sh\n# The shim runs: node --no-expose-wasm --lite-mode BUNDLE NAME OP …\necho "$(basename "$3" .mjs) $4 $5" >> ${CALLS}\nexec ${node} "$@"\n` });
+    await sb.exec(['tee', COUNTING_NODE], { input: `#!/bin/sh\n# The shim runs: node --no-expose-wasm --lite-mode BUNDLE NAME OP …\necho "$(basename "$3" .cjs) $4 $5" >> ${CALLS}\nexec ${node} "$@"\n` });
     await sb.exec(['chmod', '755', COUNTING_NODE]);
     for (const [shim, to] of [['qemu', '/etc/libvirt/hooks/qemu.d/virtwire'], ['network', '/etc/libvirt/hooks/network.d/virtwire']]) {
       await sh('sh /usr/local/lib/virtwire/hooks/render.sh "$1" "$2" /usr/local/lib/virtwire/dist > "$3.new" && chmod 755 "$3.new" && mv -f "$3.new" "$3"', shim as string, COUNTING_NODE, to as string);

@@ -13,7 +13,7 @@ import { build, type Metafile } from 'esbuild';
 import { ROOT } from './helpers.js';
 
 const META = join(ROOT, 'dist', 'meta.json');
-const HOOK_BUNDLES = { 'dist/qemu-hook.mjs': 'src/hooks/qemu.ts', 'dist/network-hook.mjs': 'src/hooks/network.ts' };
+const HOOK_BUNDLES = { 'dist/qemu-hook.cjs': 'src/hooks/qemu.ts', 'dist/network-hook.cjs': 'src/hooks/network.ts' };
 
 function newestSourceMtime(dir = join(ROOT, 'src')): number {
   let newest = 0;
@@ -77,7 +77,7 @@ describe('the hooks carry only what a hook run needs (issue 12)', () => {
 });
 
 describe('the demo is its own bundle', () => {
-  it.each(['dist/virtwire.mjs', 'dist/qemu-hook.mjs', 'dist/network-hook.mjs'])('%s includes nothing from src/demo/ (the sandbox)', { timeout: 120_000 }, (out) => {
+  it.each(['dist/virtwire.mjs', 'dist/qemu-hook.cjs', 'dist/network-hook.cjs'])('%s includes nothing from src/demo/ (the sandbox)', { timeout: 120_000 }, (out) => {
     const o = metafile().outputs[out];
     expect(o, `${out} in dist/meta.json`).toBeDefined();
     expect(Object.keys(o!.inputs).some((f) => f.startsWith('src/')), `${out} has inputs from src/`).toBe(true);

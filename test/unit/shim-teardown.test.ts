@@ -67,7 +67,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu shim: stopped/release wit
     shim = join(dir, 'qemu');
     writeFileSync(shim, r.stdout, { mode: 0o755 });
     mkdirSync(join(dir, 'dist'));
-    writeFileSync(join(dir, 'dist', 'qemu-hook.mjs'), '// stand-in\n');
+    writeFileSync(join(dir, 'dist', 'qemu-hook.cjs'), '// stand-in\n');
     // Two wired VMs, as Node's converge leaves them.
     await mustRun(ns.run, ['nft', '-f', '-'], renderTable([...FW_A, ...FW_B], 0x40000));
     const counts = countElements([FW_A, FW_B]);
@@ -114,13 +114,13 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu shim: stopped/release wit
 
   it('reconnect of a wired VM goes to Node, with the XML it got on stdin', () => {
     expect(hook('vm-b', UUID_B, 'reconnect')).toEqual({ status: 0, stderr: '' });
-    expect(nodeRuns()).toBe(`--no-expose-wasm --lite-mode ${join(dir, 'dist', 'qemu-hook.mjs')} vm-b reconnect begin - \n${domainXml('vm-b', UUID_B)}\n\n`);
+    expect(nodeRuns()).toBe(`--no-expose-wasm --lite-mode ${join(dir, 'dist', 'qemu-hook.cjs')} vm-b reconnect begin - \n${domainXml('vm-b', UUID_B)}\n\n`);
   });
 
   it('a teardown nft refuses (the table was flushed under it) goes to Node with the XML, touching nothing', async () => {
     await mustRun(ns.run, ['nft', 'flush', 'ruleset']);
     expect(hook('vm-b', UUID_B, 'stopped')).toEqual({ status: 0, stderr: '' });
-    expect(nodeRuns()).toBe(`--no-expose-wasm --lite-mode ${join(dir, 'dist', 'qemu-hook.mjs')} vm-b stopped end - \n${domainXml('vm-b', UUID_B)}\n\n`);
+    expect(nodeRuns()).toBe(`--no-expose-wasm --lite-mode ${join(dir, 'dist', 'qemu-hook.cjs')} vm-b stopped end - \n${domainXml('vm-b', UUID_B)}\n\n`);
     expect([existsSync(entry(UUID_B)), existsSync(teardown(UUID_B))]).toEqual([true, true]);
   });
 

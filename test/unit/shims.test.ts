@@ -38,7 +38,7 @@ describe('hook shims when Node or the bundle cannot run', () => {
   const dir = tempDir('vw-shim-', tmpdir());
   const dist = join(dir, 'dist');
   mkdirSync(dist);
-  for (const b of ['qemu-hook.mjs', 'network-hook.mjs', 'virtwire.mjs']) writeFileSync(join(dist, b), '// stand-in bundle\n');
+  for (const b of ['qemu-hook.cjs', 'network-hook.cjs', 'virtwire.mjs']) writeFileSync(join(dist, b), '// stand-in bundle\n');
 
   // The shims' run dir and log, here (render.sh's defaults are the hooks' DEFAULT_PATHS: checked below).
   const runDir = join(dir, 'run');
@@ -83,7 +83,7 @@ describe('hook shims when Node or the bundle cannot run', () => {
 
   it('bundle missing: reconnect exits 0, prepare refuses', () => {
     const shim = render('qemu', fakeNode('exit 0'), join(dir, 'gone'));
-    const why = `virtwire: cannot run ${join(dir, 'gone')}/qemu-hook.mjs (missing or unreadable); ${REINSTALL}`;
+    const why = `virtwire: cannot run ${join(dir, 'gone')}/qemu-hook.cjs (missing or unreadable); ${REINSTALL}`;
     expect(qemu(shim, 'reconnect')).toEqual({ status: 0, stdout: '', stderr: `${why} (ignored: libvirt must not see qemu reconnect fail)\n` });
     expect(qemu(shim, 'prepare')).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
   });
@@ -93,7 +93,7 @@ describe('hook shims when Node or the bundle cannot run', () => {
     const shim = render('qemu', node);
     expect(qemu(shim, 'reconnect')).toEqual({
       status: 0, stdout: '',
-      stderr: `virtwire: VM "vm1": refused for a reason\nvirtwire: Node at ${node} failed running ${dist}/qemu-hook.mjs (exit status 1); ${REINSTALL} (ignored: libvirt must not see qemu reconnect fail)\n`,
+      stderr: `virtwire: VM "vm1": refused for a reason\nvirtwire: Node at ${node} failed running ${dist}/qemu-hook.cjs (exit status 1); ${REINSTALL} (ignored: libvirt must not see qemu reconnect fail)\n`,
     });
     expect(qemu(shim, 'prepare')).toEqual({ status: 1, stdout: '', stderr: 'virtwire: VM "vm1": refused for a reason\n' });
   });
@@ -101,7 +101,7 @@ describe('hook shims when Node or the bundle cannot run', () => {
   it('Node crashes (SIGSEGV): release exits 0; prepare fails closed with a line saying Node crashed', () => {
     const node = fakeNode('kill -SEGV $$');
     const shim = render('qemu', node);
-    const why = `virtwire: Node at ${node} failed running ${dist}/qemu-hook.mjs (exit status 139); ${REINSTALL}`;
+    const why = `virtwire: Node at ${node} failed running ${dist}/qemu-hook.cjs (exit status 139); ${REINSTALL}`;
     expect(qemu(shim, 'release')).toEqual({ status: 0, stdout: '', stderr: `${why} (ignored: libvirt must not see qemu release fail)\n` });
     expect(qemu(shim, 'prepare')).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
   });
@@ -110,7 +110,7 @@ describe('hook shims when Node or the bundle cannot run', () => {
     const seen = join(dir, 'seen');
     const shim = render('qemu', fakeNode(`{ printf '%s|' "$@"; cat; } > ${seen}`));
     expect(qemu(shim, 'prepare')).toEqual({ status: 0, stdout: '', stderr: '' });
-    expect(readFileSync(seen, 'utf8')).toBe(`--no-expose-wasm|--lite-mode|${dist}/qemu-hook.mjs|vm1|prepare|begin|-|<domain/>`);
+    expect(readFileSync(seen, 'utf8')).toBe(`--no-expose-wasm|--lite-mode|${dist}/qemu-hook.cjs|vm1|prepare|begin|-|<domain/>`);
   });
 
   it('the network shim never fails the network', () => {
