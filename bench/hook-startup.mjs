@@ -20,7 +20,7 @@ const cases = [
   ['reference: node -e 0', [process.execPath, '-e', '0']],
   ['reference: /bin/true', ['/bin/true']],
   ['qemu hook via shim, "started" (no-op)', [shim, 'bench', 'started', 'begin', '-']],
-  ['qemu hook bundle, "prepare" of a VM no template matches', [process.execPath, 'dist/qemu-hook.cjs', 'bench', 'prepare', 'begin', '-']],
+  ['qemu hook bundle, "prepare" of a VM no template matches', [process.execPath, '--no-expose-wasm', '--lite-mode', 'dist/qemu-hook.cjs', 'bench', 'prepare', 'begin', '-']],
 ];
 
 function measure(argv) {

@@ -51,8 +51,9 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
     }
     if (!planned || forwards.length === 0) {
       // A leftover entry (e.g. a crash skipped release) must not linger, nor what it applied.
-      if (!ctx.ledger.removeVm(domain.uuid) && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
-      return [...notes, 'dropped a stale ledger entry', ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids }))];
+      const dropped = ctx.ledger.removeVm(domain.uuid);
+      if (!dropped && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
+      return [...notes, dropped ? 'dropped a stale ledger entry' : 'dropped a stale teardown', ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids }))];
     }
     const reserved = claim(domain, planned.plan, planned.config, {
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,

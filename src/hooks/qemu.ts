@@ -1,5 +1,5 @@
 // Entry point of /etc/libvirt/hooks/qemu.d/virtwire. Thin: argv + stdin → handler.
-// Whatever fails here, only prepare/start may exit non-zero (entry.ts).
+// Whatever fails here, only prepare, migrate and restore may exit non-zero (entry.ts).
 import { handleQemuHook } from './qemu-handler.js';
 import { makeContext } from '../engine/context.js';
 import { guardProcess, qemuOpMayFail, runHook, type HookEntry } from './entry.js';

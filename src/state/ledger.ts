@@ -20,7 +20,7 @@ export interface NicEntry {
 }
 
 /**
- * What virtwire applied (or reserved, between prepare and start) for one VM.
+ * What virtwire applied (or reserved, inside prepare until nft has it) for one VM.
  * Cleanup works from this alone, even after templates change or vanish.
  */
 export interface VmEntry {

@@ -2,7 +2,7 @@ import type { VmEntry } from './ledger.js';
 
 /**
  * An entry younger than this belongs to a VM still starting: between
- * prepare/start and the moment libvirt writes its status file, the VM is
+ * prepare and the moment libvirt writes its status file, the VM is
  * not yet "running" in libvirt's files.
  */
 export const STARTING_GRACE_MS = 5 * 60 * 1000;

@@ -11,6 +11,7 @@ import { ROOT, tempDir } from './helpers.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
 import { countElements, renderTable, renderTeardown } from '../../src/host/nft-script.js';
 import { DEFAULT_PATHS } from '../../src/paths.js';
+import { Ledger } from '../../src/state/ledger.js';
 import { mustRun } from '../../src/host/run.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 
@@ -42,8 +43,9 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu shim: stopped/release wit
   let shim: string;
   let nodeLog: string;
 
+  // Where Node's ledger keeps them: the shim must look in the same places.
   const entry = (uuid: string) => join(runDir, 'vms', `${uuid}.json`);
-  const teardown = (uuid: string) => join(runDir, 'teardown', `${uuid}.nft`);
+  const teardown = (uuid: string) => new Ledger(runDir).teardownFile(uuid);
   const map = async () => (await ns.run(['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4'])).stdout;
   const hairpins = async () => (await ns.run(['nft', 'list', 'set', 'inet', 'virtwire', 'hairpin4'])).stdout;
   /** Runs the shim in the netns as libvirt would: argv, XML on stdin, no environment but LC_ALL. */
