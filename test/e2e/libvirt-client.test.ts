@@ -316,7 +316,11 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
     expect(batch.virsh.stats.notices.join('\n')).toMatch(/Disconnected from qemu:\/\/\/system due to end of file/);
   }, 60_000);
 
-  it('measures: dumpxml, list and define of 50 domains, one-shot vs batched', async () => {
+  // The figures are printed for information only: speed is a benchmark's job
+  // (bench/apply-all.ts), and a timed assertion here failed once on a loaded
+  // CI machine. What the test proves is that the batch client answers exactly
+  // as one-shot virsh does, through one virsh process.
+  it('dumpxml, list and define of 50 domains: the batch client answers as one-shot does, through one virsh process', async () => {
     const xmls = new Map<string, string>();
     for (let i = 0; i < 50; i++) {
       const uuid = randomUUID();
@@ -353,8 +357,11 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
         `[libvirt-client] ${mode}: 50 × dumpxml: one-shot ${dumpOne} ms (${perCall(dumpOne)} ms/call), batch ${dumpBatch} ms (${perCall(dumpBatch)} ms/call); ` +
           `50 × define: one-shot ${defineOne} ms, batch ${defineBatch} ms; listDomains of ${count}: one-shot ${listOne} ms, batch ${listBatch} ms`,
       );
-      expect(dumpBatch * 3).toBeLessThan(dumpOne);
       expect(b.virsh.stats.batchStarts).toBe(1);
+      expect(b.virsh.stats.fallback).toBeUndefined();
+      expect(b.virsh.stats.oneShotCalls).toBe(0);
+      expect(b.virsh.stats.batchCalls).toBeGreaterThanOrEqual(101);
+      expect(o.virsh.stats.oneShotCalls).toBeGreaterThanOrEqual(101);
     } finally {
       await b.close();
       await o.close();
