@@ -1,11 +1,21 @@
 import type { Binding } from './types.js';
+import type { DomainNic } from '../xml/domain.js';
 import { nat } from './nat/index.js';
+import { bridge } from './bridge/index.js';
+import { ovs } from './ovs/index.js';
+import { isolated } from './isolated/index.js';
+import { macvtap } from './macvtap/index.js';
 
 /** Every binding this build knows, by its template name. */
-export const BINDINGS: ReadonlyMap<string, Binding> = new Map([nat].map((b) => [b.name, b]));
+export const BINDINGS: ReadonlyMap<string, Binding> = new Map([nat, bridge, ovs, isolated, macvtap].map((b) => [b.name, b]));
 
 export function bindingNamed(name: string): Binding {
   const b = BINDINGS.get(name);
   if (!b) throw new Error(`no binding named ${JSON.stringify(name)} in this build`);
   return b;
+}
+
+/** Whether the binding named `binding` can wire `nic` (policy/match.ts NicTaker). */
+export function bindingTakes(binding: string, nic: DomainNic): boolean {
+  return BINDINGS.get(binding)?.takesNic(nic) ?? false;
 }

@@ -8,6 +8,10 @@ import type { GlobalConfig } from '../policy/config.js';
 import type { ResolvedForward } from '../model/forward.js';
 import type { Lease } from '../host/libvirt-status.js';
 import type { PortRange } from '../model/ports.js';
+import type { XElement } from '../xml/document.js';
+import type { HostFacts } from '../model/host.js';
+
+export type { HostFacts, HostLink } from '../model/host.js';
 
 /** A network as define-time planning sees it: its current XML and DHCP leases. */
 export interface NetworkView {
@@ -80,11 +84,47 @@ export interface HostPlan {
   forwards: ResolvedForward[];
 }
 
+/** What define-time rewriting and its checks know of the daemon and the host. */
+export interface RewriteEnv {
+  /** The running libvirt's version as libvirt encodes it: major × 1,000,000 + minor × 1,000 + micro. */
+  libvirtVersion: number;
+  domainUuid: string;
+}
+
+/** A libvirt network a binding's NICs need, defined by `virtwire apply` when missing. */
+export interface NetworkDefinition {
+  name: string;
+  /** The network XML to define when it is missing (none: it must exist). */
+  xml?: string;
+  /** Why an existing network with this name does not fit, or undefined. */
+  refusal(existing: NetworkInfo): string | undefined;
+  /** The template that asks for it (file), for messages. */
+  origin: string;
+}
+
 export interface Binding extends BindingSettingsReader {
   /** The `binding:` value of a template. */
   readonly name: string;
   /** Recorded with every ledger NIC entry, so cleanup after an upgrade knows what it is undoing. */
   readonly version: number;
+  /**
+   * Whether a NIC of this kind (its <interface type>, its network) can be
+   * wired by this binding. A NIC a binding rewrote keeps being matched by the
+   * network it was on before (DomainNic.network falls back to the record's `from`).
+   */
+  takesNic(nic: DomainNic): boolean;
+  /**
+   * Define time, pure and idempotent: makes the domain's <interface> what the
+   * binding attaches it to. Bindings that leave the attachment as the owner
+   * wrote it (nat) have none.
+   */
+  rewriteInterface?(iface: XElement, settings: unknown, env: RewriteEnv): void;
+  /** One line on what a NIC is attached to, for the record and `virtwire status` ("bridge br0, VLAN 100"). */
+  attachment?(settings: unknown): string;
+  /** Define time: why the host cannot take this template's NICs now (no such bridge or uplink…), with the fix; undefined: it can. */
+  hostRefusal?(settings: unknown, host: HostFacts, env: RewriteEnv): string | undefined;
+  /** Define time: the libvirt networks its NICs go on that virtwire defines when missing. */
+  networks?(settings: unknown, template: Template): NetworkDefinition[];
   /** Pure: the host plan for the NICs this binding wires. Throws UserError with the fix. */
   hostPlan(input: BindingPlanInput): HostPlan;
   /**
@@ -92,7 +132,7 @@ export interface Binding extends BindingSettingsReader {
    * Checked at planning, and again by the network hook when a network
    * (re)starts: NICs it no longer fits lose what the binding gave them.
    */
-  networkRefusal(net: NetworkInfo): string | undefined;
+  networkRefusal?(net: NetworkInfo): string | undefined;
   /** Define time: the DHCP host reservations the NICs it wires still need (bindings without addresses have none). */
   reservations?(input: DefineTimeInput): Reservation[];
   /** Define time: the host ports the NICs it wires need allocated from forwards.autoPorts. */

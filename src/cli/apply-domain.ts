@@ -12,9 +12,12 @@ import type { Reservation } from '../engine/reservations.js';
 import type { TemplateSet } from '../policy/load.js';
 import { errorMessage, quoted } from '../errors.js';
 import { NetworkReader, reservationText, reserveSteps, updateReservation } from './reservations.js';
-import { wireDomain, type VmWiring } from './wire.js';
+import { attachmentChanges, wireDomain, type VmWiring } from './wire.js';
 import { PortStep, type HeldStore } from './allocations.js';
 import type { Paths } from '../paths.js';
+import { DefineHost } from './define-host.js';
+import { runCommand } from '../host/run.js';
+import { ensureNetworks } from './networks.js';
 
 /**
  * What the VMs applied during one hold of the reservation lock share: the
@@ -25,10 +28,13 @@ import type { Paths } from '../paths.js';
 export class HeldReservations {
   networks: NetworkReader;
   store: HeldStore = {};
+  /** The daemon's version and the host's links, for the NICs' attachments. */
+  readonly host: DefineHost;
   private loaded: GlobalConfig | undefined;
 
   constructor(private readonly client: LibvirtClient, private readonly paths: Paths) {
     this.networks = new NetworkReader(client, paths);
+    this.host = new DefineHost(client, runCommand);
   }
 
   /** virtwire.yaml, read at the first VM that needs it (a bad file is that VM's error, and the next one's). */
@@ -98,13 +104,13 @@ export async function applyDomainHeld(client: LibvirtClient, paths: Paths, ctx: 
 }
 
 async function applyHeld(client: LibvirtClient, paths: Paths, ctx: () => HookContext, templates: TemplateSet, d: Domain, held: HeldReservations): Promise<string[]> {
-  const { networks, config } = held;
+  const { networks, config, host } = held;
   const changes: string[] = [];
   const dhcp = (r: Reservation, how: 'add' | 'delete'): Promise<void> => updateReservation(client, networks, r, how);
   const ports = new PortStep(paths, templates, { held: held.store, config });
   let first: VmWiring | undefined;
   const made = await reserveSteps(
-    async () => (first = await wireDomain(client, networks, templates, config, d, { forDefine: d.persistent, ports })).reservations,
+    async () => (first = await wireDomain(client, networks, templates, config, d, { forDefine: d.persistent, host, ports })).reservations,
     (r) => dhcp(r, 'add'),
     (r) => dhcp(r, 'delete'),
     (done) => ports.commit(done),
@@ -121,14 +127,18 @@ async function applyHeld(client: LibvirtClient, paths: Paths, ctx: () => HookCon
   // networks with what this VM reserved noted. Nothing reserved, no port moved: that is the first read.
   const w = made.length === 0 && !ports.changed && first
     ? first
-    : await wireDomain(client, networks, templates, config, d, { forDefine: true, ports: new PortStep(paths, templates, { preview: true, held: held.store, config }) });
+    : await wireDomain(client, networks, templates, config, d, { forDefine: true, host, ports: new PortStep(paths, templates, { preview: true, held: held.store, config }) });
+  // The networks its NICs go on, before the definition that names them.
+  changes.push(...await ensureNetworks(client, networks, paths, w.networks));
   if (w.xmlAfter !== w.xmlBefore) {
+    const attached = attachmentChanges(w);
     try {
       await client.defineDomain(w.xmlAfter);
     } catch (err) {
-      throw new Error(`${changes.length ? `${changes.join('; ')}; but ` : ''}recording the wiring in its <metadata> failed: ${errorMessage(err)}`);
+      throw new Error(`${changes.length ? `${changes.join('; ')}; but ` : ''}defining it with its wiring${attached.length ? ` (${attached.join(', ')})` : ''} failed: ${errorMessage(err)}`);
     }
-    changes.push('recorded its wiring in the domain <metadata>');
+    const live = d.state === 'running' || d.state === 'paused';
+    changes.push(...attached.map((a) => `${a}${live ? ' (from its next start: the running guest keeps its NIC)' : ''}`), 'recorded its wiring in the domain <metadata>');
   }
   return changes;
 }

@@ -79,6 +79,12 @@ export class NetworkReader {
     return this.views.get(name)?.xml;
   }
 
+  /** Reads the network again next time (it was started or defined meanwhile). */
+  forgetNetwork(name: string): void {
+    this.views.delete(name);
+    this.list = undefined;
+  }
+
   async read(name: string): Promise<(NetworkView & { uuid: string; active: boolean; persistent: boolean; xml: string }) | undefined> {
     const cached = this.views.get(name);
     if (cached) return cached;

@@ -13,7 +13,9 @@ import { describeForward } from '../plan/describe.js';
 import { quoted, shellWord } from '../errors.js';
 import { forwardRow } from './forwards.js';
 import type { NetworkReader } from './reservations.js';
-import { wireDomain } from './wire.js';
+import { interfaceChanges, wireDomain } from './wire.js';
+import type { DefineHost } from './define-host.js';
+
 import type { PortRange } from '../model/ports.js';
 
 /** One NIC of the domain's definition. */
@@ -25,6 +27,10 @@ export interface NicStatus {
   template: string | null;
   binding: string | null;
   bindingVersion: number | null;
+  /** What its binding attaches it to ("bridge br0, VLAN 100"), for bindings that attach NICs themselves; else null. */
+  attached: string | null;
+  /** Its definition is not attached that way yet ("virtwire apply" rewrites it). */
+  attachPending: boolean;
   /** The guest addresses its forwards go to, and its DHCP reservations. */
   addresses: string[];
   /** reserved: false when there is none yet ("virtwire apply" reserves this address). */
@@ -57,6 +63,8 @@ export function failedStatus(name: string, error: string, d?: Domain): VmStatus 
 
 export interface StatusSources {
   client: LibvirtClient;
+  /** The daemon's version and the host's links (the NICs' attachments are checked as apply checks them). */
+  host: DefineHost;
   networks: NetworkReader;
   templates: TemplateSet;
   config: GlobalConfig;
@@ -68,7 +76,7 @@ export interface StatusSources {
 
 /** One domain's status. Throws (UserError) when it cannot be worked out. */
 export async function vmStatus(src: StatusSources, d: Domain): Promise<VmStatus> {
-  const w = await wireDomain(src.client, src.networks, src.templates, src.config, d, { forDefine: false, allocated: src.allocated });
+  const w = await wireDomain(src.client, src.networks, src.templates, src.config, d, { forDefine: false, host: src.host, allocated: src.allocated });
   const running = d.state === 'running' || d.state === 'paused';
   const differences = staleRecord(w.domain, w.plan);
   const nics = w.domain.nics.map((n): NicStatus => {
@@ -81,7 +89,8 @@ export async function vmStatus(src: StatusSources, d: Domain): Promise<VmStatus>
     const addresses = [...new Set([...w.plan.forwards.filter((f) => f.nic === n.mac).map((f) => f.guestAddr), ...reservations.map((r) => r.ip)])];
     return {
       mac: n.mac, network: n.network ?? null, template: wired?.template ?? null, binding: wired?.binding ?? null,
-      bindingVersion: wired ? bindingNamed(wired.binding).version : null, addresses, reservations,
+      bindingVersion: wired ? bindingNamed(wired.binding).version : null, attached: wired?.attached ?? null,
+      attachPending: wired?.attached !== undefined && interfaceChanges(w.xmlBefore, w.xmlAfter, n.index), addresses, reservations,
     };
   });
   return {
@@ -131,7 +140,8 @@ function nicLine(n: NicStatus, apply: string): string {
     return `${ip}${!r ? '' : r.reserved ? ' (DHCP reservation)' : ` (not reserved yet; ${apply} reserves it)`}`;
   };
   const addresses = n.addresses.length ? `, address ${n.addresses.map(addr).join(', ')}` : '';
-  return `${where}: template ${quoted(n.template)}, binding ${n.binding} v${n.bindingVersion}${addresses}`;
+  const attached = n.attached === null ? '' : `, ${n.attachPending ? `to be attached to ${n.attached} (${apply} rewrites its definition)` : `attached to ${n.attached}`}`;
+  return `${where}: template ${quoted(n.template)}, binding ${n.binding} v${n.bindingVersion}${attached}${addresses}`;
 }
 
 /**

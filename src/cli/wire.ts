@@ -16,6 +16,11 @@ import { quoted } from '../errors.js';
 import type { NetworkReader } from './reservations.js';
 import type { PortStep } from './allocations.js';
 import type { PortRange } from '../model/ports.js';
+import type { NetworkDefinition } from '../bindings/types.js';
+import { templatesForNics } from '../policy/match.js';
+import { bindingTakes } from '../bindings/registry.js';
+import { checkHost, needsOvs, neededNetworks, rewriteWiredNics } from '../engine/rewrite-nics.js';
+import type { DefineHost } from './define-host.js';
 
 export interface VmWiring {
   /** The persistent definition (with any MAC assigned), as virtwire read it. */
@@ -23,7 +28,9 @@ export interface VmWiring {
   reservations: Reservation[];
   /** What the VM gets at its next start, given those reservations. */
   plan: VmPlan;
-  /** The domain XML libvirt has, and with virtwire's decisions recorded: equal when nothing changes. */
+  /** The libvirt networks its NICs go on that virtwire defines when missing (the isolated binding's). */
+  networks: NetworkDefinition[];
+  /** The domain XML libvirt has, and with its NICs rewritten and virtwire's decisions recorded: equal when nothing changes. */
   xmlBefore: string;
   xmlAfter: string;
 }
@@ -42,7 +49,7 @@ export async function wireDomain(
   templates: TemplateSet,
   config: GlobalConfig,
   d: Domain,
-  opts: { forDefine: boolean; ports?: PortStep; allocated?: (uuid: string, mac: string, key: string) => PortRange | undefined },
+  opts: { forDefine: boolean; host: DefineHost; ports?: PortStep; allocated?: (uuid: string, mac: string, key: string) => PortRange | undefined },
 ): Promise<VmWiring> {
   const xmlBefore = await client.domainXml(d.uuid, { inactive: true, securityInfo: opts.forDefine });
   const doc = parseXmlDocument(xmlBefore);
@@ -56,6 +63,29 @@ export async function wireDomain(
   const plan = resolveForwards({
     domain, templates, config, network: (n) => networks.peek(n), hostAddresses: hostInterfaceAddresses, allocated: opts.ports?.allocated ?? (opts.allocated && ((mac, key) => opts.allocated?.(domain.uuid, mac, key))),
   });
+  // The NICs' attachments: checked against the host, then rewritten (the plan was made from the
+  // domain as it was: the templates match a NIC by the network it was on).
+  const wired = templatesForNics(domain, templates, bindingTakes);
+  const networksNeeded = neededNetworks(domain, wired);
+  if ([...wired.values()].some((t) => t.binding !== 'nat')) {
+    const env = { libvirtVersion: await opts.host.libvirtVersion(), domainUuid: domain.uuid };
+    checkHost(domain, wired, await opts.host.hostFacts(needsOvs(wired)), env);
+    rewriteWiredNics(doc, domain, wired, env);
+  } else rewriteWiredNics(doc, domain, wired, { libvirtVersion: 0, domainUuid: domain.uuid });
   writeRecord(doc, recordOf(plan));
-  return { domain, reservations, plan, xmlBefore, xmlAfter: String(doc) };
+  return { domain, reservations, plan, networks: networksNeeded, xmlBefore, xmlAfter: String(doc) };
+}
+
+/** Whether the domain's <interface> #index differs between two versions of its XML. */
+export function interfaceChanges(before: string, after: string, index: number): boolean {
+  const nth = (xml: string): string => String(parseXmlDocument(xml).findAll('domain/devices/interface')[index] ?? '');
+  return nth(before) !== nth(after);
+}
+
+/** "NIC 52:54:00:…: attached to bridge br0" for each NIC whose attachment the definition gets anew. */
+export function attachmentChanges(w: VmWiring): string[] {
+  return w.domain.nics.flatMap((n) => {
+    const p = w.plan.nics.find((x) => x.mac === n.mac);
+    return p?.attached !== undefined && interfaceChanges(w.xmlBefore, w.xmlAfter, n.index) ? [`NIC ${n.mac} attached to ${p.attached}`] : [];
+  });
 }

@@ -166,13 +166,13 @@ export async function reassertNetwork(context: HookContext, net: NetworkInfo | u
 function withdrawUnfit(ctx: HookContext, net: NetworkInfo): string[] {
   const notes: string[] = [];
   for (const e of ctx.ledger.listVms()) {
-    const unfit = e.nics.filter((n) => n.network === net.name && BINDINGS.get(n.binding)?.networkRefusal(net) !== undefined);
+    const unfit = e.nics.filter((n) => n.network === net.name && BINDINGS.get(n.binding)?.networkRefusal?.(net) !== undefined);
     if (unfit.length === 0) continue;
     const nics = e.nics.filter((n) => !unfit.includes(n));
     if (nics.length === 0) ctx.ledger.removeVm(e.uuid);
     else ctx.ledger.putVm({ ...e, nics });
     for (const n of unfit) {
-      notes.push(`withdrew ${n.forwards.length} forward(s) of VM ${quoted(e.name)} NIC ${n.mac}: ${BINDINGS.get(n.binding)?.networkRefusal(net)}`);
+      notes.push(`withdrew ${n.forwards.length} forward(s) of VM ${quoted(e.name)} NIC ${n.mac}: ${BINDINGS.get(n.binding)?.networkRefusal?.(net)}`);
     }
   }
   return notes;

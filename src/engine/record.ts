@@ -13,6 +13,8 @@ export function recordOf(plan: VmPlan): RecordedNic[] {
     binding: n.binding,
     bindingVersion: bindingNamed(n.binding).version,
     ...(n.network === undefined ? {} : { network: n.network }),
+    ...(n.from === undefined ? {} : { from: n.from }),
+    ...(n.attached === undefined ? {} : { attached: n.attached }),
     forwards: plan.forwards.filter((f) => f.nic === n.mac).map(recordedForward)
       .sort((a, b) => (forwardText(a) < forwardText(b) ? -1 : forwardText(a) > forwardText(b) ? 1 : 0)),
   }));

@@ -5,7 +5,7 @@ import type { DomainInfo, DomainNic } from '../xml/domain.js';
 import type { Template } from '../policy/template.js';
 import type { TemplateSet } from '../policy/load.js';
 import { templatesForNics } from '../policy/match.js';
-import { BINDINGS } from '../bindings/registry.js';
+import { BINDINGS, bindingTakes } from '../bindings/registry.js';
 import type { Binding, NetworkView, Reservation } from '../bindings/types.js';
 
 export type { NetworkView, Reservation };
@@ -26,7 +26,7 @@ export function plannedReservations(input: ReservationInput): Reservation[] {
 
 /** What each binding that wires one of the domain's NICs answers, given the NICs it wires. */
 export function askEachBinding<T>(domain: DomainInfo, templates: TemplateSet, ask: (b: Binding, wired: Map<DomainNic, Template>) => T[]): T[] {
-  const wired = templatesForNics(domain, templates);
+  const wired = templatesForNics(domain, templates, bindingTakes);
   return [...BINDINGS.values()].flatMap((b) => {
     const mine = new Map([...wired].filter(([, t]) => t.binding === b.name));
     return mine.size ? ask(b, mine) : [];

@@ -5,9 +5,10 @@ import type { NetworkInfo } from '../xml/network.js';
 import type { TemplateSet } from '../policy/load.js';
 import type { GlobalConfig } from '../policy/config.js';
 import { templatesForNics } from '../policy/match.js';
-import { BINDINGS } from '../bindings/registry.js';
+import { BINDINGS, bindingNamed, bindingTakes } from '../bindings/registry.js';
 import type { ResolvedForward } from '../model/forward.js';
-import type { VmPlan } from '../plan/types.js';
+import type { PlannedNic, VmPlan } from '../plan/types.js';
+import type { Template } from '../policy/template.js';
 import type { PortRange } from '../model/ports.js';
 
 export interface ResolveInput {
@@ -27,7 +28,7 @@ export interface ResolveInput {
 /** Templates + metadata → this VM's plan. Pure; throws UserError with the fix. */
 export function resolveForwards(input: ResolveInput): VmPlan {
   const { domain } = input;
-  const wired = templatesForNics(domain, input.templates);
+  const wired = templatesForNics(domain, input.templates, bindingTakes);
   const forwards: ResolvedForward[] = [];
   for (const binding of BINDINGS.values()) {
     // Every binding is asked, with the NICs it wires (maybe none): a domain's
@@ -35,6 +36,26 @@ export function resolveForwards(input: ResolveInput): VmPlan {
     const mine = new Map([...wired].filter(([, t]) => t.binding === binding.name));
     forwards.push(...binding.hostPlan({ ...input, allocated: input.allocated ?? (() => undefined), wired: mine }).forwards);
   }
-  const nics = [...wired].map(([nic, t]) => ({ mac: nic.mac, template: t.name, binding: t.binding, network: nic.network }));
+  const nics = [...wired].map(([nic, t]) => plannedNic(nic, t));
   return { uuid: domain.uuid, name: domain.name, nics, forwards };
+}
+
+/**
+ * A wired NIC as planned. A binding that attaches the NIC itself (rewriteInterface)
+ * decides its network (isolated's, or none), and the network it was matched by is
+ * kept as `from`, so the templates keep matching it after the move.
+ */
+function plannedNic(nic: DomainNic, t: Template): PlannedNic {
+  const b = bindingNamed(t.binding);
+  const base = { mac: nic.mac, template: t.name, binding: t.binding };
+  if (!b.rewriteInterface) return { ...base, network: nic.network };
+  const network = b.networks?.(t.settings, t)[0]?.name;
+  // Kept once recorded; else the network it is on, unless that is where the binding puts it anyway.
+  const from = nic.from ?? (nic.network !== network ? nic.network : undefined);
+  return {
+    ...base,
+    ...(network === undefined ? {} : { network }),
+    ...(from === undefined ? {} : { from }),
+    ...(b.attachment ? { attached: b.attachment(t.settings) } : {}),
+  };
 }

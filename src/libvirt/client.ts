@@ -295,7 +295,34 @@ export class LibvirtClient {
     await this.virsh.run(['metadata', '--domain', u, '--uri', uri, '--remove', ...scopeFlags(scope)]);
   }
 
+  /**
+   * The daemon's libvirt version, encoded as libvirt does (major × 1,000,000
+   * + minor × 1,000 + micro): what the domain XML it accepts depends on.
+   */
+  async daemonVersion(): Promise<number> {
+    const out = await this.virsh.run(['version', '--daemon'], RO);
+    const m = /^Running against daemon: (\d+)\.(\d+)\.(\d+)/m.exec(out);
+    if (!m) throw new LibvirtError('other', `virsh version --daemon printed no daemon version: ${JSON.stringify(out.slice(0, 200))}`, ['version', '--daemon']);
+    return Number(m[1]) * 1_000_000 + Number(m[2]) * 1_000 + Number(m[3]);
+  }
+
   // ------------------------------------------------------------ networks
+
+  /** Starts a defined network and marks it to start with the daemon. */
+  async startNetwork(uuid: string, opts: { autostart?: boolean } = {}): Promise<void> {
+    const u = uuidArg(uuid, 'net-start');
+    if (opts.autostart) await this.virsh.run(['net-autostart', '--network', u]);
+    await this.virsh.run(['net-start', '--network', u]);
+  }
+
+  /** Stops (if active) and undefines a network. */
+  async removeNetwork(uuid: string): Promise<void> {
+    const u = uuidArg(uuid, 'net-undefine');
+    const n = await this.getNetwork(u);
+    if (!n) return;
+    if (n.active) await this.virsh.run(['net-destroy', '--network', u]);
+    if (n.persistent) await this.virsh.run(['net-undefine', '--network', u]);
+  }
 
   async listNetworks(): Promise<Network[]> {
     const list = async (...flags: string[]) => uuidLines(await this.virsh.run(['net-list', '--uuid', ...flags], RO), ['net-list', ...flags]);

@@ -11,3 +11,20 @@ export interface HostSocket {
   address: string;
   port: number;
 }
+
+/** A network link of the host, as sysfs shows it. */
+export interface HostLink {
+  /** A Linux bridge (sysfs has its bridge/ directory). */
+  bridge: boolean;
+  /** For a Linux bridge: whether it filters VLANs (bridge/vlan_filtering is 1). */
+  vlanFiltering?: boolean;
+  /** It is a port of a Linux bridge (sysfs has its brport/ directory). */
+  bridgePort: boolean;
+}
+
+/** The host's links and Open vSwitch bridges, read once per define-time run (host/links.ts). */
+export interface HostFacts {
+  link(name: string): HostLink | undefined;
+  /** The Open vSwitch bridges (`ovs-vsctl list-br`), or why they cannot be listed (Open vSwitch not installed or not running). */
+  ovsBridges(): ReadonlySet<string> | string;
+}

@@ -25,6 +25,10 @@ export interface RecordedNic {
   binding: string;
   bindingVersion: number;
   network?: string;
+  /** The network the NIC was on before its binding moved it (see DomainNic.from). */
+  from?: string;
+  /** What the binding attached it to ("bridge br0, VLAN 100"); absent for nat. */
+  attached?: string;
   forwards: RecordedForward[];
 }
 
@@ -48,7 +52,7 @@ export function forwardText(f: RecordedForward): string {
 }
 
 function nicKey(n: RecordedNic): string {
-  return `template ${n.template}, binding ${n.binding} v${n.bindingVersion}${n.network === undefined ? '' : `, network ${n.network}`}`;
+  return `template ${n.template}, binding ${n.binding} v${n.bindingVersion}${n.network === undefined ? '' : `, network ${n.network}`}${n.attached === undefined ? '' : `, ${n.attached}`}`;
 }
 
 /**

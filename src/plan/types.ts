@@ -6,7 +6,12 @@ export interface PlannedNic {
   /** The template that won the NIC. */
   template: string;
   binding: string;
+  /** The network it is (or, once its binding rewrote it, will be) on. */
   network?: string;
+  /** The network it was matched on, when its binding moves it elsewhere (recorded: DomainNic.from). */
+  from?: string;
+  /** What its binding attaches it to, for bindings that rewrite the NIC ("bridge br0, VLAN 100"). */
+  attached?: string;
 }
 
 /** What one VM gets: its wired NICs, and the forwards they hold (each forward names its NIC). */

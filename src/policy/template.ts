@@ -5,7 +5,7 @@ import { YamlFile, didYouMean } from './yaml-doc.js';
 import { TEMPLATE_NAME } from '../model/ids.js';
 
 /** Bindings the architecture plans; named in errors so an admin knows they are coming, not misspelled. */
-const PLANNED_BINDINGS = ['bridge', 'macvtap', 'sriov', 'ovs', 'isolated', 'passt'];
+const PLANNED_BINDINGS = ['sriov', 'passt'];
 
 /**
  * What a binding tells the template parser: the top-level keys it owns and
@@ -31,11 +31,17 @@ export interface Template {
   match: { domains: string[]; networks?: string[]; optIn: boolean };
   priority: number;
   binding: string;
+  /**
+   * vhost-net for the NIC's virtio queues: true writes <driver name='vhost'/>,
+   * false <driver name='qemu'/>; absent leaves the domain's as it is.
+   * Independent of the binding.
+   */
+  vhost?: boolean;
   /** The binding's own settings, as its BindingSettingsReader read them. */
   settings: unknown;
 }
 
-const GENERIC_KEYS = ['description', 'match', 'priority', 'binding'] as const;
+const GENERIC_KEYS = ['description', 'match', 'priority', 'binding', 'vhost'] as const;
 const MATCH_KEYS = ['domains', 'networks', 'optIn'] as const;
 
 /** Template name from its file name: `/etc/virtwire/templates/web.yaml` → `web`. */
@@ -81,6 +87,12 @@ export function parseTemplate(file: string, text: string, bindings: BindingCatal
         } else t.priority = v;
         break;
       }
+      case 'vhost': {
+        const v = y.scalar(value);
+        if (typeof v !== 'boolean') y.report(value, `vhost must be true (vhost-net: <driver name='vhost'/>) or false (QEMU's own: <driver name='qemu'/>), found ${y.kindOf(value)}`);
+        else t.vhost = v;
+        break;
+      }
       case 'binding': {
         sawBinding = true;
         const v = y.scalar(value);
@@ -111,8 +123,10 @@ export function parseTemplate(file: string, text: string, bindings: BindingCatal
       }
     }
   }
+  // The chosen binding checks its settings even when the template gives none (a required key is missing).
+  if (chosen && !settings.has(chosen)) settings.set(chosen, chosen.newSettings());
   for (const [reader, s] of settings) reader.finishSettings(y, s);
-  if (chosen) t.settings = settings.get(chosen) ?? chosen.newSettings();
+  if (chosen) t.settings = settings.get(chosen);
   if (!sawBinding) y.report(y.root, 'binding is required (binding: nat)');
   if (!t.match) y.report(y.root, 'match is required: say which domains this template applies to (match: {domains: ["web-*"]})');
   else if (domainsOk && t.match.domains.length === 0 && !t.match.optIn) {

@@ -103,6 +103,8 @@ function recordSpec(p: string, nics: readonly RecordedNic[]): ElementSpec {
       attrs: [
         ['mac', n.mac], ['template', n.template], ['binding', n.binding], ['version', String(n.bindingVersion)],
         ...(n.network === undefined ? [] : [['network', n.network] as const]),
+        ...(n.from === undefined ? [] : [['from', n.from] as const]),
+        ...(n.attached === undefined ? [] : [['attached', n.attached] as const]),
       ],
       children: n.forwards.map((f) => ({
         name: `${p}forward`,

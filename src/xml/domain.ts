@@ -16,6 +16,13 @@ export interface DomainNic {
   network?: string;
   bridge?: string;
   tap?: string;
+  /**
+   * The network the NIC was on when a binding took it over and moved it (the
+   * record's `from`): templates keep matching it by that network. Untrusted,
+   * like the whole record: it only picks among templates whose globs already
+   * match the domain, as the owner could by choosing the NIC's network.
+   */
+  from?: string;
 }
 
 /** What a domain's own <metadata> asks of virtwire. VM owners may edit it: treat as untrusted. */
@@ -95,7 +102,12 @@ function readDomain(dom: XmlElement, source: string): DomainInfo {
       throw new UserError(`VM ${quoted(name)} NIC #${n.index + 1}: no valid <mac address>; libvirt assigns one at define time — redefine the domain`);
     }
   }
-  return { name, uuid, nics, metadata: readMetadata(child(dom, 'metadata')) };
+  const metadata = readMetadata(child(dom, 'metadata'));
+  for (const n of nics) {
+    const from = metadata.record?.find((r) => r.mac === n.mac)?.from;
+    if (from) n.from = from;
+  }
+  return { name, uuid, nics, metadata };
 }
 
 /**
@@ -148,7 +160,8 @@ function readRecord(el: XmlElement): RecordedNic[] {
     }
     nics.push({
       mac: (a.mac ?? '').toLowerCase(), template: a.template ?? '', binding: a.binding ?? '',
-      bindingVersion: Number(a.version ?? 0), ...(a.network !== undefined ? { network: a.network } : {}), forwards,
+      bindingVersion: Number(a.version ?? 0), ...(a.network !== undefined ? { network: a.network } : {}),
+      ...(a.from ? { from: a.from } : {}), ...(a.attached ? { attached: a.attached } : {}), forwards,
     });
   }
   return nics;

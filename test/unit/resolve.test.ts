@@ -1,3 +1,4 @@
+import { bindingTakes } from '../../src/bindings/registry.js';
 import { describe, expect, it } from 'vitest';
 import { resolveForwards } from '../../src/engine/wiring.js';
 import { templatesForNics } from '../../src/policy/match.js';
@@ -18,7 +19,7 @@ describe('matching and priority', () => {
   it('matches by glob and network; the highest priority wins per NIC', () => {
     const low = template('all', 'match: {domains: ["*"]}\npriority: 10\nbinding: nat\n');
     const dom = parseDomain(domainXml('web-1', [{ mac: '52:54:00:77:00:10' }, { mac: '52:54:00:77:00:11', network: 'other' }]));
-    const m = templatesForNics(dom, set(low, WEB));
+    const m = templatesForNics(dom, set(low, WEB), bindingTakes);
     expect([...m.entries()].map(([n, t]) => `${n.mac}=${t.name}`)).toEqual(['52:54:00:77:00:10=web', '52:54:00:77:00:11=all']);
   });
 

@@ -37,6 +37,15 @@ describe('template JSON Schema', () => {
     'match: {domains: [a]}\nbinding: nat\nforwards: [{block: 0, guest: [22]}]\n',
     'match: {domains: [a]}\nbinding: nat\nforwards: {block: 2}\n',
     'match: {domains: [a]}\nbinding: nat\naddress: ["192.168.122.10", "fd00:77::10%virbr0"]\n',
+    'match: {domains: [a]}\nbinding: bridge\n',
+    'match: {domains: [a]}\nbinding: bridge\nbridge: {name: br0}\nforwards: []\n',
+    'match: {domains: [a]}\nbinding: nat\nbridge: {name: br0}\n',
+    'match: {domains: [a]}\nbinding: bridge\nbridge: {name: br0}\nvlan: 4095\n',
+    'match: {domains: [a]}\nbinding: ovs\novs: {bridge: ovsbr0}\nvlan: {native: 5}\n',
+    'match: {domains: [a]}\nbinding: isolated\nisolated: {network: lab}\nvlan: 5\n',
+    'match: {domains: [a]}\nbinding: macvtap\nmacvtap: {uplink: eth1, mode: vpea}\n',
+    'match: {domains: [a]}\nbinding: macvtap\nmacvtap: {mode: bridge}\n',
+    'match: {domains: [a]}\nbinding: bridge\nbridge: {name: br0}\nvhost: 1\n',
   ])('rejects what the validator rejects: %s', (yaml) => {
     expect(parseTemplate('/t/x.yaml', yaml, BINDINGS).template).toBeUndefined();
     expect(validate(parse(yaml))).toBe(false);

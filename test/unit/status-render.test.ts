@@ -9,8 +9,8 @@ const MAC = '52:54:00:77:00:d1';
 const vm = (over: Partial<VmStatus> = {}): VmStatus => ({
   vm: 'web-1', uuid: '6f1f6a0e-0000-4000-8000-0000000000d1', state: 'running', persistent: true,
   nics: [
-    { mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, addresses: ['192.168.122.10'], reservations: [{ ip: '192.168.122.10', reserved: true }] },
-    { mac: '52:54:00:77:00:d2', network: null, template: null, binding: null, bindingVersion: null, addresses: [], reservations: [] },
+    { mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, attached: null, attachPending: false, addresses: ['192.168.122.10'], reservations: [{ ip: '192.168.122.10', reserved: true }] },
+    { mac: '52:54:00:77:00:d2', network: null, template: null, binding: null, bindingVersion: null, attached: null, attachPending: false, addresses: [], reservations: [] },
   ],
   forwards: [{ nic: MAC, text: 'tcp *:8080 -> 192.168.122.10:80' }],
   record: { state: 'current', differences: [] },
@@ -30,6 +30,15 @@ describe('renderStatus', () => {
       '  host: ok',
       '',
     ].join('\n'));
+  });
+
+  it('a NIC a binding attaches: what to, and whether its definition still has to be rewritten', () => {
+    const bridged = (attachPending: boolean): VmStatus => vm({
+      nics: [{ mac: MAC, network: null, template: 'lan', binding: 'bridge', bindingVersion: 1, attached: 'bridge br0, VLAN 100', attachPending, addresses: [], reservations: [] }],
+      forwards: [],
+    });
+    expect(renderStatus([bridged(false)], []).split('\n')[1]).toBe(`  NIC ${MAC}: template "lan", binding bridge v1, attached to bridge br0, VLAN 100`);
+    expect(renderStatus([bridged(true)], []).split('\n')[1]).toBe(`  NIC ${MAC}: template "lan", binding bridge v1, to be attached to bridge br0, VLAN 100 ("virtwire apply web-1" rewrites its definition)`);
   });
 
   it('a stale record and host problems, one line each; strays after the VMs; an unreadable VM in one line', () => {

@@ -1,6 +1,7 @@
 // Property: whatever a template file holds, parseTemplate returns (problems
 // with file:line:column and one-line messages, or a template) and never
 // throws; what validates resolves and renders into a script nft accepts.
+import { bindingTakes } from '../../src/bindings/registry.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
@@ -165,7 +166,7 @@ function resolved(t: Template): ResolvedForward[] {
 /** Matching the real template against a VM of any name returns or refuses in one line. */
 function matchesAnyName(t: Template, name: string): void {
   const domain = { ...VM, name };
-  const refused = userErrorOf(() => templatesForNics(domain, { templates: [t], broken: [] }));
+  const refused = userErrorOf(() => templatesForNics(domain, { templates: [t], broken: [] }, bindingTakes));
   if (refused !== undefined) expect(isOneLine(refused), refused).toBe(true);
 }
 

@@ -51,9 +51,9 @@ forwards:
   });
 
   it.each([
-    ['unknown top-level key, with a suggestion', 'match: {domains: [a]}\nbinding: nat\nforwardz: []\n', `${FILE}:3:1: unknown key "forwardz" (did you mean "forwards"?); allowed: description, match, priority, binding, address, forwards`],
-    ['binding not yet supported', 'match: {domains: [a]}\nbinding: macvtap\n', `${FILE}:2:10: binding "macvtap" is not supported by this version of virtwire yet; supported: nat`],
-    ['binding misspelled', 'match: {domains: [a]}\nbinding: nta\n', `${FILE}:2:10: binding must be one of: nat; found string "nta"`],
+    ['unknown top-level key, with a suggestion', 'match: {domains: [a]}\nbinding: nat\nforwardz: []\n', `${FILE}:3:1: unknown key "forwardz" (did you mean "forwards"?); allowed: description, match, priority, binding, vhost, address, forwards`],
+    ['binding not yet supported', 'match: {domains: [a]}\nbinding: sriov\n', `${FILE}:2:10: binding "sriov" is not supported by this version of virtwire yet; supported: nat, bridge, ovs, isolated, macvtap`],
+    ['binding misspelled', 'match: {domains: [a]}\nbinding: nta\n', `${FILE}:2:10: binding must be one of: nat, bridge, ovs, isolated, macvtap; found string "nta"`],
     ['binding missing', 'match: {domains: [a]}\n', `${FILE}:1:1: binding is required (binding: nat)`],
     ['match missing', 'binding: nat\n', `${FILE}:1:1: match is required: say which domains this template applies to (match: {domains: ["web-*"]})`],
     ['template that can never apply', 'match: {networks: [default]}\nbinding: nat\n', `${FILE}:1:1: match.domains is empty and match.optIn is not true: this template can never apply; add a glob or set optIn: true`],
@@ -141,7 +141,7 @@ export const REFUSALS: Array<[string, string, string[]]> = [
   ['YAML nested too deeply for the yaml library (threw a RangeError)', `match: ${'['.repeat(5000)}${']'.repeat(5000)}\nbinding: nat\n`,
     [`${FILE}:1:1: YAML: nested too deeply to read; a template needs only a few levels`]],
   ['a key with a line break (the message quoted it raw)', `${HEAD}"forwards\\n": []\n`,
-    [`${FILE}:3:1: unknown key "forwards\\n" (did you mean "forwards"?); allowed: description, match, priority, binding, address, forwards`]],
+    [`${FILE}:3:1: unknown key "forwards\\n" (did you mean "forwards"?); allowed: description, match, priority, binding, vhost, address, forwards`]],
   ['a value with a NEL (U+0085), which JSON leaves raw', `${HEAD}forwards: \u0085x\n`, [`${FILE}:3:11: forwards must be a list, found string "\\u0085x"`]],
 ];
 
@@ -193,10 +193,10 @@ describe('virtwire templates check', () => {
 describe('binding settings are the binding\'s', () => {
   // A second binding beside nat, as the parser sees bindings: the keys it owns and how to read them.
   const bridgeLike = {
-    name: 'bridgeish', settingsKeys: ['bridge'], newSettings: () => ({ names: [] as string[] }),
+    name: 'bridgeish', settingsKeys: ['widget'], newSettings: () => ({ names: [] as string[] }),
     readSettingsKey: (y: YamlFile, _key: string, value: Node | null, into: { names: string[] }) => {
       const v = y.scalar(value);
-      if (typeof v === 'string') into.names.push(v); else y.report(value, 'bridge must be text');
+      if (typeof v === 'string') into.names.push(v); else y.report(value, 'widget must be text');
     },
     finishSettings: () => {},
   };
@@ -204,22 +204,22 @@ describe('binding settings are the binding\'s', () => {
   const parse = (yaml: string) => parseTemplate(FILE, yaml, catalog);
 
   it('reads the keys of the chosen binding into its settings', () => {
-    expect(parse('match: {domains: ["*"]}\nbinding: bridgeish\nbridge: br0\n').template?.settings).toEqual({ names: ['br0'] });
+    expect(parse('match: {domains: ["*"]}\nbinding: bridgeish\nwidget: br0\n').template?.settings).toEqual({ names: ['br0'] });
   });
 
   it("refuses another binding's key with one line naming the binding's own keys", () => {
     expect(parse('match: {domains: ["*"]}\nbinding: bridgeish\nforwards: []\n').problems.map(formatProblem)).toEqual([
-      `${FILE}:3:1: key "forwards" is not a setting of binding bridgeish; its settings: bridge`,
+      `${FILE}:3:1: key "forwards" is not a setting of binding bridgeish; its settings: widget`,
     ]);
-    expect(parse('match: {domains: ["*"]}\nbinding: nat\nbridge: br0\n').problems.map(formatProblem)).toEqual([
-      `${FILE}:3:1: key "bridge" is not a setting of binding nat; its settings: address, forwards`,
+    expect(parse('match: {domains: ["*"]}\nbinding: nat\nwidget: br0\n').problems.map(formatProblem)).toEqual([
+      `${FILE}:3:1: key "widget" is not a setting of binding nat; its settings: address, forwards`,
     ]);
   });
 
   it('with no valid binding, still reports the problems of a key only one binding owns', () => {
-    expect(parse('match: {domains: ["*"]}\nbinding: nope\nbridge: [x]\n').problems.map(formatProblem)).toEqual([
-      `${FILE}:2:10: binding must be one of: nat, bridgeish; found string "nope"`,
-      `${FILE}:3:9: bridge must be text`,
+    expect(parse('match: {domains: ["*"]}\nbinding: nope\nwidget: [x]\n').problems.map(formatProblem)).toEqual([
+      `${FILE}:2:10: binding must be one of: nat, bridge, ovs, isolated, macvtap, bridgeish; found string "nope"`,
+      `${FILE}:3:9: widget must be text`,
     ]);
   });
 });

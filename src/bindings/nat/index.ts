@@ -12,6 +12,8 @@ export const nat: Binding = {
   newSettings: newNatSettings,
   readSettingsKey: (y, key, value, into) => readNatKey(y, key, value, into as NatSettings),
   finishSettings: (y, s) => finishNatSettings(y, s as NatSettings),
+  // NAT forwards go to a NIC on a libvirt NAT network; the NIC stays as its owner attached it.
+  takesNic: (nic) => nic.type === 'network' && nic.network !== undefined,
   hostPlan: (input) => ({ forwards: planNat(input) }),
   networkRefusal: natNetworkRefusal,
   reservations: natReservations,

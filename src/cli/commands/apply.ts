@@ -1,10 +1,13 @@
 import { LibvirtClient } from '../../libvirt/client.js';
+import { withLock } from '../../state/lock.js';
+import { Ledger } from '../../state/ledger.js';
 import { makeContext, type HookContext } from '../../engine/context.js';
 import { hostSockets } from '../../host/listening.js';
 import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { localUri, SELECT_HELP, SELECT_OPTIONS, selectDomains, templatesOf } from '../reservations.js';
 import { releaseGone } from '../allocations.js';
+import { releaseUnusedNetworks } from '../networks.js';
 import { applyDomainHeld, underReservationLock } from '../apply-domain.js';
 
 /**
@@ -74,6 +77,7 @@ and exits 1 if any did. "virtwire plan" shows the same without changing anything
       progress.clear();
       // Domains libvirt no longer defines give back their host ports and reservations.
       if (values.all === true && !await releaseGone(client, paths, write)) failed = true;
+      if (values.all === true && !await withLock(new Ledger(paths.runDir).reserveLockFile, () => releaseUnusedNetworks(client, paths, write))) failed = true;
       return failed ? 1 : 0;
     } finally {
       await client.close();

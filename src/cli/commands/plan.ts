@@ -9,6 +9,8 @@ import { errorMessage, quoted } from '../../errors.js';
 import { defineCommand } from '../command.js';
 import { localUri, NetworkReader, SELECT_HELP, SELECT_OPTIONS, hostOf, selectDomains, templatesOf } from '../reservations.js';
 import { wireDomain } from '../wire.js';
+import { DefineHost } from '../define-host.js';
+import { networksToDefine } from '../networks.js';
 import { PortStep } from '../allocations.js';
 import { unifiedDiff } from '../diff.js';
 
@@ -46,10 +48,11 @@ DHCP range — as a diff of the network XML; the unified diff of the domain XML 
 (the decisions it records in <metadata>); and the forwards the VM would get at its next start.
 Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
   examples: ['virtwire plan web-1', 'virtwire plan --all'],
-  async run({ values, args, paths, out }) {
+  async run({ values, args, paths, out, run }) {
     const client = new LibvirtClient({ uri: localUri(values.connect) });
     try {
       const networks = new NetworkReader(client, paths);
+      const host = new DefineHost(client, run);
       let ports: PortStep | undefined;
       let changes = false;
       let failed = false;
@@ -68,10 +71,12 @@ Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM 
         if ('error' in s) { out(`${vm}: error: ${s.error}\n`); failed = true; continue; }
         try {
           ports ??= new PortStep(paths, templates, { preview: true });
-          const { reservations, plan, xmlBefore, xmlAfter } = await wireDomain(client, networks, templates, loadConfig(paths.configFile), s.domain, { forDefine: false, ports });
+          const { reservations, plan, xmlBefore, xmlAfter, networks: needed } = await wireDomain(client, networks, templates, loadConfig(paths.configFile), s.domain, { forDefine: false, host, ports });
+          const defining = await networksToDefine(networks, needed);
           const domainDiff = s.domain.persistent ? unifiedDiff(xmlBefore, xmlAfter, `domain ${quoted(s.name)}`, `domain ${quoted(s.name)} (after apply)`) : '';
-          const changing = reservations.length > 0 || ports.changed || domainDiff !== '';
+          const changing = reservations.length > 0 || ports.changed || domainDiff !== '' || defining.length > 0;
           out(`${vm}: ${changing ? 'would change' : 'unchanged'}\n`);
+          for (const line of defining) out(`  ${line}\n`);
           for (const net of new Set(reservations.map((r) => r.network))) {
             out(reservationDiff({ name: net, xml: networks.xmlOf(net) ?? '', info: networks.peek(net)! }, reservations.filter((r) => r.network === net)));
           }

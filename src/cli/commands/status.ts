@@ -1,3 +1,4 @@
+import { DefineHost } from '../define-host.js';
 import { LibvirtClient } from '../../libvirt/client.js';
 import { Ledger } from '../../state/ledger.js';
 import { loadConfig } from '../../policy/config.js';
@@ -51,7 +52,7 @@ line says whether "virtwire watch" runs and when it last reconciled everything.`
       let view: Promise<HostView> | undefined;
       const hostView = (): Promise<HostView> => (view ??= readHostView(run, new Ledger(paths.runDir), paths.configFile));
       try {
-        sources = { client, networks: new NetworkReader(client, paths), templates: templatesOf(paths), config: loadConfig(paths.configFile), hostView, allocated: allocationReader(paths.stateDir) };
+        sources = { client, host: new DefineHost(client, run), networks: new NetworkReader(client, paths), templates: templatesOf(paths), config: loadConfig(paths.configFile), hostView, allocated: allocationReader(paths.stateDir) };
         selected = await selectDomains(client, args, args.length === 0);
       } catch (err) {
         process.stderr.write(`virtwire: ${errorMessage(err)}\n`);
