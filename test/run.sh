@@ -22,6 +22,32 @@ pkgs=(ca-certificates debootstrap libxml2-utils patch systemd virtinst)
 # nodejs bundles npm and conflicts with Debian's package).
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+
+# openvswitch-switch: ovsdb-server, ovs-vswitchd and the ovs-vsctl libvirt runs
+# for <virtualport type='openvswitch'/>; test/support/ovs.ts runs them inside
+# the e2e sandbox only. Its postinst starts both daemons on the host
+# (`invoke-rc.d openvswitch-switch start`; checked on Debian 12 where systemd
+# is not PID 1: invoke-rc.d runs the init script, ovs-ctl skips the missing
+# kernel module and both stay running, with a /etc/openvswitch/conf.db; under
+# systemd the postinst's deb-systemd-invoke would start the unit). Unless the
+# host already has a policy-rc.d (Docker images ship one that denies every
+# start), one that denies every start exists for this install only: both
+# invoke-rc.d and deb-systemd-invoke obey it (checked without a policy-rc.d:
+# package installed, no daemon left, the temporary policy-rc.d gone).
+if ! dpkg-query -W -f '${Status}' openvswitch-switch 2>/dev/null | grep -q 'install ok installed'; then
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    own_policy=/usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    printf '#!/bin/sh\n# virtwire test/run.sh: no daemon starts while openvswitch-switch is installed\nexit 101\n' >"$own_policy"
+    chmod 0755 "$own_policy"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openvswitch-switch >/dev/null
+  if [ -n "$own_policy" ]; then
+    rm -f "$own_policy"
+    trap - EXIT
+  fi
+fi
 npm ci --no-audit --no-fund --loglevel=error
 # VIRTWIRE_FIGURES=check: after the run, README's figures table must be what this run measured.
 VIRTWIRE_FIGURES=check npm test

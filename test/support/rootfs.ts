@@ -66,6 +66,10 @@ export const TRIXIE_ROOT_PACKAGES: readonly string[] = [
   'ca-certificates',
   // The watcher's e2e tests create VMs the way virt-install does (Python; no iptables).
   'virtinst',
+  // test/support/ovs.ts: ovsdb-server + ovs-vswitchd (userspace datapath) inside
+  // the sandbox, and the ovs-vsctl libvirt runs for <virtualport type='openvswitch'/>.
+  // Its postinst would start the daemons: policy-rc.d (see aptScript's callers) stops that.
+  'openvswitch-switch',
 ];
 
 /** Inside the root: the stock NAT network, for `virsh net-define`. */
@@ -340,7 +344,7 @@ async function inChroot(root: string, script: string, timeoutMs: number): Promis
 
 async function checkRoot(root: string): Promise<void> {
   const must = ['usr/sbin/libvirtd', 'usr/sbin/virtlogd', 'usr/bin/virsh', 'usr/bin/qemu-system-x86_64', 'usr/sbin/nft',
-    'usr/sbin/dnsmasq', 'usr/bin/passt', 'usr/bin/node', 'usr/sbin/tc.real', 'usr/bin/busybox', 'usr/bin/virt-install', ROOT_DEFAULT_NETWORK_XML.slice(1)];
+    'usr/sbin/dnsmasq', 'usr/bin/passt', 'usr/bin/node', 'usr/sbin/tc.real', 'usr/bin/busybox', 'usr/bin/virt-install', 'usr/bin/ovs-vsctl', 'usr/sbin/ovs-vswitchd', 'usr/sbin/ovsdb-server', ROOT_DEFAULT_NETWORK_XML.slice(1)];
   for (const f of must) {
     if (!(await exists(path.join(root, f)))) throw new Error(`trixie root: ${f} is missing after the install`);
   }
@@ -352,7 +356,7 @@ async function checkRoot(root: string): Promise<void> {
 }
 
 async function installedVersions(root: string): Promise<Record<string, string>> {
-  const pkgs = ['libvirt-daemon', 'qemu-system-x86', 'nodejs', 'nftables', 'passt', 'dnsmasq-base', 'virtinst'];
+  const pkgs = ['libvirt-daemon', 'qemu-system-x86', 'nodejs', 'nftables', 'passt', 'dnsmasq-base', 'virtinst', 'openvswitch-switch'];
   const r = await execa('chroot', [root, 'dpkg-query', '-W', '-f', '${Package} ${Version}\\n', ...pkgs], {
     reject: false, stdin: 'ignore', timeout: 60_000, env: { LC_ALL: 'C' },
   });
