@@ -87,7 +87,10 @@ export interface GuestSpec {
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const INIT_SCRIPT = path.join(HERE, 'sandbox-init.sh');
 const PROJECT_ROOT = path.resolve(HERE, '..', '..');
-const NETNS_RE = /^vw-[hc]-(\d+)-[0-9a-f]+$/;
+// vw-h: sandbox host, vw-c: client, vw-l: a test LAN (test/support/lan.ts, registered with adoptNetns).
+const NETNS_RE = /^vw-[hcl]-(\d+)-[0-9a-f]+$/;
+/** In DIR: more netns (one name a line) that stop() and cleanupStale() remove with the sandbox (adoptNetns). */
+const ADOPTED_NETNS_FILE = 'NETNS';
 const TMP_PREFIX = 'virtwire-sandbox-';
 /** In a temp dir stop() kept on purpose (keep: true): cleanupStale() leaves it alone. */
 const KEPT_MARK = 'KEPT';
@@ -165,6 +168,30 @@ function pidAlive(pid: number): boolean {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function adoptedNetns(dir: string): string[] {
+  let text = '';
+  try {
+    text = readFileSync(path.join(dir, ADOPTED_NETNS_FILE), 'utf8');
+  } catch {
+    /* none adopted */
+  }
+  return text.split('\n').filter((ns) => NETNS_RE.test(ns));
+}
+
+/** Kills (SIGKILL, by pid) whatever still runs in netns `ns`, then deletes it. Returns whether it was deleted. */
+async function killAndDeleteNetns(ns: string): Promise<boolean> {
+  const pids = await execa('ip', ['netns', 'pids', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
+  for (const p of (pids.stdout ?? '').split('\n').filter(Boolean)) {
+    try {
+      process.kill(Number(p), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  const del = await execa('ip', ['netns', 'del', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
+  return del.exitCode === 0;
+}
 
 async function ip(args: string[]): Promise<void> {
   const r = await execa('ip', args, { timeout: 15_000, reject: false, stdin: 'ignore' });
@@ -515,7 +542,17 @@ export class Sandbox {
 
   // ------------------------------------------------------------- teardown
 
-  /** Destroys the guests, kills the sandbox (PID 1 ⇒ whole PID namespace), deletes both netns and DIR. Idempotent. */
+  /**
+   * Ties a netns made outside this class (e.g. a test LAN, vw-l-PID-…) to the
+   * sandbox's lifetime: stop() and, after a killed run, cleanupStale() kill
+   * what still runs in it (by pid) and delete it. Deleting it earlier is fine.
+   */
+  async adoptNetns(ns: string): Promise<void> {
+    if (!NETNS_RE.test(ns)) throw new Error(`sandbox.adoptNetns: ${JSON.stringify(ns)} is not a vw-[hcl]-PID-HEX name`);
+    await fs.appendFile(path.join(this.dir, ADOPTED_NETNS_FILE), `${ns}\n`);
+  }
+
+  /** Destroys the guests, kills the sandbox (PID 1 ⇒ whole PID namespace), deletes both netns (and adopted ones) and DIR. Idempotent. */
   async stop(): Promise<void> {
     this.stopping ??= this.doStop();
     return this.stopping;
@@ -537,6 +574,9 @@ export class Sandbox {
     }
     for (const ns of [this.hostNetns, this.clientNetns]) {
       await execa('ip', ['netns', 'del', ns], { timeout: 15_000, reject: false, stdin: 'ignore' });
+    }
+    for (const ns of adoptedNetns(this.dir)) {
+      if ((await fs.stat(`/run/netns/${ns}`).catch(() => undefined)) !== undefined) await killAndDeleteNetns(ns);
     }
     if (this.keep) await fs.writeFile(path.join(this.dir, KEPT_MARK), '');
     else await fs.rm(this.dir, { recursive: true, force: true });
@@ -563,15 +603,26 @@ export class Sandbox {
       }
     }
     for (const ns of [this.hostNetns, this.clientNetns]) spawnSync('ip', ['netns', 'del', ns], { timeout: 10_000, stdio: 'ignore' });
+    for (const ns of adoptedNetns(this.dir)) {
+      const pids = spawnSync('ip', ['netns', 'pids', ns], { timeout: 10_000, encoding: 'utf8' }).stdout ?? '';
+      for (const p of pids.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(p), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      spawnSync('ip', ['netns', 'del', ns], { timeout: 10_000, stdio: 'ignore' });
+    }
     if (this.keep) writeFileSync(path.join(this.dir, KEPT_MARK), '');
     else rmSync(this.dir, { recursive: true, force: true });
     live.delete(this);
   }
 
   /**
-   * Removes what a killed test run left: vw-h-PID-… / vw-c-PID-… netns and
-   * /tmp/virtwire-sandbox-PID-… dirs whose PID is dead, killing (by pid) any
-   * process still inside such a netns.
+   * Removes what a killed test run left: vw-h-PID-… / vw-c-PID-… netns (and
+   * the vw-l-… ones adoptNetns() recorded) and /tmp/virtwire-sandbox-PID-…
+   * dirs whose PID is dead, killing (by pid) any process still inside such a netns.
    */
   /**
    * Removes what a killed run left: its temp dir and its two netns. Only
@@ -589,18 +640,9 @@ export class Sandbox {
       const owner = parseOwner(await fs.readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => ''));
       if (!owner || owner.pidns !== ourPidns || processStart(owner.pid) === owner.start) continue;
       if (await fs.stat(path.join(dir, KEPT_MARK)).catch(() => undefined)) continue;
-      for (const ns of [owner.hostNetns, owner.clientNetns]) {
+      for (const ns of [owner.hostNetns, owner.clientNetns, ...adoptedNetns(dir)]) {
         if (!NETNS_RE.test(ns)) continue;
-        const pids = await execa('ip', ['netns', 'pids', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
-        for (const p of (pids.stdout ?? '').split('\n').filter(Boolean)) {
-          try {
-            process.kill(Number(p), 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }
-        const del = await execa('ip', ['netns', 'del', ns], { timeout: 10_000, reject: false, stdin: 'ignore' });
-        if (del.exitCode === 0) removed.push(ns);
+        if (await killAndDeleteNetns(ns)) removed.push(ns);
       }
       await fs.rm(dir, { recursive: true, force: true });
       removed.push(dir);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync, existsSync, rmSync, readlinkSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import { Sandbox } from '../../src/demo/sandbox.js';
+import { alive } from '../support/process.js';
 
 /** A temp dir as a killed sandbox run leaves it. */
 function leftover(id: string, owner: object): string {
@@ -25,6 +27,27 @@ describe('Sandbox.cleanupStale', () => {
       expect(existsSync(nested)).toBe(true);
     } finally {
       for (const d of [dead, live, nested]) rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('also removes the netns a dead owner adopted (vw-l-…), killing what runs in it', async () => {
+    const ns = 'vw-l-999997-ab';
+    expect(spawnSync('ip', ['netns', 'add', ns]).status).toBe(0);
+    const dir = leftover('999997-test', { pidns, pid: 999997, start: '1', hostNetns: 'vw-h-999997-ab', clientNetns: 'vw-c-999997-ab' });
+    writeFileSync(`${dir}/NETNS`, `${ns}\n`);
+    // `ip netns exec` execs sleep: the pid is sleep's, inside the netns.
+    const sleeper = spawn('ip', ['netns', 'exec', ns, 'sleep', '60'], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 50 && !spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.trim(); i++) await new Promise((r) => setTimeout(r, 20));
+      const removed = await Sandbox.cleanupStale();
+      expect(removed).toContain(ns);
+      expect(existsSync(`/run/netns/${ns}`)).toBe(false);
+      for (let i = 0; i < 50 && alive(sleeper.pid!); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(sleeper.exitCode ?? sleeper.signalCode).toBe('SIGKILL');
+    } finally {
+      if (sleeper.exitCode === null && sleeper.signalCode === null) sleeper.kill('SIGKILL');
+      spawnSync('ip', ['netns', 'del', ns]);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
