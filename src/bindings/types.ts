@@ -9,7 +9,7 @@ import type { ResolvedForward } from '../model/forward.js';
 import type { Lease } from '../host/libvirt-status.js';
 import type { PortRange } from '../model/ports.js';
 import type { XElement } from '../xml/document.js';
-import type { HostFacts } from '../model/host.js';
+import type { HostFacts, LinkObject } from '../model/host.js';
 
 export type { HostFacts, HostLink } from '../model/host.js';
 
@@ -82,6 +82,8 @@ export interface BindingPlanInput {
 /** What the host must hold for a binding's NICs while the VM runs. */
 export interface HostPlan {
   forwards: ResolvedForward[];
+  /** Links its NICs need (created at qemu prepare, before QEMU runs), by NIC MAC. */
+  links?: Array<{ nic: string; link: LinkObject }>;
 }
 
 /** What define-time rewriting and its checks know of the daemon and the host. */

@@ -2,7 +2,8 @@ import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
 import { renderTable, renderDeleteTable, renderTeardown, countElements, TABLE } from '../host/nft-script.js';
 import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
-import { LEDGER_SCHEMA, entryForwards, type Ledger, type VmEntry } from '../state/ledger.js';
+import { LEDGER_SCHEMA, entryForwards, entryLinks, type Ledger, type VmEntry } from '../state/ledger.js';
+import { convergeLinks } from './links.js';
 import { entryIsLive } from '../state/liveness.js';
 import { quoted } from '../errors.js';
 
@@ -49,12 +50,14 @@ export async function converge(deps: HostDeps): Promise<string[]> {
     await mustRun(run, ['nft', '-f', '-'], renderTable(forwards, mark));
     done.push(`nft table inet virtwire: ${forwards.length} forward(s)`);
     for (const t of targets) if (await setAccept(run, t, mark)) done.push(`accept placed first in ${targetName(t)}`);
-    ledger.putHost({ schema: LEDGER_SCHEMA, table: true, mark, accepts: targets, updatedAt: new Date().toISOString() });
+    ledger.putHost({ ...ledger.getHost(), schema: LEDGER_SCHEMA, table: true, mark, accepts: targets, updatedAt: new Date().toISOString() });
   } else {
     // The live ruleset decides, not host.json: a hook killed after nft and before
     // recording it must not leave the table behind.
     done.push(...(await removeFromHost(run, ledger, targets, true)));
   }
+  // Links of reserved entries too: prepare makes them before QEMU runs, and the entry is still "reserved" then.
+  done.push(...(await convergeLinks(run, ledger, [...entries, ...(include ? [include] : [])].flatMap(entryLinks))));
   dropStaleTeardowns(ledger, include?.uuid);
   return done;
 }
@@ -67,7 +70,8 @@ export async function converge(deps: HostDeps): Promise<string[]> {
  */
 function writeTeardowns(ledger: Ledger, kept: readonly VmEntry[], applied: readonly VmEntry[]): void {
   const counts = countElements(applied.map(entryForwards));
-  for (const e of kept) ledger.putTeardown(e.uuid, renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
+  // A VM with host links goes to Node at its release (the links are counted across VMs there).
+  for (const e of kept) ledger.putTeardown(e.uuid, entryLinks(e).length ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
 }
 
 /** A teardown whose VM has no entry is stale: run later, it would delete keys another VM may hold by then. */
@@ -85,6 +89,7 @@ function dropStaleTeardowns(ledger: Ledger, keep: string | undefined): void {
 export async function purgeHost(run: Runner, ledger: Ledger): Promise<string[]> {
   const done = ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${quoted(e.name)}`; });
   dropStaleTeardowns(ledger, undefined);
+  done.push(...(await convergeLinks(run, ledger, [])));
   return [...done, ...(await removeFromHost(run, ledger, await detectTargets(run), true))];
 }
 
@@ -107,6 +112,6 @@ async function removeFromHost(run: Runner, ledger: Ledger, present: AcceptTarget
   for (const t of [...present, ...before.accepts.filter((a) => !present.some((b) => sameTarget(a, b)))]) {
     if (await setAccept(run, t, null)) done.push(`accept removed from ${targetName(t)}`);
   }
-  ledger.putHost({ schema: LEDGER_SCHEMA, table: false, mark: null, accepts: [], updatedAt: new Date().toISOString() });
+  ledger.putHost({ ...ledger.getHost(), schema: LEDGER_SCHEMA, table: false, mark: null, accepts: [], updatedAt: new Date().toISOString() });
   return done;
 }

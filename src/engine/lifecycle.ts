@@ -6,7 +6,8 @@ import type { DomainInfo } from '../xml/domain.js';
 import type { NetworkInfo } from '../xml/network.js';
 import { withLock } from '../state/lock.js';
 import { readWatchState } from '../state/watch-state.js';
-import { entryForwards } from '../state/ledger.js';
+import { entryForwards, entryLinks } from '../state/ledger.js';
+import { describeLink } from '../model/host.js';
 import { loadConfig } from '../policy/config.js';
 import { readRunning } from '../host/libvirt-status.js';
 import { BINDINGS } from '../bindings/registry.js';
@@ -37,6 +38,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
   }
   if (!planned && !ctx.ledger.hasVm(domain.uuid) && !ctx.ledger.hasTeardown(domain.uuid)) return undefined;
   const forwards = planned?.plan.forwards ?? [];
+  const links = planned?.plan.links ?? [];
   // Read before the lock, each status file once: parsing them is the slow part.
   const { domains: running, uuids: runningUuids } = forwards.length ? ctx.running() : { domains: [], uuids: ctx.runningUuids() };
   return withLock(ctx.ledger.lockFile, async () => {
@@ -49,7 +51,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
       if (blocking) throw new UserError(`VM ${quoted(domain.name)}: cannot check its forwards against the other VMs: ${blocking.message}; run "virtwire reconcile" once that is fixed`);
       notes.push(...rebuilt);
     }
-    if (!planned || forwards.length === 0) {
+    if (!planned || forwards.length + links.length === 0) {
       // A leftover entry (e.g. a crash skipped release) must not linger, nor what it applied.
       const dropped = ctx.ledger.removeVm(domain.uuid);
       if (!dropped && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
@@ -69,10 +71,10 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
       // All or nothing: the start is refused, so take back what it added.
       ctx.ledger.removeVm(domain.uuid);
       await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids })
-        .catch((undo: unknown) => ctx.log.error(`VM ${quoted(domain.name)} prepare: could not take back its forwards (${errorMessage(undo)}); its release or "virtwire reconcile" removes them`));
-      throw err;
+        .catch((undo: unknown) => ctx.log.error(`VM ${quoted(domain.name)} prepare: could not take back what it added (${errorMessage(undo)}); its release or "virtwire reconcile" removes it`));
+      throw err instanceof UserError ? new UserError(`VM ${quoted(domain.name)}: ${err.message}`) : err;
     }
-    return [`applied ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`, ...notes];
+    return [...(forwards.length ? [`applied ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`] : []), ...notes];
   });
 }
 
@@ -103,7 +105,7 @@ export async function rewireVm(context: HookContext, domain: DomainInfo): Promis
   const mark = loadConfig(ctx.paths.configFile).firewall.mark;
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate();
-    const entry = planned && forwards.length ? claim(domain, planned.plan, planned.config, {
+    const entry = planned && forwards.length + planned.plan.links.length ? claim(domain, planned.plan, planned.config, {
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
       hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
     }, 'applied') : undefined;
@@ -111,8 +113,11 @@ export async function rewireVm(context: HookContext, domain: DomainInfo): Promis
     const before = new Set(entryForwards(held ?? { nics: [] }).map(describeForward));
     const after = new Set((entry ? entryForwards(entry) : []).map(describeForward));
     const moved = [...[...after].filter((f) => !before.has(f)).map((f) => `+${f}`), ...[...before].filter((f) => !after.has(f)).map((f) => `-${f}`)];
+    const linksBefore = new Set(entryLinks(held ?? { nics: [] }).map(describeLink));
+    const linksAfter = new Set((entry ? entryLinks(entry) : []).map(describeLink));
+    const linksMoved = [...linksAfter].some((l) => !linksBefore.has(l)) || [...linksBefore].some((l) => !linksAfter.has(l));
     // Nothing to move (the watcher asks after every event): no nft transaction. Drift is reconcile's to mend.
-    if (moved.length === 0 && (held ? held.state === 'applied' : !entry)) return { moved, notes: [] };
+    if (moved.length === 0 && !linksMoved && (held ? held.state === 'applied' : !entry)) return { moved, notes: [] };
     if (!entry) ctx.ledger.removeVm(domain.uuid);
     const notes = [...recoverLedger(ctx, runningUuids), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids, include: entry }))];
     if (entry) ctx.ledger.putVm(entry);

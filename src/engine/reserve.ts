@@ -12,12 +12,13 @@ import { checkOwnership, reservedAddressesOf, type Lease, type OtherVmView } fro
 import type { VmPlan } from '../plan/types.js';
 import type { HostSocket } from '../host/listening.js';
 import type { RunningDomain } from '../host/libvirt-status.js';
-import { LEDGER_SCHEMA, entryForwards, type Ledger, type VmEntry } from '../state/ledger.js';
+import { LEDGER_SCHEMA, entryForwards, entryLinks, type Ledger, type VmEntry } from '../state/ledger.js';
+import { describeLink, sameLink, type LinkObject } from '../model/host.js';
 import { BINDINGS, bindingNamed } from '../bindings/registry.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
 import type { PortRange } from '../model/ports.js';
-import { errorMessage, quoted } from '../errors.js';
+import { UserError, errorMessage, quoted } from '../errors.js';
 
 /** What planning reads from the host (files only: hooks must never call libvirt). */
 export interface PlanSources {
@@ -136,11 +137,28 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
   checkOwnership(domain, plan.forwards, otherViews(domain.uuid, src.running, others, src.network), src.leases);
   checkConflicts(domain.name, plan.forwards, others.map((e) => ({ ...e, forwards: entryForwards(e) })), src.hostSockets());
   checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap(entryForwards)), config.limits);
-  const nics = plan.nics.map((n) => ({
-    mac: n.mac, template: n.template, binding: n.binding, bindingVersion: bindingNamed(n.binding).version,
-    ...(n.network === undefined ? {} : { network: n.network }), forwards: plan.forwards.filter((f) => f.nic === n.mac),
-  })).filter((n) => n.forwards.length > 0);
+  checkLinks(domain.name, plan.links.map((l) => l.link), others);
+  const nics = plan.nics.map((n) => {
+    const links = plan.links.filter((l) => l.nic === n.mac).map((l) => l.link);
+    return {
+      mac: n.mac, template: n.template, binding: n.binding, bindingVersion: bindingNamed(n.binding).version,
+      ...(n.network === undefined ? {} : { network: n.network }), forwards: plan.forwards.filter((f) => f.nic === n.mac),
+      ...(links.length ? { links } : {}),
+    };
+  }).filter((n) => n.forwards.length > 0 || n.links !== undefined);
   return { schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, nics, updatedAt: new Date().toISOString() };
+}
+
+/** A link name another running VM holds must mean the same link (two templates that disagree on it). */
+function checkLinks(vm: string, wanted: readonly LinkObject[], others: readonly VmEntry[]): void {
+  for (const l of wanted) {
+    for (const e of others) {
+      const theirs = entryLinks(e).find((x) => x.name === l.name);
+      if (theirs && !sameLink(theirs, l)) {
+        throw new UserError(`VM ${quoted(vm)}: it needs ${describeLink(l)}, but VM ${quoted(e.name)} runs with ${describeLink(theirs)} under that name; make their templates agree`);
+      }
+    }
+  }
 }
 
 /** Other VMs as libvirt's status files and the ledger know them, merged by UUID. */

@@ -30,14 +30,17 @@ export function resolveForwards(input: ResolveInput): VmPlan {
   const { domain } = input;
   const wired = templatesForNics(domain, input.templates, bindingTakes);
   const forwards: ResolvedForward[] = [];
+  const links: VmPlan['links'] = [];
   for (const binding of BINDINGS.values()) {
     // Every binding is asked, with the NICs it wires (maybe none): a domain's
     // metadata may ask a binding for something even when no NIC is wired.
     const mine = new Map([...wired].filter(([, t]) => t.binding === binding.name));
-    forwards.push(...binding.hostPlan({ ...input, allocated: input.allocated ?? (() => undefined), wired: mine }).forwards);
+    const hp = binding.hostPlan({ ...input, allocated: input.allocated ?? (() => undefined), wired: mine });
+    forwards.push(...hp.forwards);
+    links.push(...(hp.links ?? []));
   }
   const nics = [...wired].map(([nic, t]) => plannedNic(nic, t));
-  return { uuid: domain.uuid, name: domain.name, nics, forwards };
+  return { uuid: domain.uuid, name: domain.name, nics, forwards, links };
 }
 
 /**

@@ -28,3 +28,23 @@ export interface HostFacts {
   /** The Open vSwitch bridges (`ovs-vsctl list-br`), or why they cannot be listed (Open vSwitch not installed or not running). */
   ovsBridges(): ReadonlySet<string> | string;
 }
+
+/**
+ * A network link a binding needs on the host while its VMs run, which
+ * virtwire creates when missing (and then owns, and removes when no VM
+ * needs it any more): a VLAN sub-interface of an uplink, or a macvlan
+ * "host shim" with an address (macvtap).
+ */
+export type LinkObject =
+  | { kind: 'vlan'; name: string; lower: string; vid: number }
+  | { kind: 'shim'; name: string; lower: string; address: string; prefix: number };
+
+/** One line for logs and messages: "VLAN sub-interface eth1.100", "host shim vws-1a2b3c4d 198.51.100.5/24 on eth1". */
+export function describeLink(l: LinkObject): string {
+  return l.kind === 'vlan' ? `VLAN sub-interface ${l.name} (VLAN ${l.vid} of ${l.lower})` : `host shim ${l.name} ${l.address}/${l.prefix} on ${l.lower}`;
+}
+
+/** Whether two specs are the same link (a name shared by two VMs must mean one thing). */
+export function sameLink(a: LinkObject, b: LinkObject): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

@@ -1,4 +1,5 @@
 import type { ResolvedForward } from '../model/forward.js';
+import type { LinkObject } from '../model/host.js';
 
 /** A NIC a template wires, and the binding that serves it. */
 export interface PlannedNic {
@@ -20,4 +21,6 @@ export interface VmPlan {
   name: string;
   nics: PlannedNic[];
   forwards: ResolvedForward[];
+  /** Host links its NICs need while it runs, by NIC MAC. */
+  links: Array<{ nic: string; link: LinkObject }>;
 }

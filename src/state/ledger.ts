@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync, renameSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ResolvedForward } from '../model/forward.js';
-import type { AcceptTarget } from '../model/host.js';
+import type { AcceptTarget, LinkObject } from '../model/host.js';
 import { writeJsonAtomic, writeTextAtomic } from '../atomic.js';
 import { UUID } from '../model/ids.js';
 
@@ -17,6 +17,13 @@ export interface NicEntry {
   bindingVersion: number;
   network?: string;
   forwards: ResolvedForward[];
+  /** Host links the NIC needs while the VM runs (macvtap's VLAN sub-interface and host shim). */
+  links?: LinkObject[];
+}
+
+/** Every host link a VM needs, all NICs together. */
+export function entryLinks(e: Pick<VmEntry, 'nics'>): LinkObject[] {
+  return e.nics.flatMap((n) => n.links ?? []);
 }
 
 /**
@@ -48,12 +55,25 @@ function fromSchema1(v: { binding?: unknown; bindingVersion?: unknown; forwards:
   return { schema: LEDGER_SCHEMA, uuid: v.uuid, name: v.name, state: v.state, nics: [...nics.values()], updatedAt: v.updatedAt };
 }
 
+/**
+ * A host link virtwire keeps for the VMs that need it. `created`: virtwire
+ * made it, so removes it once no VM needs it; a link that was there already
+ * is used and never removed. Recorded before it is created, so a hook killed
+ * in between still knows to remove it.
+ */
+export interface HeldLink {
+  link: LinkObject;
+  created: boolean;
+}
+
 /** Host-wide objects virtwire created and shares between VMs. */
 export interface HostEntry {
   schema: number;
   table: boolean;
   mark: number | null;
   accepts: AcceptTarget[];
+  /** By link name; how many VMs use one is counted from their entries (entryLinks), never stored. */
+  links?: Record<string, HeldLink>;
   updatedAt: string;
 }
 
@@ -250,7 +270,7 @@ function entryProblem(v: unknown, uuid: string): string | undefined {
   const isObjects = (a: unknown): boolean => Array.isArray(a) && a.every((x) => typeof x === 'object' && x !== null);
   const old = (v as { forwards?: unknown }).forwards;
   if (e.nics !== undefined) {
-    if (!isObjects(e.nics) || !e.nics.every((n) => typeof n.mac === 'string' && typeof n.binding === 'string' && isObjects(n.forwards))) return 'bad nics';
+    if (!isObjects(e.nics) || !e.nics.every((n) => typeof n.mac === 'string' && typeof n.binding === 'string' && isObjects(n.forwards) && (n.links === undefined || isObjects(n.links)))) return 'bad nics';
   } else if (!isObjects(old)) return 'bad forwards';
   if (typeof e.updatedAt !== 'string') return 'no updatedAt';
   return undefined;

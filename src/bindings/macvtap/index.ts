@@ -7,7 +7,8 @@ import type { Binding } from '../types.js';
 import { readVlan, type VlanSpec } from '../common/vlan.js';
 import { readMapping, readIfName, readHostAddress, requireKey, type HostAddress } from '../common/settings.js';
 import { attachInterface } from '../common/attach.js';
-import { NO_HOST_WORK, takesOrdinaryNic } from '../common/rewrites.js';
+import { takesOrdinaryNic } from '../common/rewrites.js';
+import type { LinkObject } from '../../model/host.js';
 import { IFNAME } from '../../model/ids.js';
 import { quote } from '../../model/show.js';
 
@@ -28,6 +29,28 @@ const SHIM_KEYS = ['address'] as const;
 /** The link the macvtap goes on: the uplink, or its VLAN sub-interface. */
 export function macvtapLink(s: MacvtapSettings): string {
   return s.vlan === undefined ? (s.uplink as string) : `${s.uplink}.${s.vlan}`;
+}
+
+/**
+ * The host shim's name: "vws" and 8 hex digits of a hash of its lower link
+ * and address, so one template's shim has one name on every host and two
+ * shims never share one (IFNAMSIZ leaves no room for the address itself).
+ */
+export function shimName(lower: string, address: HostAddress): string {
+  let h = 0x811c9dc5; // FNV-1a, 32 bits: no crypto module in the hooks for this
+  for (const c of `${lower}\0${address.address}/${address.prefix}`) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return `vws${h.toString(16).padStart(8, '0')}`;
+}
+
+/** The links a NIC of these settings needs on the host: the VLAN sub-interface, then the shim on it. */
+export function macvtapLinks(s: MacvtapSettings): LinkObject[] {
+  const links: LinkObject[] = [];
+  if (s.vlan !== undefined) links.push({ kind: 'vlan', name: macvtapLink(s), lower: s.uplink as string, vid: s.vlan });
+  if (s.hostShim) {
+    const { address, prefix } = s.hostShim.address;
+    links.push({ kind: 'shim', name: shimName(macvtapLink(s), s.hostShim.address), lower: macvtapLink(s), address, prefix });
+  }
+  return links;
 }
 
 function attached(s: MacvtapSettings): string {
@@ -92,5 +115,9 @@ export const macvtap: Binding = {
     return undefined;
   },
   summary: (settings) => attached(settings as MacvtapSettings),
-  ...NO_HOST_WORK,
+  hostPlan: ({ wired }) => ({
+    forwards: [],
+    links: [...wired].flatMap(([nic, t]) => macvtapLinks(t.settings as MacvtapSettings).map((link) => ({ nic: nic.mac, link }))),
+  }),
+  warnings: () => [],
 };
