@@ -9,8 +9,8 @@ import { releaseUnusedNetworks } from '../networks.js';
 export const command = defineCommand({
   name: 'gc',
   summary: `Release what "virtwire apply" gave domains libvirt no longer
-defines: their host ports and the DHCP reservations it made, and the
-networks it defined that no domain uses.`,
+defines: their host ports and the DHCP reservations it made; and
+remove the networks it defined that no domain uses any more.`,
   usage: 'gc [--connect CONNECT]',
   options: { connect: { type: 'string' } },
   optionHelp: { connect: SELECT_HELP.connect },
