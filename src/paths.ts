@@ -13,6 +13,8 @@ export interface Paths {
   libvirtLibDir: string;
   /** virtwire's persistent state (kept across reboots): allocations.json, the define-time allocations. */
   stateDir: string;
+  /** sysfs: the host's links and bridges (tests point it at a tree in a temp dir). */
+  sysDir: string;
 }
 
 export const DEFAULT_PATHS: Paths = {
@@ -23,4 +25,5 @@ export const DEFAULT_PATHS: Paths = {
   libvirtRunDir: '/run/libvirt',
   libvirtLibDir: '/var/lib/libvirt',
   stateDir: '/var/lib/virtwire',
+  sysDir: '/sys',
 };

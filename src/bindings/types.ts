@@ -9,7 +9,7 @@ import type { ResolvedForward } from '../model/forward.js';
 import type { Lease } from '../host/libvirt-status.js';
 import type { PortRange } from '../model/ports.js';
 import type { XElement } from '../xml/document.js';
-import type { HostFacts, LinkObject } from '../model/host.js';
+import type { HostFacts, LinkObject, TapVlan } from '../model/host.js';
 
 export type { HostFacts, HostLink } from '../model/host.js';
 
@@ -84,6 +84,12 @@ export interface HostPlan {
   forwards: ResolvedForward[];
   /** Links its NICs need (created at qemu prepare, before QEMU runs), by NIC MAC. */
   links?: Array<{ nic: string; link: LinkObject }>;
+  /**
+   * VLANs virtwire sets on NICs' taps at qemu start (the tap exists and is in
+   * its bridge, QEMU does not run yet), where libvirt does not (a plain Linux
+   * bridge before libvirt 11.0: the definition has no <vlan>).
+   */
+  tapVlans?: Array<{ nic: string; tapVlan: TapVlan }>;
 }
 
 /** What define-time rewriting and its checks know of the daemon and the host. */

@@ -2,7 +2,7 @@ import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
 import { renderTable, renderDeleteTable, renderTeardown, countElements, TABLE } from '../host/nft-script.js';
 import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
-import { LEDGER_SCHEMA, entryForwards, entryLinks, type Ledger, type VmEntry } from '../state/ledger.js';
+import { LEDGER_SCHEMA, entryForwards, entryHasStartWork, entryLinks, type Ledger, type VmEntry } from '../state/ledger.js';
 import { convergeLinks } from './links.js';
 import { entryIsLive } from '../state/liveness.js';
 import { quoted } from '../errors.js';
@@ -71,12 +71,16 @@ export async function converge(deps: HostDeps): Promise<string[]> {
 function writeTeardowns(ledger: Ledger, kept: readonly VmEntry[], applied: readonly VmEntry[]): void {
   const counts = countElements(applied.map(entryForwards));
   // A VM with host links goes to Node at its release (the links are counted across VMs there).
-  for (const e of kept) ledger.putTeardown(e.uuid, entryLinks(e).length ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
+  for (const e of kept) {
+    ledger.putTeardown(e.uuid, entryLinks(e).length ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
+    ledger.putStartMarker(e.uuid, entryHasStartWork(e));
+  }
 }
 
 /** A teardown whose VM has no entry is stale: run later, it would delete keys another VM may hold by then. */
 function dropStaleTeardowns(ledger: Ledger, keep: string | undefined): void {
   for (const uuid of ledger.teardownUuids()) if (uuid !== keep && !ledger.hasVm(uuid)) ledger.putTeardown(uuid, undefined);
+  for (const uuid of ledger.startMarkerUuids()) if (uuid !== keep && !ledger.hasVm(uuid)) ledger.putStartMarker(uuid, false);
 }
 
 /**

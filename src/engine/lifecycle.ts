@@ -7,7 +7,11 @@ import type { NetworkInfo } from '../xml/network.js';
 import { withLock } from '../state/lock.js';
 import { readWatchState } from '../state/watch-state.js';
 import { entryForwards, entryLinks } from '../state/ledger.js';
-import { describeLink } from '../model/host.js';
+import { describeLink, type TapVlan } from '../model/host.js';
+import { describeVlan } from '../model/vlan.js';
+import { readLink } from '../host/links.js';
+import { setTapVlan } from '../host/bridge-vlan.js';
+import { vlanFilteringRefusal } from '../bindings/bridge/index.js';
 import { loadConfig } from '../policy/config.js';
 import { readRunning } from '../host/libvirt-status.js';
 import { BINDINGS } from '../bindings/registry.js';
@@ -39,6 +43,13 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
   if (!planned && !ctx.ledger.hasVm(domain.uuid) && !ctx.ledger.hasTeardown(domain.uuid)) return undefined;
   const forwards = planned?.plan.forwards ?? [];
   const links = planned?.plan.links ?? [];
+  const tapVlans = planned?.plan.tapVlans ?? [];
+  // Fail closed before anything is held: a VLAN on a bridge that does not filter VLANs isolates nothing.
+  for (const { nic, tapVlan } of tapVlans) {
+    const link = readLink(ctx.paths.sysDir, tapVlan.bridge);
+    const why = !link?.bridge ? `the host has no bridge ${tapVlan.bridge}` : vlanFilteringRefusal(tapVlan.bridge, link.vlanFiltering);
+    if (why) throw new UserError(`VM ${quoted(domain.name)} NIC ${nic}: ${why}`);
+  }
   // Read before the lock, each status file once: parsing them is the slow part.
   const { domains: running, uuids: runningUuids } = forwards.length ? ctx.running() : { domains: [], uuids: ctx.runningUuids() };
   return withLock(ctx.ledger.lockFile, async () => {
@@ -51,7 +62,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
       if (blocking) throw new UserError(`VM ${quoted(domain.name)}: cannot check its forwards against the other VMs: ${blocking.message}; run "virtwire reconcile" once that is fixed`);
       notes.push(...rebuilt);
     }
-    if (!planned || forwards.length + links.length === 0) {
+    if (!planned || forwards.length + links.length + tapVlans.length === 0) {
       // A leftover entry (e.g. a crash skipped release) must not linger, nor what it applied.
       const dropped = ctx.ledger.removeVm(domain.uuid);
       if (!dropped && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
@@ -74,8 +85,38 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
         .catch((undo: unknown) => ctx.log.error(`VM ${quoted(domain.name)} prepare: could not take back what it added (${errorMessage(undo)}); its release or "virtwire reconcile" removes it`));
       throw err instanceof UserError ? new UserError(`VM ${quoted(domain.name)}: ${err.message}`) : err;
     }
-    return [...(forwards.length ? [`applied ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`] : []), ...notes];
+    return [
+      ...(forwards.length ? [`applied ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`] : []),
+      ...tapVlans.map(({ nic, tapVlan }) => `NIC ${nic}: ${describeVlan(tapVlan.vlan)} on its tap in ${tapVlan.bridge} at start`),
+      ...notes,
+    ];
   });
+}
+
+/**
+ * qemu start (only for a VM whose prepare left a start marker): each NIC's
+ * VLAN on its tap, which exists now and sits in its bridge, before QEMU
+ * runs. Any failure refuses the start: the guest never runs on the wrong
+ * VLAN, or on none. Undefined: nothing to do.
+ */
+export async function startVm(context: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
+  const ctx = forOneOperation(context);
+  const entry = ctx.ledger.getVm(domain.uuid);
+  const work = entry?.nics.filter((n) => n.tapVlan !== undefined) ?? [];
+  if (work.length === 0) return undefined;
+  const notes: string[] = [];
+  for (const n of work) {
+    const t = n.tapVlan as TapVlan;
+    const tap = domain.nics.find((x) => x.mac === n.mac)?.tap;
+    if (!tap) throw new UserError(`VM ${quoted(domain.name)} NIC ${n.mac}: libvirt gave its NIC no tap to set ${describeVlan(t.vlan)} on`);
+    try {
+      await setTapVlan(ctx.run, ctx.paths.sysDir, tap, t);
+    } catch (err) {
+      throw new UserError(`VM ${quoted(domain.name)} NIC ${n.mac}: cannot put its tap ${tap} on ${describeVlan(t.vlan)} in bridge ${t.bridge}: ${errorMessage(err)}`);
+    }
+    notes.push(`NIC ${n.mac}: tap ${tap} on ${describeVlan(t.vlan)} in ${t.bridge}`);
+  }
+  return notes;
 }
 
 /**

@@ -13,7 +13,7 @@ import type { VmPlan } from '../plan/types.js';
 import type { HostSocket } from '../host/listening.js';
 import type { RunningDomain } from '../host/libvirt-status.js';
 import { LEDGER_SCHEMA, entryForwards, entryLinks, type Ledger, type VmEntry } from '../state/ledger.js';
-import { describeLink, sameLink, type LinkObject } from '../model/host.js';
+import { describeLink, sameLink, type LinkObject, type TapVlan } from '../model/host.js';
 import { BINDINGS, bindingNamed } from '../bindings/registry.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
@@ -144,9 +144,15 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
       mac: n.mac, template: n.template, binding: n.binding, bindingVersion: bindingNamed(n.binding).version,
       ...(n.network === undefined ? {} : { network: n.network }), forwards: plan.forwards.filter((f) => f.nic === n.mac),
       ...(links.length ? { links } : {}),
+      ...tapVlanOf(plan, n.mac),
     };
-  }).filter((n) => n.forwards.length > 0 || n.links !== undefined);
+  }).filter((n) => n.forwards.length > 0 || n.links !== undefined || n.tapVlan !== undefined);
   return { schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, nics, updatedAt: new Date().toISOString() };
+}
+
+function tapVlanOf(plan: VmPlan, mac: string): { tapVlan?: TapVlan } {
+  const t = plan.tapVlans.find((x) => x.nic === mac)?.tapVlan;
+  return t ? { tapVlan: t } : {};
 }
 
 /** A link name another running VM holds must mean the same link (two templates that disagree on it). */

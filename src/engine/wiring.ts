@@ -31,6 +31,7 @@ export function resolveForwards(input: ResolveInput): VmPlan {
   const wired = templatesForNics(domain, input.templates, bindingTakes);
   const forwards: ResolvedForward[] = [];
   const links: VmPlan['links'] = [];
+  const tapVlans: VmPlan['tapVlans'] = [];
   for (const binding of BINDINGS.values()) {
     // Every binding is asked, with the NICs it wires (maybe none): a domain's
     // metadata may ask a binding for something even when no NIC is wired.
@@ -38,9 +39,10 @@ export function resolveForwards(input: ResolveInput): VmPlan {
     const hp = binding.hostPlan({ ...input, allocated: input.allocated ?? (() => undefined), wired: mine });
     forwards.push(...hp.forwards);
     links.push(...(hp.links ?? []));
+    tapVlans.push(...(hp.tapVlans ?? []));
   }
   const nics = [...wired].map(([nic, t]) => plannedNic(nic, t));
-  return { uuid: domain.uuid, name: domain.name, nics, forwards, links };
+  return { uuid: domain.uuid, name: domain.name, nics, forwards, links, tapVlans };
 }
 
 /**

@@ -7,11 +7,12 @@ import type { HookResult } from './qemu-handler.js';
 
 /**
  * qemu operations whose failure may reach libvirt, as it should: it aborts
- * the start (fail closed). `start` is not one: virtwire does nothing there (qemu-handler.ts). Every other operation must exit 0 whatever
- * happens — a non-zero `reconnect` makes libvirt kill the running VM.
+ * the start (fail closed; at `start`, a tap VLAN that cannot be set). Every
+ * other operation must exit 0 whatever happens — a non-zero `reconnect`
+ * makes libvirt kill the running VM.
  * hooks/qemu has the same list (test/unit/shims.test.ts keeps them in step).
  */
-export const QEMU_FAIL_CLOSED_OPS: readonly string[] = ['migrate', 'restore', 'prepare'];
+export const QEMU_FAIL_CLOSED_OPS: readonly string[] = ['migrate', 'restore', 'prepare', 'start'];
 
 export function qemuOpMayFail(op: string | undefined): boolean {
   return op !== undefined && QEMU_FAIL_CLOSED_OPS.includes(op);

@@ -1,5 +1,5 @@
 import { parseDomain } from '../xml/domain.js';
-import { prepareVm, settleVm } from '../engine/lifecycle.js';
+import { prepareVm, settleVm, startVm } from '../engine/lifecycle.js';
 import { filterIncoming } from '../engine/filter.js';
 import { UserError, errorMessage, oneLine, quoted } from '../errors.js';
 import type { HookContext } from '../engine/context.js';
@@ -14,10 +14,11 @@ export interface HookResult {
 
 /**
  * qemu operations virtwire acts on; everything else exits 0 at once without
- * reading stdin. Not `start`: prepare applies the NAT forwards, which need
- * nothing that appears only then (bindings that set up the tap will).
+ * reading stdin. `start` only sets tap VLANs (the shim runs Node for it only
+ * when the VM's prepare left a start marker): NAT forwards need nothing that
+ * appears only then, and prepare applies them.
  */
-const ACTIVE_OPS = new Set(['migrate', 'restore', 'prepare', 'stopped', 'release', 'reconnect']);
+const ACTIVE_OPS = new Set(['migrate', 'restore', 'prepare', 'start', 'stopped', 'release', 'reconnect']);
 
 export function qemuOpIsActive(op: string | undefined): boolean {
   return op !== undefined && ACTIVE_OPS.has(op);
@@ -34,10 +35,11 @@ export function qemuOpIsActive(op: string | undefined): boolean {
 export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin: () => Promise<string>): Promise<HookResult> {
   const op = argv[1];
   if (!qemuOpIsActive(op)) return { exitCode: 0 };
-  if (op === 'prepare' || op === 'migrate' || op === 'restore') {
+  if (op === 'prepare' || op === 'start' || op === 'migrate' || op === 'restore') {
     try {
       const xml = await readStdin();
       if (op === 'migrate' || op === 'restore') return filter(ctx, op, xml);
+      if (op === 'start') return await start(ctx, xml);
       return await prepare(ctx, xml);
     } catch (err) {
       const msg = err instanceof UserError ? err.message : `internal error: ${errorMessage(err)} (details in ${ctx.paths.logFile})`;
@@ -59,6 +61,14 @@ async function prepare(ctx: HookContext, xml: string): Promise<HookResult> {
   const domain = parseDomain(xml, 'the domain XML on stdin');
   const notes = await prepareVm(ctx, domain);
   if (notes?.length) ctx.log.info(`VM ${quoted(domain.name)} prepare: ${notes.join('; ')}`);
+  return { exitCode: 0 };
+}
+
+/** start: the NICs' tap VLANs (the shim runs Node only for a VM with a start marker). */
+async function start(ctx: HookContext, xml: string): Promise<HookResult> {
+  const domain = parseDomain(xml, 'the domain XML on stdin');
+  const notes = await startVm(ctx, domain);
+  if (notes?.length) ctx.log.info(`VM ${quoted(domain.name)} start: ${notes.join('; ')}`);
   return { exitCode: 0 };
 }
 

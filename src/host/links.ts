@@ -17,7 +17,8 @@ export function readLink(sysRoot: string, name: string): HostLink | undefined {
   if (!bridge) return { bridge, bridgePort };
   let filtering: string | undefined;
   try { filtering = readFileSync(join(dir, 'bridge', 'vlan_filtering'), 'utf8').trim(); } catch { filtering = undefined; }
-  return { bridge, bridgePort, vlanFiltering: filtering === '1' };
+  // No vlan_filtering file: the kernel has no bridge VLAN filtering at all.
+  return { bridge, bridgePort, ...(filtering === undefined ? {} : { vlanFiltering: filtering === '1' }) };
 }
 
 /**

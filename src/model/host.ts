@@ -4,6 +4,8 @@
 /** A libvirt firewall chain that holds virtwire's accept: which backend, which family. */
 export type AcceptTarget = { backend: 'iptables' | 'nftables'; family: 4 | 6 };
 
+import type { VlanSpec } from './vlan.js';
+
 /** A socket the host itself listens on (TCP LISTEN, or a bound UDP socket). */
 export interface HostSocket {
   proto: 'tcp' | 'udp';
@@ -16,7 +18,7 @@ export interface HostSocket {
 export interface HostLink {
   /** A Linux bridge (sysfs has its bridge/ directory). */
   bridge: boolean;
-  /** For a Linux bridge: whether it filters VLANs (bridge/vlan_filtering is 1). */
+  /** For a Linux bridge: whether it filters VLANs (bridge/vlan_filtering is 1); absent when the kernel cannot. */
   vlanFiltering?: boolean;
   /** It is a port of a Linux bridge (sysfs has its brport/ directory). */
   bridgePort: boolean;
@@ -47,4 +49,10 @@ export function describeLink(l: LinkObject): string {
 /** Whether two specs are the same link (a name shared by two VMs must mean one thing). */
 export function sameLink(a: LinkObject, b: LinkObject): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** A VLAN set on a NIC's tap in its Linux bridge at qemu start (bridge binding, libvirt before 11.0). */
+export interface TapVlan {
+  bridge: string;
+  vlan: VlanSpec;
 }

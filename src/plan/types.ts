@@ -1,5 +1,5 @@
 import type { ResolvedForward } from '../model/forward.js';
-import type { LinkObject } from '../model/host.js';
+import type { LinkObject, TapVlan } from '../model/host.js';
 
 /** A NIC a template wires, and the binding that serves it. */
 export interface PlannedNic {
@@ -23,4 +23,6 @@ export interface VmPlan {
   forwards: ResolvedForward[];
   /** Host links its NICs need while it runs, by NIC MAC. */
   links: Array<{ nic: string; link: LinkObject }>;
+  /** VLANs to set on NICs' taps at qemu start, by NIC MAC. */
+  tapVlans: Array<{ nic: string; tapVlan: TapVlan }>;
 }

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync, renameSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ResolvedForward } from '../model/forward.js';
-import type { AcceptTarget, LinkObject } from '../model/host.js';
+import type { AcceptTarget, LinkObject, TapVlan } from '../model/host.js';
 import { writeJsonAtomic, writeTextAtomic } from '../atomic.js';
 import { UUID } from '../model/ids.js';
 
@@ -19,6 +19,13 @@ export interface NicEntry {
   forwards: ResolvedForward[];
   /** Host links the NIC needs while the VM runs (macvtap's VLAN sub-interface and host shim). */
   links?: LinkObject[];
+  /** The VLAN qemu start sets on its tap (bridge binding where libvirt does not). */
+  tapVlan?: TapVlan;
+}
+
+/** Whether a VM's qemu `start` has work (a tap VLAN to set). */
+export function entryHasStartWork(e: Pick<VmEntry, 'nics'>): boolean {
+  return e.nics.some((n) => n.tapVlan !== undefined);
 }
 
 /** Every host link a VM needs, all NICs together. */
@@ -194,6 +201,28 @@ export class Ledger {
     let now: string | undefined;
     try { now = readFileSync(file, 'utf8'); } catch { now = undefined; }
     if (now !== script) writeTextAtomic(file, script, "virtwire's ledger", '/run');
+  }
+
+  /**
+   * A VM whose qemu `start` has work for Node (a tap VLAN): the shim runs
+   * Node at `start` only when this marker exists (hooks/qemu reads the path).
+   */
+  startMarker(uuid: string): string {
+    if (!UUID.test(uuid)) throw new Error(`invalid uuid ${JSON.stringify(uuid)}`);
+    return join(this.dir, 'start', uuid);
+  }
+
+  putStartMarker(uuid: string, on: boolean): void {
+    const file = this.startMarker(uuid);
+    if (!on) { rmSync(file, { force: true }); return; }
+    if (!existsSync(file)) writeTextAtomic(file, `virtwire: VM ${uuid} has work at qemu start\n`, "virtwire's ledger", '/run');
+  }
+
+  /** UUIDs with a start marker. */
+  startMarkerUuids(): string[] {
+    let names: string[];
+    try { names = readdirSync(join(this.dir, 'start')); } catch { return []; }
+    return names.filter((n) => UUID.test(n));
   }
 
   /** UUIDs with a teardown script. */

@@ -16,6 +16,8 @@ export interface DomainNic {
   network?: string;
   bridge?: string;
   tap?: string;
+  /** It has a <vlan> element (libvirt sets that VLAN itself). */
+  vlan?: true;
   /**
    * The network the NIC was on when a binding took it over and moved it (the
    * record's `from`): templates keep matching it by that network. Untrusted,
@@ -95,6 +97,7 @@ function readDomain(dom: XmlElement, source: string): DomainInfo {
       network: attr(iface, 'type') === 'network' ? attr(src, 'network') : undefined,
       bridge: attr(src, 'bridge'),
       tap: attr(child(iface, 'target'), 'dev'),
+      ...(child(iface, 'vlan') ? { vlan: true as const } : {}),
     };
   });
   for (const n of nics) {

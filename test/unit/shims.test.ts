@@ -1,7 +1,7 @@
 import { ROOT, tempDir } from './helpers.js';
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuOpIsActive } from '../../src/hooks/qemu-handler.js';
@@ -73,7 +73,18 @@ describe('hook shims when Node or the bundle cannot run', () => {
     }
     for (const op of ['prepare', 'migrate', 'restore']) expect(qemu(shim, op), op).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
     // Operations virtwire does not act on never look for Node.
-    for (const op of ['start', 'started']) expect(qemu(shim, op), op).toEqual({ status: 0, stdout: '', stderr: '' });
+    expect(qemu(shim, 'started')).toEqual({ status: 0, stdout: '', stderr: '' });
+    // start: Node only for a VM whose prepare left a start marker (a tap VLAN to set), and then it fails closed.
+    const uuid = '6f1f6a0e-0000-4000-8000-0000000000aa';
+    const start = () => {
+      const r = spawnSync(shim, ['vm1', 'start', 'begin', '-'], { input: `<domain><name>vm1</name><uuid>${uuid}</uuid></domain>`, encoding: 'utf8', env: { LC_ALL: 'C' }, timeout: 15_000 });
+      return { status: r.status, stderr: r.stderr, stdout: r.stdout };
+    };
+    expect(start()).toEqual({ status: 0, stdout: '', stderr: '' });
+    mkdirSync(join(runDir, 'start'), { recursive: true });
+    writeFileSync(join(runDir, 'start', uuid), '');
+    expect(start()).toEqual({ status: 1, stdout: '', stderr: `${why}\n` });
+    rmSync(join(runDir, 'start', uuid));
   });
 
   it('Node not executable counts as missing', () => {

@@ -4,7 +4,7 @@ import type { Binding } from '../types.js';
 import { readVlan, describeVlan, vlanElement, type VlanSpec } from '../common/vlan.js';
 import { readMapping, readIfName, requireKey } from '../common/settings.js';
 import { attachInterface } from '../common/attach.js';
-import { NO_HOST_WORK, takesOrdinaryNic, versionText } from '../common/rewrites.js';
+import { takesOrdinaryNic } from '../common/rewrites.js';
 
 export interface BridgeSettings {
   /** The host bridge. */
@@ -15,6 +15,17 @@ export interface BridgeSettings {
 const BRIDGE_KEYS = ['name'] as const;
 /** From 11.0.0 libvirt sets a <vlan> on a plain Linux bridge's tap itself (before: Open vSwitch only). */
 export const LINUX_BRIDGE_VLAN_SINCE = 11_000_000;
+
+/**
+ * Why a VLAN on this bridge would not isolate anything (it does not filter
+ * VLANs), with the fix; undefined when it filters. Checked at define time
+ * and again at qemu prepare.
+ */
+export function vlanFilteringRefusal(bridgeName: string, filtering: boolean | undefined): string | undefined {
+  if (filtering === true) return undefined;
+  if (filtering === undefined) return `bridge ${bridgeName} cannot filter VLANs: this kernel was built without bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING), so a VLAN on it would not isolate anything; use a kernel with it, or Open vSwitch (binding: ovs)`;
+  return `bridge ${bridgeName} does not filter VLANs (vlan_filtering is 0), so a VLAN on it would not isolate anything: enable it with "ip link set ${bridgeName} type bridge vlan_filtering 1" and in the host's network configuration (virtwire never changes host-wide settings)`;
+}
 
 function attached(s: BridgeSettings): string {
   return `bridge ${s.name}${s.vlan ? `, ${describeVlan(s.vlan)}` : ''}`;
@@ -43,7 +54,7 @@ export const bridge: Binding = {
     });
   },
   attachment: (settings) => attached(settings as BridgeSettings),
-  hostRefusal: (settings, host, env) => {
+  hostRefusal: (settings, host) => {
     const s = settings as BridgeSettings;
     const name = s.name as string;
     const link = host.link(name);
@@ -55,14 +66,17 @@ export const bridge: Binding = {
         : `${name} is not a Linux bridge; name a bridge in bridge.name`;
     }
     if (!s.vlan) return undefined;
-    if (!link.vlanFiltering) {
-      return `bridge ${name} does not filter VLANs (vlan_filtering is 0), so a VLAN on it would not isolate anything: enable it with "ip link set ${name} type bridge vlan_filtering 1" and in the host's network configuration (virtwire never changes host-wide settings)`;
-    }
-    if (env.libvirtVersion < LINUX_BRIDGE_VLAN_SINCE) {
-      return `libvirt ${versionText(env.libvirtVersion)} cannot put a NIC on a VLAN of a Linux bridge (libvirt 11.0 can), and this version of virtwire does not yet set it from the hook; use Open vSwitch (binding: ovs) or leave out vlan`;
-    }
-    return undefined;
+    return vlanFilteringRefusal(name, link.vlanFiltering);
   },
   summary: (settings) => attached(settings as BridgeSettings),
-  ...NO_HOST_WORK,
+  // Where the definition has no <vlan> (libvirt before 11.0 cannot take one on a Linux
+  // bridge), the hook sets the VLAN on the tap at qemu start.
+  hostPlan: ({ wired }) => ({
+    forwards: [],
+    tapVlans: [...wired].flatMap(([nic, t]) => {
+      const s = t.settings as BridgeSettings;
+      return s.vlan && !nic.vlan ? [{ nic: nic.mac, tapVlan: { bridge: s.name as string, vlan: s.vlan } }] : [];
+    }),
+  }),
+  warnings: () => [],
 };

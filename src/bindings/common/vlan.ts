@@ -5,11 +5,10 @@ import type { Node } from 'yaml';
 import { didYouMean, type YamlFile } from '../../policy/yaml-doc.js';
 import { quote } from '../../model/show.js';
 import type { ElementSpec } from '../../xml/document.js';
+import type { VlanSpec } from '../../model/vlan.js';
 
-/** Access: untagged on one VLAN. Trunk: the tagged VLANs, and the one untagged frames belong to (if any). */
-export type VlanSpec =
-  | { access: number }
-  | { tagged: number[]; native?: number };
+export type { VlanSpec } from '../../model/vlan.js';
+export { describeVlan, vidRuns } from '../../model/vlan.js';
 
 export const VLAN_KEYS = ['tagged', 'native'] as const;
 /** IEEE 802.1Q: 0 is "priority only" and 4095 is reserved. */
@@ -69,26 +68,6 @@ function readVidOrRange(y: YamlFile, item: Node): number[] | undefined {
     return undefined;
   }
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}
-
-/** Ids as the shortest list of runs: [10, 20, 21, 22] → "10,20-22". */
-export function vidRuns(ids: readonly number[]): string[] {
-  const runs: string[] = [];
-  let start: number | undefined;
-  let prev: number | undefined;
-  for (const id of [...ids].sort((a, b) => a - b)) {
-    if (start !== undefined && prev !== undefined && id === prev + 1) { prev = id; continue; }
-    if (start !== undefined) runs.push(start === prev ? `${start}` : `${start}-${prev}`);
-    start = prev = id;
-  }
-  if (start !== undefined) runs.push(start === prev ? `${start}` : `${start}-${prev}`);
-  return runs;
-}
-
-/** "VLAN 100", "trunk 20-30 with native VLAN 10" (the native one untagged). */
-export function describeVlan(v: VlanSpec): string {
-  if ('access' in v) return `VLAN ${v.access}`;
-  return `trunk ${vidRuns(v.tagged).join(',')}${v.native === undefined ? '' : ` with native VLAN ${v.native}`}`;
 }
 
 /**
