@@ -24,10 +24,10 @@ function progressLine(total: number): { show: (done: number, name: string) => vo
 
 export const command = defineCommand({
   name: 'apply',
-  summary: `Wire the VMs templates match: DHCP reservations, IPv4 and
-IPv6 (live and config), forwards of running VMs moved live, the
-decisions recorded in each domain's <metadata>; one line per VM:
-changed, unchanged or error; exit 1 if any VM failed.`,
+  summary: `Wire the VMs templates match: NICs attached as their
+binding says, DHCP reservations (IPv4 and IPv6, live and config),
+forwards of running VMs moved live, decisions recorded in each
+domain's <metadata>; one line per VM: changed, unchanged or error.`,
   usage: 'apply [VM…] [--all] [--connect CONNECT]',
   options: SELECT_OPTIONS,
   optionHelp: SELECT_HELP,
@@ -43,13 +43,19 @@ changed, unchanged or error; exit 1 if any VM failed.`,
    would not take as a host name is refused with the fix, never deleted;
 2. on a running VM, moves its forwards to what the templates give now, in one nft transaction
    (no gap; a conflict refuses the change and leaves the old forwards);
-3. records what it decided per NIC (template, binding, forwards) in the domain's <metadata>
-   (virsh dumpxml shows it) and defines the domain — only when that record changed, so a second
-   apply defines nothing.
+3. rewrites each wired NIC's <interface> as its binding says (bridge, ovs, isolated, macvtap: type,
+   <source>, <vlan>, <virtualport>, <port>; vhost: <driver name>) after checking the host has what
+   it names (the bridge, Open vSwitch and its bridge, the uplink, VLAN filtering); defines and
+   starts the network an isolated template names when it is missing; a running VM gets the new
+   NIC at its next start;
+4. records what it decided per NIC (template, binding, forwards, attachment) in the domain's
+   <metadata> (virsh dumpxml shows it) and defines the domain — only when that changed, so a
+   second apply defines nothing.
 Networks are re-read under virtwire's reservation lock, so two applies at once never hand out one
 address. A VM gets all its reservations or none: a later step that fails takes them back. Prints
 one line per VM (changed and what, unchanged, or error and why), goes on past a VM that fails,
-and exits 1 if any did. "virtwire plan" shows the same without changing anything.`,
+and exits 1 if any did. With --all, then releases what domains libvirt no longer defines had
+(virtwire gc). "virtwire plan" shows the same without changing anything.`,
   examples: ['virtwire apply web-1', 'virtwire apply --all'],
   async run({ values, args, paths, out: write, run }) {
     const client = new LibvirtClient({ uri: localUri(values.connect) });

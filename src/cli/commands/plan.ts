@@ -44,8 +44,9 @@ template wires with binding nat but that have no DHCP host reservation in their 
 (and no address: in the template), the address apply would reserve for each — the one the NIC
 leases now when it has one, else the first free one of the subnet, outside the DHCP range when
 there is room; IPv4, and IPv6 (<host id=DUID name=VM ip=…/>) where the network's IPv6 <ip> has a
-DHCP range — as a diff of the network XML; the unified diff of the domain XML apply would define
-(the decisions it records in <metadata>); and the forwards the VM would get at its next start.
+DHCP range — as a diff of the network XML; a network an isolated template needs that apply would
+define; the unified diff of the domain XML apply would define (its NICs attached as their binding
+says, the decisions it records in <metadata>); and the forwards the VM would get at its next start.
 Changes nothing. Exit status: 0 nothing would change, 2 something would, 1 a VM could not be planned.`,
   examples: ['virtwire plan web-1', 'virtwire plan --all'],
   async run({ values, args, paths, out, run }) {
