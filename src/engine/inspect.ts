@@ -7,7 +7,9 @@ import type { Runner } from '../host/run.js';
 import { FORWARD_MAP, HAIRPIN_SET, TABLE, forwardElements, hairpinElements, tableChains } from '../host/nft-script.js';
 import { canonicalElement, readLiveTable, type LiveTable } from '../host/nft-live.js';
 import { acceptState, detectTargets, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
-import { entryForwards, type CorruptEntry, type Ledger, type VmEntry } from '../state/ledger.js';
+import { entryForwards, entryLinks, type CorruptEntry, type Ledger, type VmEntry } from '../state/ledger.js';
+import { linkMismatch, readLiveLink, type LiveLink } from '../host/link-live.js';
+import { describeLink } from '../model/host.js';
 import { entryIsLive } from '../state/liveness.js';
 import { loadConfig, DEFAULT_CONFIG } from '../policy/config.js';
 import { describeForward } from '../plan/describe.js';
@@ -25,6 +27,8 @@ export interface HostView {
   accepts: Array<{ target: AcceptTarget; state: Awaited<ReturnType<typeof acceptState>> }>;
   /** The conntrack mark the accepts must carry: the one converge applied (host.json), else virtwire.yaml's. */
   mark: number;
+  /** The host links the entries name, as the kernel has them (undefined: missing). */
+  links: Map<string, LiveLink | undefined>;
 }
 
 export async function readHostView(run: Runner, ledger: Ledger, configFile: string): Promise<HostView> {
@@ -32,7 +36,9 @@ export async function readHostView(run: Runner, ledger: Ledger, configFile: stri
   const mark = ledger.getHost().mark ?? configuredMark(configFile);
   const table = await readLiveTable(run);
   const accepts = await Promise.all((await detectTargets(run)).map(async (target) => ({ target, state: await acceptState(run, target, mark) })));
-  return { entries, corrupt, table, accepts, mark };
+  const links = new Map<string, LiveLink | undefined>();
+  for (const name of new Set(entries.flatMap(entryLinks).map((l) => l.name))) links.set(name, await readLiveLink(run, name));
+  return { entries, corrupt, table, accepts, mark, links };
 }
 
 function configuredMark(configFile: string): number {
@@ -90,10 +96,18 @@ export function vmHostStatus(view: HostView, vm: VmFacts): HostStatus {
 /** One applied entry against the live table and firewall. */
 function entryProblems(view: HostView, entry: VmEntry, who: string): string[] {
   const forwards = entryForwards(entry);
-  if (forwards.length === 0) return [];
+  const links = entryLinks(entry).flatMap((l) => {
+    const live = view.links.get(l.name);
+    if (!live) return [`${who}: its ${describeLink(l)} is missing; ${RECONCILE} creates it again`];
+    const bad = linkMismatch(l, live);
+    return bad ? [`${who}: its ${describeLink(l)} is not what it should be: ${bad}; rename or remove that link, then ${RECONCILE}`] : [];
+  });
+  if (forwards.length === 0) return links;
+  if (!view.table) return [...links, `${who}: the nft table inet ${TABLE} is missing, so none of its ${forwards.length} forward(s) is applied; ${RECONCILE}`];
   if (!view.table) return [`${who}: the nft table inet ${TABLE} is missing, so none of its ${forwards.length} forward(s) is applied; ${RECONCILE}`];
   const mine = new Set(forwards.map(guestKey));
   return [
+    ...links,
     ...chainProblems(view.table, who),
     ...elementProblems(view.table, forwards, who),
     ...acceptProblems(view, forwards, who),

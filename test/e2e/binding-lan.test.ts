@@ -123,6 +123,16 @@ describe.skipIf(skipE2e).each(MODES)('bindings bridge and macvtap — $mode', ({
     expect((await sb.exec(['ls', '/run/virtwire/vms'], { reject: false })).stdout.trim(), 'an entry for the VM with a shim only').toBe(`${uuid}.json`);
   }, 300_000);
 
+  it('a shim deleted by hand: status names it (exit 1), reconcile makes it again', async () => {
+    await sb.exec(['ip', 'link', 'delete', 'dev', SHIM]);
+    const st = await sb.exec(['virtwire', 'status', MVT.bridge.name], { reject: false });
+    expect(st.exitCode).toBe(1);
+    expect(st.stdout).toContain(`VM "${MVT.bridge.name}": its host shim ${SHIM} 203.0.113.5/24 on lan1 is missing; run "virtwire reconcile" creates it again`);
+    expect((await sb.exec(['virtwire', 'reconcile'], { reject: false })).exitCode).toBe(0);
+    expect(await shimReaches()).toBe(`virtwire-guest ${guestLabel(MVT.bridge.name)}`);
+    expect((await sb.exec(['virtwire', 'status', MVT.bridge.name], { reject: false })).exitCode).toBe(0);
+  }, 120_000);
+
   it('the shim goes when the VM that needs it stops, and comes back with its next start', async () => {
     await sb.destroyGuest(MVT.bridge.name);
     expect(await shimLink()).toBe('');
