@@ -5,9 +5,10 @@ import { bridge } from './bridge/index.js';
 import { ovs } from './ovs/index.js';
 import { isolated } from './isolated/index.js';
 import { macvtap } from './macvtap/index.js';
+import { passt } from './passt/index.js';
 
 /** Every binding this build knows, by its template name. */
-export const BINDINGS: ReadonlyMap<string, Binding> = new Map([nat, bridge, ovs, isolated, macvtap].map((b) => [b.name, b]));
+export const BINDINGS: ReadonlyMap<string, Binding> = new Map([nat, bridge, ovs, isolated, macvtap, passt].map((b) => [b.name, b]));
 
 export function bindingNamed(name: string): Binding {
   const b = BINDINGS.get(name);

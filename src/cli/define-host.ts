@@ -9,6 +9,7 @@ export class DefineHost {
   private version: Promise<number> | undefined;
   private facts: Promise<HostFacts> | undefined;
   private withOvs = false;
+  private withBackends = false;
 
   constructor(private readonly client: LibvirtClient, private readonly run: Runner, private readonly sysRoot = '/sys') {}
 
@@ -17,11 +18,17 @@ export class DefineHost {
     return (this.version ??= this.client.daemonVersion());
   }
 
-  /** The host's links, and Open vSwitch's bridges when `ovs` (asked again the first time a template needs them). */
-  hostFacts(ovs: boolean): Promise<HostFacts> {
-    if (!this.facts || (ovs && !this.withOvs)) {
-      this.withOvs ||= ovs;
-      this.facts = hostFacts(this.run, this.sysRoot, this.withOvs);
+  /**
+   * The host's links; Open vSwitch's bridges when `need.ovs`, the daemon's
+   * interface backends when `need.backends` (each asked the first time a
+   * template needs it).
+   */
+  hostFacts(need: { ovs: boolean; backends: boolean }): Promise<HostFacts> {
+    if (!this.facts || (need.ovs && !this.withOvs) || (need.backends && !this.withBackends)) {
+      this.withOvs ||= need.ovs;
+      this.withBackends ||= need.backends;
+      const backends = this.withBackends ? this.client.netBackendTypes() : Promise.resolve(undefined);
+      this.facts = backends.then((b) => hostFacts(this.run, this.sysRoot, this.withOvs, b));
     }
     return this.facts;
   }

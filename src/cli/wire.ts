@@ -19,7 +19,7 @@ import type { PortRange } from '../model/ports.js';
 import type { NetworkDefinition } from '../bindings/types.js';
 import { templatesForNics } from '../policy/match.js';
 import { bindingTakes } from '../bindings/registry.js';
-import { checkHost, needsOvs, neededNetworks, rewriteWiredNics } from '../engine/rewrite-nics.js';
+import { checkHost, hostQuestions, neededNetworks, rewriteWiredNics } from '../engine/rewrite-nics.js';
 import type { DefineHost } from './define-host.js';
 
 export interface VmWiring {
@@ -69,7 +69,7 @@ export async function wireDomain(
   const networksNeeded = neededNetworks(domain, wired);
   if ([...wired.values()].some((t) => t.binding !== 'nat')) {
     const env = { libvirtVersion: await opts.host.libvirtVersion(), domainUuid: domain.uuid };
-    checkHost(domain, wired, await opts.host.hostFacts(needsOvs(wired)), env);
+    checkHost(domain, wired, await opts.host.hostFacts(hostQuestions(wired)), env);
     rewriteWiredNics(doc, domain, wired, env);
   } else rewriteWiredNics(doc, domain, wired, { libvirtVersion: 0, domainUuid: domain.uuid });
   writeRecord(doc, recordOf(plan));

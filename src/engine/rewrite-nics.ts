@@ -13,9 +13,10 @@ function nicLabel(domain: DomainInfo, nic: DomainNic, t: Template): string {
   return `VM ${quoted(domain.name)} NIC ${nic.mac || `#${nic.index + 1}`} (template ${t.file})`;
 }
 
-/** Whether any of these templates needs Open vSwitch asked (ovs-vsctl runs only then). */
-export function needsOvs(wired: ReadonlyMap<DomainNic, Template>): boolean {
-  return [...wired.values()].some((t) => t.binding === 'ovs');
+/** What the host must be asked for these templates: Open vSwitch (ovs-vsctl), the daemon's interface backends (passt). */
+export function hostQuestions(wired: ReadonlyMap<DomainNic, Template>): { ovs: boolean; backends: boolean } {
+  const bindings = new Set([...wired.values()].map((t) => t.binding));
+  return { ovs: bindings.has('ovs'), backends: bindings.has('passt') };
 }
 
 /** The first reason the host cannot take a wired NIC now, as the one line to show; none: it can. */

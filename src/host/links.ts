@@ -35,7 +35,7 @@ export async function listOvsBridges(run: Runner): Promise<ReadonlySet<string> |
 }
 
 /** HostFacts for one define-time run: sysfs read as asked, Open vSwitch asked once, only if a template needs it. */
-export async function hostFacts(run: Runner, sysRoot = '/sys', needOvs = false): Promise<HostFacts> {
+export async function hostFacts(run: Runner, sysRoot = '/sys', needOvs = false, netBackends?: readonly string[]): Promise<HostFacts> {
   const ovs = needOvs ? await listOvsBridges(run) : 'not asked';
-  return { link: (name) => readLink(sysRoot, name), ovsBridges: () => ovs };
+  return { link: (name) => readLink(sysRoot, name), ovsBridges: () => ovs, netBackends: () => netBackends };
 }

@@ -306,6 +306,18 @@ export class LibvirtClient {
     return Number(m[1]) * 1_000_000 + Number(m[2]) * 1_000 + Number(m[3]);
   }
 
+  /**
+   * The interface backends the daemon's domain capabilities offer
+   * (<interface supported='yes'><enum name='backendType'>): ['default',
+   * 'passt'] on libvirt 11; [] where it lists none (libvirt 9.0).
+   */
+  async netBackendTypes(): Promise<string[]> {
+    const caps = await this.virsh.run(['domcapabilities', '--virttype', 'qemu'], RO);
+    const iface = /<interface supported='yes'>([\s\S]*?)<\/interface>/.exec(caps)?.[1] ?? '';
+    const backends = /<enum name='backendType'>([\s\S]*?)<\/enum>/.exec(iface)?.[1] ?? '';
+    return [...backends.matchAll(/<value>([^<]*)<\/value>/g)].map((m) => m[1] as string);
+  }
+
   // ------------------------------------------------------------ networks
 
   /** Starts a defined network and marks it to start with the daemon. */

@@ -29,6 +29,8 @@ export interface HostFacts {
   link(name: string): HostLink | undefined;
   /** The Open vSwitch bridges (`ovs-vsctl list-br`), or why they cannot be listed (Open vSwitch not installed or not running). */
   ovsBridges(): ReadonlySet<string> | string;
+  /** The interface backends the daemon's domain capabilities offer ([] when it lists none); undefined when not asked. */
+  netBackends(): readonly string[] | undefined;
 }
 
 /**

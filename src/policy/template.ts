@@ -5,7 +5,7 @@ import { YamlFile, didYouMean } from './yaml-doc.js';
 import { TEMPLATE_NAME } from '../model/ids.js';
 
 /** Bindings the architecture plans; named in errors so an admin knows they are coming, not misspelled. */
-const PLANNED_BINDINGS = ['sriov', 'passt'];
+const PLANNED_BINDINGS = ['sriov'];
 
 /**
  * What a binding tells the template parser: the top-level keys it owns and

@@ -326,7 +326,7 @@ function readOptional<T extends 'string' | 'boolean'>(raw: Partial<Record<'descr
 }
 
 /** Two forwards of one template must not claim the same proto + host port on overlapping listen addresses. */
-function checkForwardOverlaps(y: YamlFile, forwards: ForwardSpec[], nodes: Node[]): void {
+export function checkForwardOverlaps(y: YamlFile, forwards: ForwardSpec[], nodes: Node[]): void {
   for (let i = 0; i < forwards.length; i++) {
     for (let j = i + 1; j < forwards.length; j++) {
       const a = forwards[i] as ForwardSpec;
