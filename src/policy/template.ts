@@ -20,6 +20,8 @@ export interface BindingSettingsReader<S = unknown> {
   readSettingsKey(y: YamlFile, key: string, value: Node | null, into: S): void;
   /** Checks that need every key read. */
   finishSettings(y: YamlFile, settings: S): void;
+  /** Why `vhost:` makes no sense for this binding's NICs (passt's have no virtio-net backend on the host side); undefined: it does. */
+  readonly vhostRefusal?: string;
 }
 
 export type BindingCatalog = ReadonlyMap<string, BindingSettingsReader>;
@@ -128,6 +130,7 @@ export function parseTemplate(file: string, text: string, bindings: BindingCatal
   for (const [reader, s] of settings) reader.finishSettings(y, s);
   if (chosen) t.settings = settings.get(chosen);
   if (!sawBinding) y.report(y.root, 'binding is required (binding: nat)');
+  if (chosen?.vhostRefusal && t.vhost !== undefined) y.report(entries.find(([k]) => k === 'vhost')?.[2] ?? y.root, `vhost: ${chosen.vhostRefusal}; remove it`);
   if (!t.match) y.report(y.root, 'match is required: say which domains this template applies to (match: {domains: ["web-*"]})');
   else if (domainsOk && t.match.domains.length === 0 && !t.match.optIn) {
     y.report(y.root, 'match.domains is empty and match.optIn is not true: this template can never apply; add a glob or set optIn: true');

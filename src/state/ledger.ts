@@ -307,7 +307,12 @@ function entryProblem(v: unknown, uuid: string): string | undefined {
 
 function isHostEntry(v: unknown): v is HostEntry {
   const h = v as Partial<HostEntry> | undefined;
-  return typeof h === 'object' && h !== null && typeof h.table === 'boolean' && Array.isArray(h.accepts);
+  if (typeof h !== 'object' || h === null || typeof h.table !== 'boolean' || !Array.isArray(h.accepts)) return false;
+  // Links are removed from what this records: a hand-edited or truncated record must not reach `ip`.
+  const links = h.links;
+  if (links === undefined) return true;
+  return typeof links === 'object' && links !== null && Object.entries(links).every(([name, held]) =>
+    typeof held === 'object' && held !== null && typeof held.created === 'boolean' && typeof held.link === 'object' && held.link !== null && held.link.name === name);
 }
 
 function writeAtomic(file: string, value: unknown): void {

@@ -256,6 +256,7 @@ describe('templates: every binding\'s keys checked, with file:line:column', () =
     ['a passt port block', 'binding: passt\nforwards: [{block: 2, guest: [22]}]\n', [`${FILE}:3:12: port blocks are binding nat's (virtwire apply allocates their host ports); give passt forwards fixed host ports`]],
     ['a passt source filter', 'binding: passt\nforwards: [{proto: tcp, host: 2222, guest: 22, from: ["198.51.100.0/24"]}]\n', [`${FILE}:3:12: from: passt forwards every source (it has no source filter); remove from, or use binding nat`]],
     ['overlapping passt forwards', 'binding: passt\nforwards: [{proto: tcp, host: 2222, guest: 22}, {proto: tcp, host: "2220-2230", guest: "20-30"}]\n', [expect.stringContaining(`${FILE}:3:`)]],
+    ['vhost with passt', 'binding: passt\nforwards: []\nvhost: true\n', [`${FILE}:4:8: vhost: a passt NIC's traffic goes through the passt process, not vhost-net; remove it`]],
     ['vhost', 'binding: bridge\nbridge: {name: br0}\nvhost: yes\n', [`${FILE}:4:8: vhost must be true (vhost-net: <driver name='vhost'/>) or false (QEMU's own: <driver name='qemu'/>), found string "yes"`]],
   ])('%s', (_what, yaml, expected) => {
     expect(problems(`${ALL_NICS}${yaml}`)).toEqual(expected);

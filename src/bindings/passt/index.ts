@@ -65,6 +65,7 @@ function describe(s: PasstSettings): string {
 export const passt: Binding = {
   name: 'passt',
   version: 1,
+  vhostRefusal: "a passt NIC's traffic goes through the passt process, not vhost-net",
   settingsKeys: ['forwards'],
   newSettings: (): PasstSettings => ({ forwards: [], nodes: [] }),
   readSettingsKey: (y, _key, value, into) => {
