@@ -6,9 +6,10 @@ import { ovs } from './ovs/index.js';
 import { isolated } from './isolated/index.js';
 import { macvtap } from './macvtap/index.js';
 import { passt } from './passt/index.js';
+import { sriov } from './sriov/index.js';
 
 /** Every binding this build knows, by its template name. */
-export const BINDINGS: ReadonlyMap<string, Binding> = new Map([nat, bridge, ovs, isolated, macvtap, passt].map((b) => [b.name, b]));
+export const BINDINGS: ReadonlyMap<string, Binding> = new Map([nat, bridge, ovs, isolated, macvtap, passt, sriov].map((b) => [b.name, b]));
 
 export function bindingNamed(name: string): Binding {
   const b = BINDINGS.get(name);

@@ -9,7 +9,7 @@ import type { ResolvedForward } from '../model/forward.js';
 import type { Lease } from '../host/libvirt-status.js';
 import type { PortRange } from '../model/ports.js';
 import type { XElement } from '../xml/document.js';
-import type { HostFacts, LinkObject, TapVlan } from '../model/host.js';
+import type { HostFacts, LinkObject, PciVf, PfInventory, TapVlan, VfSettings } from '../model/host.js';
 
 export type { HostFacts, HostLink } from '../model/host.js';
 
@@ -77,6 +77,8 @@ export interface BindingPlanInput {
   deferMissingAddress?: (nic: DomainNic, why: string) => boolean;
   /** The host ports allocated to this domain's NIC under `key` (the allocation store), if any. */
   allocated: (mac: string, key: string) => PortRange | undefined;
+  /** An SR-IOV PF's VFs (sysfs), or why it has none; absent where nothing reads sysfs. */
+  pfVfs?: (pf: string) => PfInventory | string;
 }
 
 /** What the host must hold for a binding's NICs while the VM runs. */
@@ -90,6 +92,8 @@ export interface HostPlan {
    * bridge before libvirt 11.0: the definition has no <vlan>).
    */
   tapVlans?: Array<{ nic: string; tapVlan: TapVlan }>;
+  /** VFs its NICs hold, with the settings qemu start gives them (and release takes back). */
+  vfs?: Array<{ nic: string; vf: VfSettings }>;
 }
 
 /** What define-time rewriting and its checks know of the daemon and the host. */
@@ -97,6 +101,14 @@ export interface RewriteEnv {
   /** The running libvirt's version as libvirt encodes it: major × 1,000,000 + minor × 1,000 + micro. */
   libvirtVersion: number;
   domainUuid: string;
+  /**
+   * A free VF of `pf` for this NIC (sriov): `current`, the VF it has, when
+   * that one is still free; else the lowest free one. Throws UserError when
+   * none is. Absent where nothing may be allocated.
+   */
+  allocateVf?: (pf: string, current: string | undefined) => PciVf;
+  /** virtwire.yaml's sriov.trustPfs: the PFs whose VFs templates may trust. */
+  trustPfs?: readonly string[];
 }
 
 /** A libvirt network a binding's NICs need, defined by `virtwire apply` when missing. */
@@ -127,6 +139,8 @@ export interface Binding extends BindingSettingsReader {
    * wrote it (nat) have none.
    */
   rewriteInterface?(iface: XElement, settings: unknown, env: RewriteEnv): void;
+  /** The libvirt network rewriteInterface puts the NIC on, if any (isolated, sriov's hostdev network). */
+  attachedNetwork?(settings: unknown): string | undefined;
   /** One line on what a NIC is attached to, for the record and `virtwire status` ("bridge br0, VLAN 100"). */
   attachment?(settings: unknown): string;
   /** Define time: why the host cannot take this template's NICs now (no such bridge or uplink…), with the fix; undefined: it can. */

@@ -31,6 +31,8 @@ export interface NicStatus {
   attached: string | null;
   /** Its definition is not attached that way yet ("virtwire apply" rewrites it). */
   attachPending: boolean;
+  /** The SR-IOV VF it holds while it runs (the ledger), with the PF's live line for it (`ip link show PF`); null otherwise. */
+  vf: { pf: string; index: number; pci: string; live: string | null } | null;
   /** The guest addresses its forwards go to, and its DHCP reservations. */
   addresses: string[];
   /** reserved: false when there is none yet ("virtwire apply" reserves this address). */
@@ -72,6 +74,8 @@ export interface StatusSources {
   hostView: () => Promise<HostView>;
   /** Host ports apply allocated (the allocation store). */
   allocated: (uuid: string, mac: string, key: string) => PortRange | undefined;
+  /** The PF's `ip link show` line for a VF (its live MAC, VLAN, spoof checking, trust, rate). */
+  vfLive: (pf: string, index: number) => Promise<string | undefined>;
 }
 
 /** One domain's status. Throws (UserError) when it cannot be worked out. */
@@ -79,6 +83,11 @@ export async function vmStatus(src: StatusSources, d: Domain): Promise<VmStatus>
   const w = await wireDomain(src.client, src.networks, src.templates, src.config, d, { forDefine: false, host: src.host, allocated: src.allocated });
   const running = d.state === 'running' || d.state === 'paused';
   const differences = staleRecord(w.domain, w.plan);
+  const entry = running ? (await src.hostView()).entries.find((e) => e.uuid === d.uuid) : undefined;
+  const vfs = new Map<string, NicStatus['vf']>();
+  for (const n of entry?.nics ?? []) {
+    if (n.vf) vfs.set(n.mac, { pf: n.vf.pf, index: n.vf.index, pci: n.vf.pci, live: (await src.vfLive(n.vf.pf, n.vf.index)) ?? null });
+  }
   const nics = w.domain.nics.map((n): NicStatus => {
     const wired = w.plan.nics.find((p) => p.mac === n.mac);
     const net = n.network === undefined ? undefined : src.networks.peek(n.network);
@@ -90,7 +99,7 @@ export async function vmStatus(src: StatusSources, d: Domain): Promise<VmStatus>
     return {
       mac: n.mac, network: n.network ?? null, template: wired?.template ?? null, binding: wired?.binding ?? null,
       bindingVersion: wired ? bindingNamed(wired.binding).version : null, attached: wired?.attached ?? null,
-      attachPending: wired?.attached !== undefined && interfaceChanges(w.xmlBefore, w.xmlAfter, n.index), addresses, reservations,
+      attachPending: wired?.attached !== undefined && interfaceChanges(w.xmlBefore, w.xmlAfter, n.index), vf: vfs.get(n.mac) ?? null, addresses, reservations,
     };
   });
   return {
@@ -141,7 +150,8 @@ function nicLine(n: NicStatus, apply: string): string {
   };
   const addresses = n.addresses.length ? `, address ${n.addresses.map(addr).join(', ')}` : '';
   const attached = n.attached === null ? '' : `, ${n.attachPending ? `to be attached to ${n.attached} (${apply} rewrites its definition)` : `attached to ${n.attached}`}`;
-  return `${where}: template ${quoted(n.template)}, binding ${n.binding} v${n.bindingVersion}${attached}${addresses}`;
+  const vf = n.vf === null ? '' : `, VF ${n.vf.index} of ${n.vf.pf} (${n.vf.pci})${n.vf.live === null ? ', not shown by ip link' : `: ${n.vf.live}`}`;
+  return `${where}: template ${quoted(n.template)}, binding ${n.binding} v${n.bindingVersion}${attached}${vf}${addresses}`;
 }
 
 /**

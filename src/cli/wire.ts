@@ -21,6 +21,10 @@ import { templatesForNics } from '../policy/match.js';
 import { bindingTakes } from '../bindings/registry.js';
 import { checkHost, hostQuestions, neededNetworks, rewriteWiredNics } from '../engine/rewrite-nics.js';
 import type { DefineHost } from './define-host.js';
+import type { RewriteEnv } from '../bindings/types.js';
+import { vfAllocator } from '../engine/vf-allocate.js';
+
+
 
 export interface VmWiring {
   /** The persistent definition (with any MAC assigned), as virtwire read it. */
@@ -68,8 +72,13 @@ export async function wireDomain(
   const wired = templatesForNics(domain, templates, bindingTakes);
   const networksNeeded = neededNetworks(domain, wired);
   if ([...wired.values()].some((t) => t.binding !== 'nat')) {
-    const env = { libvirtVersion: await opts.host.libvirtVersion(), domainUuid: domain.uuid };
-    checkHost(domain, wired, await opts.host.hostFacts(hostQuestions(wired)), env);
+    const facts = await opts.host.hostFacts(hostQuestions(wired));
+    const usage = [...wired.values()].some((t) => t.binding === 'sriov') ? await opts.host.pciUsage() : undefined;
+    const env: RewriteEnv = {
+      libvirtVersion: await opts.host.libvirtVersion(), domainUuid: domain.uuid, trustPfs: config.sriov.trustPfs,
+      ...(usage ? { allocateVf: vfAllocator(domain, facts, usage) } : {}),
+    };
+    checkHost(domain, wired, facts, env);
     rewriteWiredNics(doc, domain, wired, env);
   } else rewriteWiredNics(doc, domain, wired, { libvirtVersion: 0, domainUuid: domain.uuid });
   writeRecord(doc, recordOf(plan));

@@ -2,8 +2,9 @@ import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
 import { renderTable, renderDeleteTable, renderTeardown, countElements, TABLE } from '../host/nft-script.js';
 import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
-import { LEDGER_SCHEMA, entryForwards, entryHasStartWork, entryLinks, type Ledger, type VmEntry } from '../state/ledger.js';
+import { LEDGER_SCHEMA, entryForwards, entryHasStartWork, entryLinks, entryVfs, type Ledger, type VmEntry } from '../state/ledger.js';
 import { convergeLinks } from './links.js';
+import { convergeVfs } from './vfs.js';
 import { entryIsLive } from '../state/liveness.js';
 import { quoted } from '../errors.js';
 
@@ -58,6 +59,7 @@ export async function converge(deps: HostDeps): Promise<string[]> {
   }
   // Links of reserved entries too: prepare makes them before QEMU runs, and the entry is still "reserved" then.
   done.push(...(await convergeLinks(run, ledger, [...entries, ...(include ? [include] : [])].flatMap(entryLinks))));
+  done.push(...(await convergeVfs(run, ledger, [...entries, ...(include ? [include] : [])].flatMap(entryVfs))));
   dropStaleTeardowns(ledger, include?.uuid);
   return done;
 }
@@ -70,9 +72,9 @@ export async function converge(deps: HostDeps): Promise<string[]> {
  */
 function writeTeardowns(ledger: Ledger, kept: readonly VmEntry[], applied: readonly VmEntry[]): void {
   const counts = countElements(applied.map(entryForwards));
-  // A VM with host links goes to Node at its release (the links are counted across VMs there).
+  // A VM with host links or VFs goes to Node at its release (links are counted across VMs; VFs are reset).
   for (const e of kept) {
-    ledger.putTeardown(e.uuid, entryLinks(e).length ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
+    ledger.putTeardown(e.uuid, entryLinks(e).length || entryVfs(e).length ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
     ledger.putStartMarker(e.uuid, entryHasStartWork(e));
   }
 }
@@ -93,7 +95,7 @@ function dropStaleTeardowns(ledger: Ledger, keep: string | undefined): void {
 export async function purgeHost(run: Runner, ledger: Ledger): Promise<string[]> {
   const done = ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${quoted(e.name)}`; });
   dropStaleTeardowns(ledger, undefined);
-  done.push(...(await convergeLinks(run, ledger, [])));
+  done.push(...(await convergeLinks(run, ledger, [])), ...(await convergeVfs(run, ledger, [])));
   return [...done, ...(await removeFromHost(run, ledger, await detectTargets(run), true))];
 }
 

@@ -7,7 +7,8 @@ import type { NetworkInfo } from '../xml/network.js';
 import { withLock } from '../state/lock.js';
 import { readWatchState } from '../state/watch-state.js';
 import { entryForwards, entryLinks } from '../state/ledger.js';
-import { describeLink, type TapVlan } from '../model/host.js';
+import { describeLink, type TapVlan, type VfSettings } from '../model/host.js';
+import { vfSetCommand } from '../host/sriov.js';
 import { describeVlan } from '../model/vlan.js';
 import { readLink } from '../host/links.js';
 import { setTapVlan } from '../host/bridge-vlan.js';
@@ -44,6 +45,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
   const forwards = planned?.plan.forwards ?? [];
   const links = planned?.plan.links ?? [];
   const tapVlans = planned?.plan.tapVlans ?? [];
+  const vfs = planned?.plan.vfs ?? [];
   // Fail closed before anything is held: a VLAN on a bridge that does not filter VLANs isolates nothing.
   for (const { nic, tapVlan } of tapVlans) {
     const link = readLink(ctx.paths.sysDir, tapVlan.bridge);
@@ -62,7 +64,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
       if (blocking) throw new UserError(`VM ${quoted(domain.name)}: cannot check its forwards against the other VMs: ${blocking.message}; run "virtwire reconcile" once that is fixed`);
       notes.push(...rebuilt);
     }
-    if (!planned || forwards.length + links.length + tapVlans.length === 0) {
+    if (!planned || forwards.length + links.length + tapVlans.length + vfs.length === 0) {
       // A leftover entry (e.g. a crash skipped release) must not linger, nor what it applied.
       const dropped = ctx.ledger.removeVm(domain.uuid);
       if (!dropped && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
@@ -88,6 +90,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
     return [
       ...(forwards.length ? [`applied ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`] : []),
       ...tapVlans.map(({ nic, tapVlan }) => `NIC ${nic}: ${describeVlan(tapVlan.vlan)} on its tap in ${tapVlan.bridge} at start`),
+      ...vfs.map(({ nic, vf }) => `NIC ${nic}: VF ${vf.index} of ${vf.pf} (${vf.pci})`),
       ...notes,
     ];
   });
@@ -102,10 +105,20 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
 export async function startVm(context: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
   const ctx = forOneOperation(context);
   const entry = ctx.ledger.getVm(domain.uuid);
-  const work = entry?.nics.filter((n) => n.tapVlan !== undefined) ?? [];
+  const work = entry?.nics.filter((n) => n.tapVlan !== undefined || n.vf !== undefined) ?? [];
   if (work.length === 0) return undefined;
   const notes: string[] = [];
-  for (const n of work) {
+  for (const n of work.filter((x) => x.vf !== undefined)) {
+    const vf = n.vf as VfSettings;
+    const argv = vfSetCommand(vf);
+    if (!argv) continue;
+    const r = await ctx.run(argv, { timeoutMs: 15_000 });
+    if (r.exitCode !== 0) {
+      throw new UserError(`VM ${quoted(domain.name)} NIC ${n.mac}: cannot set VF ${vf.index} of ${vf.pf} (${argv.slice(7).join(' ')}): ${r.stderr.trim().split('\n')[0] || `exit ${r.exitCode}`}`);
+    }
+    notes.push(`NIC ${n.mac}: VF ${vf.index} of ${vf.pf}: ${argv.slice(7).join(' ')}`);
+  }
+  for (const n of work.filter((x) => x.tapVlan !== undefined)) {
     const t = n.tapVlan as TapVlan;
     const tap = domain.nics.find((x) => x.mac === n.mac)?.tap;
     if (!tap) throw new UserError(`VM ${quoted(domain.name)} NIC ${n.mac}: libvirt gave its NIC no tap to set ${describeVlan(t.vlan)} on`);

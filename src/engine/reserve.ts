@@ -12,8 +12,9 @@ import { checkOwnership, reservedAddressesOf, type Lease, type OtherVmView } fro
 import type { VmPlan } from '../plan/types.js';
 import type { HostSocket } from '../host/listening.js';
 import type { RunningDomain } from '../host/libvirt-status.js';
-import { LEDGER_SCHEMA, entryForwards, entryLinks, type Ledger, type VmEntry } from '../state/ledger.js';
-import { describeLink, sameLink, type LinkObject, type TapVlan } from '../model/host.js';
+import { LEDGER_SCHEMA, entryForwards, entryLinks, entryVfs, type Ledger, type VmEntry } from '../state/ledger.js';
+import { describeLink, sameLink, type LinkObject, type TapVlan, type VfSettings } from '../model/host.js';
+import { readPf } from '../host/sriov.js';
 import { BINDINGS, bindingNamed } from '../bindings/registry.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
@@ -56,6 +57,7 @@ export function planVm(domain: DomainInfo, src: PlanSources, opts: PlanOptions =
     return true;
   });
   const plan = resolveForwards({ domain, templates, config, network: src.network, hostAddresses: src.hostAddresses,
+    pfVfs: (pf) => readPf(src.paths.sysDir, pf),
     allocated: (mac, key) => src.allocated(domain.uuid, mac, key), deferMissingAddress: defer || undefined,
   });
   checkVmLimits(domain.name, plan.forwards, config.limits);
@@ -138,6 +140,7 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
   checkConflicts(domain.name, plan.forwards, others.map((e) => ({ ...e, forwards: entryForwards(e) })), src.hostSockets());
   checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap(entryForwards)), config.limits);
   checkLinks(domain.name, plan.links.map((l) => l.link), others);
+  checkVfs(domain.name, plan.vfs.map((v) => v.vf), others);
   const nics = plan.nics.map((n) => {
     const links = plan.links.filter((l) => l.nic === n.mac).map((l) => l.link);
     return {
@@ -145,9 +148,23 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
       ...(n.network === undefined ? {} : { network: n.network }), forwards: plan.forwards.filter((f) => f.nic === n.mac),
       ...(links.length ? { links } : {}),
       ...tapVlanOf(plan, n.mac),
+      ...vfOf(plan, n.mac),
     };
-  }).filter((n) => n.forwards.length > 0 || n.links !== undefined || n.tapVlan !== undefined);
+  }).filter((n) => n.forwards.length > 0 || n.links !== undefined || n.tapVlan !== undefined || n.vf !== undefined);
   return { schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, nics, updatedAt: new Date().toISOString() };
+}
+
+function vfOf(plan: VmPlan, mac: string): { vf?: VfSettings } {
+  const v = plan.vfs.find((x) => x.nic === mac)?.vf;
+  return v ? { vf: v } : {};
+}
+
+/** A VF another running VM holds is not this one's to take (two definitions naming one VF). */
+function checkVfs(vm: string, wanted: readonly VfSettings[], others: readonly VmEntry[]): void {
+  for (const v of wanted) {
+    const holder = others.find((e) => entryVfs(e).some((x) => x.pf === v.pf && x.index === v.index));
+    if (holder) throw new UserError(`VM ${quoted(vm)}: VF ${v.index} of ${v.pf} (${v.pci}) is held by running VM ${quoted(holder.name)}; run "virtwire apply ${vm}" to give it another`);
+  }
 }
 
 function tapVlanOf(plan: VmPlan, mac: string): { tapVlan?: TapVlan } {

@@ -9,6 +9,7 @@ import { BINDINGS, bindingNamed, bindingTakes } from '../bindings/registry.js';
 import type { ResolvedForward } from '../model/forward.js';
 import type { PlannedNic, VmPlan } from '../plan/types.js';
 import type { Template } from '../policy/template.js';
+import type { PfInventory } from '../model/host.js';
 import type { PortRange } from '../model/ports.js';
 
 export interface ResolveInput {
@@ -23,6 +24,8 @@ export interface ResolveInput {
   deferMissingAddress?: (nic: DomainNic, why: string) => boolean;
   /** Host ports allocated to this domain's NIC under a key (the allocation store); default: none. */
   allocated?: (mac: string, key: string) => PortRange | undefined;
+  /** An SR-IOV PF's VFs (sysfs); absent where sysfs is not read (define-time planning has the host facts). */
+  pfVfs?: (pf: string) => PfInventory | string;
 }
 
 /** Templates + metadata → this VM's plan. Pure; throws UserError with the fix. */
@@ -32,6 +35,7 @@ export function resolveForwards(input: ResolveInput): VmPlan {
   const forwards: ResolvedForward[] = [];
   const links: VmPlan['links'] = [];
   const tapVlans: VmPlan['tapVlans'] = [];
+  const vfs: VmPlan['vfs'] = [];
   for (const binding of BINDINGS.values()) {
     // Every binding is asked, with the NICs it wires (maybe none): a domain's
     // metadata may ask a binding for something even when no NIC is wired.
@@ -40,9 +44,10 @@ export function resolveForwards(input: ResolveInput): VmPlan {
     forwards.push(...hp.forwards);
     links.push(...(hp.links ?? []));
     tapVlans.push(...(hp.tapVlans ?? []));
+    vfs.push(...(hp.vfs ?? []));
   }
   const nics = [...wired].map(([nic, t]) => plannedNic(nic, t));
-  return { uuid: domain.uuid, name: domain.name, nics, forwards, links, tapVlans };
+  return { uuid: domain.uuid, name: domain.name, nics, forwards, links, tapVlans, vfs };
 }
 
 /**
@@ -54,7 +59,7 @@ function plannedNic(nic: DomainNic, t: Template): PlannedNic {
   const b = bindingNamed(t.binding);
   const base = { mac: nic.mac, template: t.name, binding: t.binding };
   if (!b.rewriteInterface) return { ...base, network: nic.network };
-  const network = b.networks?.(t.settings, t)[0]?.name;
+  const network = b.attachedNetwork?.(t.settings);
   // Kept once recorded; else the network it is on, unless that is where the binding puts it anyway.
   const from = nic.from ?? (nic.network !== network ? nic.network : undefined);
   return {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Runner } from './run.js';
 import type { HostFacts, HostLink } from '../model/host.js';
 import { IFNAME } from '../model/ids.js';
+import { readPf } from './sriov.js';
 
 
 /** /sys/class/net/NAME, under `sysRoot` (tests point it at a tree in a temp dir). */
@@ -37,5 +38,5 @@ export async function listOvsBridges(run: Runner): Promise<ReadonlySet<string> |
 /** HostFacts for one define-time run: sysfs read as asked, Open vSwitch asked once, only if a template needs it. */
 export async function hostFacts(run: Runner, sysRoot = '/sys', needOvs = false, netBackends?: readonly string[]): Promise<HostFacts> {
   const ovs = needOvs ? await listOvsBridges(run) : 'not asked';
-  return { link: (name) => readLink(sysRoot, name), ovsBridges: () => ovs, netBackends: () => netBackends };
+  return { link: (name) => readLink(sysRoot, name), ovsBridges: () => ovs, netBackends: () => netBackends, sriov: (pf) => readPf(sysRoot, pf) };
 }

@@ -31,6 +31,8 @@ export interface HostFacts {
   ovsBridges(): ReadonlySet<string> | string;
   /** The interface backends the daemon's domain capabilities offer ([] when it lists none); undefined when not asked. */
   netBackends(): readonly string[] | undefined;
+  /** An SR-IOV PF's VFs (sysfs), or why it has none to give (with the fix). */
+  sriov(pf: string): PfInventory | string;
 }
 
 /**
@@ -58,3 +60,29 @@ export interface TapVlan {
   bridge: string;
   vlan: VlanSpec;
 }
+
+/** A virtual function of an SR-IOV physical function: its index under the PF and its PCI address ("0000:03:10.1"). */
+export interface PciVf {
+  index: number;
+  pci: string;
+}
+
+/** A PF's VFs as sysfs shows them: how many it can have, and the enabled ones. */
+export interface PfInventory {
+  pf: string;
+  totalVfs: number;
+  vfs: PciVf[];
+}
+
+/** A VF a VM's NIC holds, with the settings its template gives (set at qemu start, reset at release). */
+export interface VfSettings {
+  pf: string;
+  index: number;
+  pci: string;
+  trust?: boolean;
+  spoofchk?: boolean;
+  maxTxRateMbps?: number;
+}
+
+/** "0000:03:10.1" → libvirt's <address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x1'/>, and back. */
+export const PCI_ADDRESS = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/;

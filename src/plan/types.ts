@@ -1,5 +1,5 @@
 import type { ResolvedForward } from '../model/forward.js';
-import type { LinkObject, TapVlan } from '../model/host.js';
+import type { LinkObject, TapVlan, VfSettings } from '../model/host.js';
 
 /** A NIC a template wires, and the binding that serves it. */
 export interface PlannedNic {
@@ -25,4 +25,6 @@ export interface VmPlan {
   links: Array<{ nic: string; link: LinkObject }>;
   /** VLANs to set on NICs' taps at qemu start, by NIC MAC. */
   tapVlans: Array<{ nic: string; tapVlan: TapVlan }>;
+  /** VFs its NICs hold (sriov), by NIC MAC. */
+  vfs: Array<{ nic: string; vf: VfSettings }>;
 }

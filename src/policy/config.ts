@@ -31,6 +31,14 @@ export interface GlobalConfig {
    * ports with S `from` sources is N × S elements per address family.
    */
   limits: Limits;
+  sriov: {
+    /**
+     * PFs whose VFs a template may give `trust: true` (a trusted VF can set
+     * its own MAC, promiscuous mode and more multicast): the admin's explicit
+     * choice, PF by PF. Empty: none.
+     */
+    trustPfs: string[];
+  };
 }
 
 export interface Limits {
@@ -53,9 +61,11 @@ export const DEFAULT_CONFIG: GlobalConfig = {
   forwards: { allowedHostPorts: [{ lo: 1024, hi: 65535 }], autoPorts: [{ lo: 20000, hi: 29999 }] },
   firewall: { mark: 0x10000000 },
   limits: { elementsPerForward: 1024, elementsPerVm: 2048, elementsPerHost: 8192, metadataForwardsPerVm: 16 },
+  sriov: { trustPfs: [] },
 };
 
-const TOP_KEYS = ['forwards', 'firewall', 'limits'];
+const TOP_KEYS = ['forwards', 'firewall', 'limits', 'sriov'];
+const IFNAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
 export function parseConfig(file: string, text: string): GlobalConfig {
   const y = new YamlFile(file, text);
@@ -79,6 +89,15 @@ export function parseConfig(file: string, text: string): GlobalConfig {
           if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > LIMIT_MAX) {
             y.report(v, `limits.${k} must be a whole number from 1 to ${LIMIT_MAX}, found ${kindOf(v)}`);
           } else cfg.limits[k as keyof Limits] = n;
+        }
+      } else if (key === 'sriov') {
+        for (const [k, kn, v] of y.entries(value, 'sriov')) {
+          if (k !== 'trustPfs') { y.report(kn, `unknown key ${quote(`sriov.${k}`)}${didYouMean(k, ['trustPfs'])}; allowed: trustPfs`); continue; }
+          for (const item of y.items(v, 'sriov.trustPfs')) {
+            const pf = y.scalar(item);
+            if (typeof pf === 'string' && IFNAME_RE.test(pf)) cfg.sriov.trustPfs.push(pf);
+            else y.report(item, `sriov.trustPfs entries are PF interface names, found ${kindOf(item)}`);
+          }
         }
       } else y.report(keyNode, `unknown key ${quote(key)}${didYouMean(key, TOP_KEYS)}; allowed: ${TOP_KEYS.join(', ')}`);
     }

@@ -4,8 +4,6 @@ import { quote } from '../model/show.js';
 import { YamlFile, didYouMean } from './yaml-doc.js';
 import { TEMPLATE_NAME } from '../model/ids.js';
 
-/** Bindings the architecture plans; named in errors so an admin knows they are coming, not misspelled. */
-const PLANNED_BINDINGS = ['sriov'];
 
 /**
  * What a binding tells the template parser: the top-level keys it owns and
@@ -100,9 +98,7 @@ export function parseTemplate(file: string, text: string, bindings: BindingCatal
         const v = y.scalar(value);
         const supported = [...bindings.keys()].join(', ');
         if (typeof v === 'string' && bindings.has(v)) t.binding = v;
-        else if (typeof v === 'string' && PLANNED_BINDINGS.includes(v)) {
-          y.report(value, `binding "${v}" is not supported by this version of virtwire yet; supported: ${supported}`);
-        } else y.report(value, `binding must be one of: ${supported}; found ${y.kindOf(value)}`);
+        else y.report(value, `binding must be one of: ${supported}; found ${y.kindOf(value)}`);
         break;
       }
       case 'match': {

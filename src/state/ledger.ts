@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync, renameSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ResolvedForward } from '../model/forward.js';
-import type { AcceptTarget, LinkObject, TapVlan } from '../model/host.js';
+import type { AcceptTarget, LinkObject, TapVlan, VfSettings } from '../model/host.js';
 import { writeJsonAtomic, writeTextAtomic } from '../atomic.js';
 import { UUID } from '../model/ids.js';
 
@@ -21,11 +21,18 @@ export interface NicEntry {
   links?: LinkObject[];
   /** The VLAN qemu start sets on its tap (bridge binding where libvirt does not). */
   tapVlan?: TapVlan;
+  /** The SR-IOV VF it holds: its settings are set at qemu start, and the VF reset when no VM holds it. */
+  vf?: VfSettings;
+}
+
+/** Every VF a VM holds. */
+export function entryVfs(e: Pick<VmEntry, 'nics'>): VfSettings[] {
+  return e.nics.flatMap((n) => (n.vf ? [n.vf] : []));
 }
 
 /** Whether a VM's qemu `start` has work (a tap VLAN to set). */
 export function entryHasStartWork(e: Pick<VmEntry, 'nics'>): boolean {
-  return e.nics.some((n) => n.tapVlan !== undefined);
+  return e.nics.some((n) => n.tapVlan !== undefined || n.vf !== undefined);
 }
 
 /** Every host link a VM needs, all NICs together. */
@@ -81,6 +88,8 @@ export interface HostEntry {
   accepts: AcceptTarget[];
   /** By link name; how many VMs use one is counted from their entries (entryLinks), never stored. */
   links?: Record<string, HeldLink>;
+  /** VFs some VM held since their last reset, by "PF/INDEX": reset once no entry holds them. */
+  vfs?: Record<string, VfSettings>;
   updatedAt: string;
 }
 
@@ -309,6 +318,9 @@ function isHostEntry(v: unknown): v is HostEntry {
   const h = v as Partial<HostEntry> | undefined;
   if (typeof h !== 'object' || h === null || typeof h.table !== 'boolean' || !Array.isArray(h.accepts)) return false;
   // Links are removed from what this records: a hand-edited or truncated record must not reach `ip`.
+  const vfs = h.vfs;
+  if (vfs !== undefined && (typeof vfs !== 'object' || vfs === null || !Object.entries(vfs).every(([k, v]) =>
+    typeof v === 'object' && v !== null && typeof v.pf === 'string' && Number.isInteger(v.index) && k === `${v.pf}/${v.index}`))) return false;
   const links = h.links;
   if (links === undefined) return true;
   return typeof links === 'object' && links !== null && Object.entries(links).every(([name, held]) =>

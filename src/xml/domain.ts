@@ -18,6 +18,8 @@ export interface DomainNic {
   tap?: string;
   /** It has a <vlan> element (libvirt sets that VLAN itself). */
   vlan?: true;
+  /** A hostdev NIC's PCI device ("0000:03:10.1"): its <source><address type='pci'>. */
+  pci?: string;
   /**
    * The network the NIC was on when a binding took it over and moved it (the
    * record's `from`): templates keep matching it by that network. Untrusted,
@@ -98,6 +100,7 @@ function readDomain(dom: XmlElement, source: string): DomainInfo {
       bridge: attr(src, 'bridge'),
       tap: attr(child(iface, 'target'), 'dev'),
       ...(child(iface, 'vlan') ? { vlan: true as const } : {}),
+      ...(attr(iface, 'type') === 'hostdev' && pciOf(child(src, 'address')) ? { pci: pciOf(child(src, 'address')) } : {}),
     };
   });
   for (const n of nics) {
@@ -111,6 +114,28 @@ function readDomain(dom: XmlElement, source: string): DomainInfo {
     if (from) n.from = from;
   }
   return { name, uuid, nics, metadata };
+}
+
+/** "0000:03:10.1" from <address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x1'/>; undefined for anything else. */
+export function pciOf(address: XmlElement | undefined): string | undefined {
+  if (attr(address, 'type') !== 'pci') return undefined;
+  const hex = (a: string, width: number): string | undefined => {
+    const v = attr(address, a);
+    return v && /^0x[0-9a-fA-F]+$/.test(v) && parseInt(v, 16).toString(16).length <= width ? parseInt(v, 16).toString(16).padStart(width, '0') : undefined;
+  };
+  const [d, b, s, f] = [hex('domain', 4), hex('bus', 2), hex('slot', 2), hex('function', 1)];
+  return d && b && s && f ? `${d}:${b}:${s}.${f}` : undefined;
+}
+
+/** PCI devices a domain XML hands its guest: hostdev NICs and <hostdev type='pci'> (for VF allocation: a VF any domain names is taken). */
+export function pciDevicesOf(xml: string): string[] {
+  const root = parseXml(xml);
+  const dom = child(root, 'domain') ?? child(child(root, 'domstatus'), 'domain');
+  const devices = child(dom, 'devices');
+  const out: string[] = [];
+  for (const i of children(devices, 'interface')) if (attr(i, 'type') === 'hostdev') out.push(pciOf(child(child(i, 'source'), 'address')) ?? '');
+  for (const h of children(devices, 'hostdev')) if (attr(h, 'type') === 'pci') out.push(pciOf(child(child(h, 'source'), 'address')) ?? '');
+  return out.filter(Boolean);
 }
 
 /**

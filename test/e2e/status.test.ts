@@ -60,7 +60,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     const vms = JSON.parse(json.stdout) as unknown[];
     expect(vms).toEqual([{
       vm: 'web-1', uuid: expect.stringMatching(/^[0-9a-f-]{36}$/), state: 'running', persistent: true,
-      nics: [{ mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, attached: null, attachPending: false, addresses: ['192.168.122.2'], reservations: [{ ip: '192.168.122.2', reserved: true }] }],
+      nics: [{ mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, attached: null, attachPending: false, vf: null, addresses: ['192.168.122.2'], reservations: [{ ip: '192.168.122.2', reserved: true }] }],
       forwards: [{ proto: 'tcp', listen: '0.0.0.0', hostPort: '8080', guest: '192.168.122.2:80', from: 'any', nic: MAC, origin: expect.stringMatching(/^\/etc\/virtwire\/templates\/web\.yaml:\d+:\d+$/), text: 'tcp *:8080 -> 192.168.122.2:80' }],
       record: { state: 'current', differences: [] },
       host: { state: 'ok', problems: [] },

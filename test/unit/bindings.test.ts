@@ -25,6 +25,7 @@ import { readLink } from '../../src/host/links.js';
 import type { HostFacts } from '../../src/model/host.js';
 import { isolatedNetworkXml } from '../../src/bindings/isolated/index.js';
 import { UserError } from '../../src/errors.js';
+import { vfAllocator } from '../../src/engine/vf-allocate.js';
 import { ROOT } from './helpers.js';
 import { mustRunEverything } from './netns.js';
 import { haveValidator, haveVirsh, libvirtVersion, virshTest, virtXmlValidate, XML_DATA } from '../support/libvirt-xml.js';
@@ -52,6 +53,7 @@ const HOST: HostFacts = {
   } as Record<string, ReturnType<HostFacts['link']>>)[name],
   ovsBridges: () => new Set(['ovsbr0']),
   netBackends: () => ['default', 'passt'],
+  sriov: (pf) => (pf === 'enp3s0f0' ? { pf, totalVfs: 8, vfs: [0, 1, 2, 3].map((index) => ({ index, pci: `0000:03:10.${index}` })) } : `the host has no link ${pf}`),
 };
 
 /** What apply makes of a domain XML (src/cli/wire.ts, without libvirt): NICs rewritten, decisions recorded. */
@@ -60,10 +62,10 @@ function wire(xml: string, templates: Template[], libvirtVersion: number, host: 
   const domain = parseDomain(String(doc), 'case');
   const set = { templates, broken: [] };
   const wired = templatesForNics(domain, set, bindingTakes);
-  const env = { libvirtVersion, domainUuid: domain.uuid };
+  const env = { libvirtVersion, domainUuid: domain.uuid, allocateVf: vfAllocator(domain, host, new Map()), trustPfs: ['enp3s0f0'] };
   checkHost(domain, wired, host, env);
   rewriteWiredNics(doc, domain, wired, env);
-  const plan = resolveForwards({ domain, templates: set, config: DEFAULT_CONFIG, network: (name) => ({ name, forwardMode: 'nat', ips: [] }), hostAddresses: () => [] });
+  const plan = resolveForwards({ domain, templates: set, config: { ...DEFAULT_CONFIG, sriov: { trustPfs: ['enp3s0f0'] } }, network: (name) => ({ name, forwardMode: 'nat', ips: [] }), hostAddresses: () => [] });
   writeRecord(doc, recordOf(plan));
   return String(doc);
 }
@@ -88,6 +90,8 @@ const CASES: Case[] = [
   })),
   { name: 'macvtap-vlan-shim', yaml: `${ON_DEFAULT}binding: macvtap\nmacvtap: {uplink: eth1, hostShim: {address: 198.51.100.5/24}}\nvlan: 100\nvhost: true\n`, version: V9 },
   { name: 'passt', yaml: `${ON_DEFAULT}binding: passt\nforwards:\n  - {proto: tcp, host: 2222, guest: 22}\n  - {proto: tcp, host: 8080, guest: 8080, listen: 192.0.2.1}\n  - {proto: udp, host: "6000-6009", guest: "7000-7009"}\n`, version: V11 },
+  { name: 'sriov', yaml: `${ALL_NICS}binding: sriov\nsriov: {pf: enp3s0f0, trust: true, spoofchk: false, maxTxRateMbps: 1000}\nvlan: 100\n`, version: V9 },
+  { name: 'sriov-network', yaml: `${ON_DEFAULT}binding: sriov\nsriov: {network: vf-pool}\nvlan: 100\n`, version: V9 },
   { name: 'nat-vhost-off', yaml: `${ON_DEFAULT}binding: nat\nvhost: false\nforwards: []\naddress: 192.168.122.50\n`, version: V9 },
 ];
 
@@ -140,7 +144,8 @@ describe.each(CASES.filter((c) => !c.yaml.includes('binding: nat')))('$name, thr
     }
     expect(v.ok, v.output).toBe(true);
     const reformatted = v.output.slice(v.output.indexOf('<domain'));
-    expect(wire(reformatted, [t], version)).toBe(reformatted);
+    // Line by line, so a failure shows which lines a rewrite would change.
+    expect(wire(reformatted, [t], version).split('\n')).toEqual(reformatted.split('\n'));
   });
 });
 
@@ -176,7 +181,7 @@ describe('isolated: the network virtwire defines when it is missing', () => {
 });
 
 describe('define-time host checks: one line naming the VM, the NIC, the template and the fix', () => {
-  const host = (links: Record<string, ReturnType<HostFacts['link']>>, ovs: ReadonlySet<string> | string = new Set(), backends: string[] = ['default', 'passt']): HostFacts => ({ link: (n) => links[n], ovsBridges: () => ovs, netBackends: () => backends });
+  const host = (links: Record<string, ReturnType<HostFacts['link']>>, ovs: ReadonlySet<string> | string = new Set(), backends: string[] = ['default', 'passt']): HostFacts => ({ link: (n) => links[n], ovsBridges: () => ovs, netBackends: () => backends, sriov: () => 'no SR-IOV in this fake' });
   const refusal = (yaml: string, h: HostFacts, version = V9): string | undefined => {
     try {
       wire(Q35, [template(`${ON_DEFAULT}${yaml}`)], version, h);
@@ -256,6 +261,10 @@ describe('templates: every binding\'s keys checked, with file:line:column', () =
     ['a passt port block', 'binding: passt\nforwards: [{block: 2, guest: [22]}]\n', [`${FILE}:3:12: port blocks are binding nat's (virtwire apply allocates their host ports); give passt forwards fixed host ports`]],
     ['a passt source filter', 'binding: passt\nforwards: [{proto: tcp, host: 2222, guest: 22, from: ["198.51.100.0/24"]}]\n', [`${FILE}:3:12: from: passt forwards every source (it has no source filter); remove from, or use binding nat`]],
     ['overlapping passt forwards', 'binding: passt\nforwards: [{proto: tcp, host: 2222, guest: 22}, {proto: tcp, host: "2220-2230", guest: "20-30"}]\n', [expect.stringContaining(`${FILE}:3:`)]],
+    ['sriov with neither pf nor network', 'binding: sriov\nsriov: {trust: true}\n', [`${FILE}:3:8: sriov needs exactly one of pf (a PF whose VFs virtwire allocates: sriov: {pf: enp3s0f0}) and network (a libvirt hostdev network that allocates them)`]],
+    ['sriov network with trust', 'binding: sriov\nsriov: {network: pool, trust: false}\n', [`${FILE}:3:8: trust, spoofchk and maxTxRateMbps need pf: with a hostdev network libvirt picks the VF at start, after virtwire could set them`]],
+    ['sriov rate', 'binding: sriov\nsriov: {pf: enp3s0f0, maxTxRateMbps: 0}\n', [`${FILE}:3:38: sriov.maxTxRateMbps must be a whole number of Mb/s from 1 to 400000, found number 0`]],
+    ['a VF trunk', 'binding: sriov\nsriov: {pf: enp3s0f0}\nvlan: {tagged: [5, 6]}\n', [`${FILE}:4:7: an SR-IOV VF carries one VLAN (libvirt sets it on the VF), not a trunk; write vlan: N`]],
     ['vhost with passt', 'binding: passt\nforwards: []\nvhost: true\n', [`${FILE}:4:8: vhost: a passt NIC's traffic goes through the passt process, not vhost-net; remove it`]],
     ['vhost', 'binding: bridge\nbridge: {name: br0}\nvhost: yes\n', [`${FILE}:4:8: vhost must be true (vhost-net: <driver name='vhost'/>) or false (QEMU's own: <driver name='qemu'/>), found string "yes"`]],
   ])('%s', (_what, yaml, expected) => {

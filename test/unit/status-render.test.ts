@@ -9,8 +9,8 @@ const MAC = '52:54:00:77:00:d1';
 const vm = (over: Partial<VmStatus> = {}): VmStatus => ({
   vm: 'web-1', uuid: '6f1f6a0e-0000-4000-8000-0000000000d1', state: 'running', persistent: true,
   nics: [
-    { mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, attached: null, attachPending: false, addresses: ['192.168.122.10'], reservations: [{ ip: '192.168.122.10', reserved: true }] },
-    { mac: '52:54:00:77:00:d2', network: null, template: null, binding: null, bindingVersion: null, attached: null, attachPending: false, addresses: [], reservations: [] },
+    { mac: MAC, network: 'default', template: 'web', binding: 'nat', bindingVersion: 1, attached: null, attachPending: false, vf: null, addresses: ['192.168.122.10'], reservations: [{ ip: '192.168.122.10', reserved: true }] },
+    { mac: '52:54:00:77:00:d2', network: null, template: null, binding: null, bindingVersion: null, attached: null, attachPending: false, vf: null, addresses: [], reservations: [] },
   ],
   forwards: [{ nic: MAC, text: 'tcp *:8080 -> 192.168.122.10:80' }],
   record: { state: 'current', differences: [] },
@@ -34,11 +34,20 @@ describe('renderStatus', () => {
 
   it('a NIC a binding attaches: what to, and whether its definition still has to be rewritten', () => {
     const bridged = (attachPending: boolean): VmStatus => vm({
-      nics: [{ mac: MAC, network: null, template: 'lan', binding: 'bridge', bindingVersion: 1, attached: 'bridge br0, VLAN 100', attachPending, addresses: [], reservations: [] }],
+      nics: [{ mac: MAC, network: null, template: 'lan', binding: 'bridge', bindingVersion: 1, attached: 'bridge br0, VLAN 100', attachPending, vf: null, addresses: [], reservations: [] }],
       forwards: [],
     });
     expect(renderStatus([bridged(false)], []).split('\n')[1]).toBe(`  NIC ${MAC}: template "lan", binding bridge v1, attached to bridge br0, VLAN 100`);
     expect(renderStatus([bridged(true)], []).split('\n')[1]).toBe(`  NIC ${MAC}: template "lan", binding bridge v1, to be attached to bridge br0, VLAN 100 ("virtwire apply web-1" rewrites its definition)`);
+  });
+
+  it('a VF: its PF and index, and the PF\'s live line for it', () => {
+    const vf = vm({
+      nics: [{ mac: MAC, network: null, template: 'db', binding: 'sriov', bindingVersion: 1, attached: 'a VF of enp3s0f0, VLAN 100', attachPending: false,
+        vf: { pf: 'enp3s0f0', index: 2, pci: '0000:03:10.2', live: `vf 2     link/ether ${MAC} brd ff:ff:ff:ff:ff:ff, vlan 100, spoof checking off, link-state auto, trust on` }, addresses: [], reservations: [] }],
+      forwards: [],
+    });
+    expect(renderStatus([vf], []).split('\n')[1]).toBe(`  NIC ${MAC}: template "db", binding sriov v1, attached to a VF of enp3s0f0, VLAN 100, VF 2 of enp3s0f0 (0000:03:10.2): vf 2     link/ether ${MAC} brd ff:ff:ff:ff:ff:ff, vlan 100, spoof checking off, link-state auto, trust on`);
   });
 
   it('a stale record and host problems, one line each; strays after the VMs; an unreadable VM in one line', () => {

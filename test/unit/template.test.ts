@@ -52,8 +52,7 @@ forwards:
 
   it.each([
     ['unknown top-level key, with a suggestion', 'match: {domains: [a]}\nbinding: nat\nforwardz: []\n', `${FILE}:3:1: unknown key "forwardz" (did you mean "forwards"?); allowed: description, match, priority, binding, vhost, address, forwards`],
-    ['binding not yet supported', 'match: {domains: [a]}\nbinding: sriov\n', `${FILE}:2:10: binding "sriov" is not supported by this version of virtwire yet; supported: nat, bridge, ovs, isolated, macvtap, passt`],
-    ['binding misspelled', 'match: {domains: [a]}\nbinding: nta\n', `${FILE}:2:10: binding must be one of: nat, bridge, ovs, isolated, macvtap, passt; found string "nta"`],
+    ['binding misspelled', 'match: {domains: [a]}\nbinding: nta\n', `${FILE}:2:10: binding must be one of: nat, bridge, ovs, isolated, macvtap, passt, sriov; found string "nta"`],
     ['binding missing', 'match: {domains: [a]}\n', `${FILE}:1:1: binding is required (binding: nat)`],
     ['match missing', 'binding: nat\n', `${FILE}:1:1: match is required: say which domains this template applies to (match: {domains: ["web-*"]})`],
     ['template that can never apply', 'match: {networks: [default]}\nbinding: nat\n', `${FILE}:1:1: match.domains is empty and match.optIn is not true: this template can never apply; add a glob or set optIn: true`],
@@ -218,7 +217,7 @@ describe('binding settings are the binding\'s', () => {
 
   it('with no valid binding, still reports the problems of a key only one binding owns', () => {
     expect(parse('match: {domains: ["*"]}\nbinding: nope\nwidget: [x]\n').problems.map(formatProblem)).toEqual([
-      `${FILE}:2:10: binding must be one of: nat, bridge, ovs, isolated, macvtap, passt, bridgeish; found string "nope"`,
+      `${FILE}:2:10: binding must be one of: nat, bridge, ovs, isolated, macvtap, passt, sriov, bridgeish; found string "nope"`,
       `${FILE}:3:9: widget must be text`,
     ]);
   });

@@ -77,6 +77,7 @@ export const isolated: Binding = {
     attachInterface(iface, { type: 'network', source: [['network', s.network as string]], isolated: s.portIsolation });
   },
   attachment: (settings) => attached(settings as IsolatedSettings),
+  attachedNetwork: (settings) => (settings as IsolatedSettings).network,
   networks: (settings, template): NetworkDefinition[] => {
     const s = settings as IsolatedSettings;
     return [{

@@ -1,4 +1,5 @@
 import { DefineHost } from '../define-host.js';
+import { readVfLive } from '../../host/sriov.js';
 import { LibvirtClient } from '../../libvirt/client.js';
 import { Ledger } from '../../state/ledger.js';
 import { loadConfig } from '../../policy/config.js';
@@ -52,7 +53,7 @@ line says whether "virtwire watch" runs and when it last reconciled everything.`
       let view: Promise<HostView> | undefined;
       const hostView = (): Promise<HostView> => (view ??= readHostView(run, new Ledger(paths.runDir), paths.configFile));
       try {
-        sources = { client, host: new DefineHost(client, run), networks: new NetworkReader(client, paths), templates: templatesOf(paths), config: loadConfig(paths.configFile), hostView, allocated: allocationReader(paths.stateDir) };
+        sources = { client, host: new DefineHost(client, run), vfLive: (pf, index) => readVfLive(run, pf, index), networks: new NetworkReader(client, paths), templates: templatesOf(paths), config: loadConfig(paths.configFile), hostView, allocated: allocationReader(paths.stateDir) };
         selected = await selectDomains(client, args, args.length === 0);
       } catch (err) {
         process.stderr.write(`virtwire: ${errorMessage(err)}\n`);
