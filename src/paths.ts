@@ -15,6 +15,8 @@ export interface Paths {
   stateDir: string;
   /** sysfs: the host's links and bridges (tests point it at a tree in a temp dir). */
   sysDir: string;
+  /** Drop-in executables per binding: hooks.d/BINDING/{start,release}. */
+  hooksDir: string;
 }
 
 export const DEFAULT_PATHS: Paths = {
@@ -26,4 +28,5 @@ export const DEFAULT_PATHS: Paths = {
   libvirtLibDir: '/var/lib/libvirt',
   stateDir: '/var/lib/virtwire',
   sysDir: '/sys',
+  hooksDir: '/etc/virtwire/hooks.d',
 };

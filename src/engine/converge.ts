@@ -72,9 +72,9 @@ export async function converge(deps: HostDeps): Promise<string[]> {
  */
 function writeTeardowns(ledger: Ledger, kept: readonly VmEntry[], applied: readonly VmEntry[]): void {
   const counts = countElements(applied.map(entryForwards));
-  // A VM with host links or VFs goes to Node at its release (links are counted across VMs; VFs are reset).
+  // A VM with host links, VFs or drop-ins goes to Node at its release (links are counted across VMs; VFs are reset; release drop-ins run).
   for (const e of kept) {
-    ledger.putTeardown(e.uuid, entryLinks(e).length || entryVfs(e).length ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
+    ledger.putTeardown(e.uuid, entryLinks(e).length || entryVfs(e).length || e.nics.some((n) => n.dropin) ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));
     ledger.putStartMarker(e.uuid, entryHasStartWork(e));
   }
 }

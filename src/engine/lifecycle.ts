@@ -9,6 +9,7 @@ import { readWatchState } from '../state/watch-state.js';
 import { entryForwards, entryLinks } from '../state/ledger.js';
 import { describeLink, type TapVlan, type VfSettings } from '../model/host.js';
 import { vfSetCommand } from '../host/sriov.js';
+import { runNicDropin } from './dropins.js';
 import { describeVlan } from '../model/vlan.js';
 import { readLink } from '../host/links.js';
 import { setTapVlan } from '../host/bridge-vlan.js';
@@ -46,6 +47,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
   const links = planned?.plan.links ?? [];
   const tapVlans = planned?.plan.tapVlans ?? [];
   const vfs = planned?.plan.vfs ?? [];
+  const dropins = planned?.plan.dropins ?? [];
   // Fail closed before anything is held: a VLAN on a bridge that does not filter VLANs isolates nothing.
   for (const { nic, tapVlan } of tapVlans) {
     const link = readLink(ctx.paths.sysDir, tapVlan.bridge);
@@ -64,7 +66,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
       if (blocking) throw new UserError(`VM ${quoted(domain.name)}: cannot check its forwards against the other VMs: ${blocking.message}; run "virtwire reconcile" once that is fixed`);
       notes.push(...rebuilt);
     }
-    if (!planned || forwards.length + links.length + tapVlans.length + vfs.length === 0) {
+    if (!planned || forwards.length + links.length + tapVlans.length + vfs.length + dropins.length === 0) {
       // A leftover entry (e.g. a crash skipped release) must not linger, nor what it applied.
       const dropped = ctx.ledger.removeVm(domain.uuid);
       if (!dropped && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
@@ -105,7 +107,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
 export async function startVm(context: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
   const ctx = forOneOperation(context);
   const entry = ctx.ledger.getVm(domain.uuid);
-  const work = entry?.nics.filter((n) => n.tapVlan !== undefined || n.vf !== undefined) ?? [];
+  const work = entry?.nics.filter((n) => n.tapVlan !== undefined || n.vf !== undefined || n.dropin?.hooks.includes('start')) ?? [];
   if (work.length === 0) return undefined;
   const notes: string[] = [];
   for (const n of work.filter((x) => x.vf !== undefined)) {
@@ -128,6 +130,10 @@ export async function startVm(context: HookContext, domain: DomainInfo): Promise
       throw new UserError(`VM ${quoted(domain.name)} NIC ${n.mac}: cannot put its tap ${tap} on ${describeVlan(t.vlan)} in bridge ${t.bridge}: ${errorMessage(err)}`);
     }
     notes.push(`NIC ${n.mac}: tap ${tap} on ${describeVlan(t.vlan)} in ${t.bridge}`);
+  }
+  // Last: a drop-in sees the NIC as virtwire left it (VLAN and VF settings in place).
+  for (const n of work.filter((x) => x.dropin?.hooks.includes('start'))) {
+    notes.push(await runNicDropin(ctx.run, ctx.paths.hooksDir, domain.name, n, 'start', domain.nics.find((x) => x.mac === n.mac)?.tap));
   }
   return notes;
 }
@@ -193,9 +199,16 @@ export async function settleVm(context: HookContext, domain: DomainInfo, how: 'r
   const running = how === 'reconnect' ? new Set([...ctx.runningUuids(), domain.uuid]) : ctx.runningUuids();
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate();
-    if (how === 'remove') ctx.ledger.removeVm(domain.uuid);
+    const dropped: string[] = [];
+    if (how === 'remove') {
+      // Its release drop-ins, once: the entry goes with the first of stopped/release.
+      for (const n of ctx.ledger.getVm(domain.uuid)?.nics.filter((x) => x.dropin?.hooks.includes('release')) ?? []) {
+        dropped.push(await runNicDropin(ctx.run, ctx.paths.hooksDir, domain.name, n, 'release').catch((err: unknown) => errorMessage(err)));
+      }
+      ctx.ledger.removeVm(domain.uuid);
+    }
     const recovered = recoverLedger(ctx, running, how === 'reconnect' ? domain : undefined);
-    return [...recovered, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
+    return [...dropped, ...recovered, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
   });
 }
 

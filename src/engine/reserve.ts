@@ -15,6 +15,8 @@ import type { RunningDomain } from '../host/libvirt-status.js';
 import { LEDGER_SCHEMA, entryForwards, entryLinks, entryVfs, type Ledger, type VmEntry } from '../state/ledger.js';
 import { describeLink, sameLink, type LinkObject, type TapVlan, type VfSettings } from '../model/host.js';
 import { readPf } from '../host/sriov.js';
+import { dropinEnv, type DropinHook } from '../host/dropins.js';
+import { findDropins } from './dropins.js';
 import { BINDINGS, bindingNamed } from '../bindings/registry.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
@@ -61,6 +63,18 @@ export function planVm(domain: DomainInfo, src: PlanSources, opts: PlanOptions =
     allocated: (mac, key) => src.allocated(domain.uuid, mac, key), deferMissingAddress: defer || undefined,
   });
   checkVmLimits(domain.name, plan.forwards, config.limits);
+  // Drop-ins of the NICs' bindings: found (and their trust checked: an untrusted one refuses here) per binding.
+  const found = new Map<string, DropinHook[]>();
+  for (const n of plan.nics) {
+    let hooks = found.get(n.binding);
+    if (!hooks) {
+      try { hooks = findDropins(src.paths.hooksDir, n.binding); } catch (err) { throw new UserError(`VM ${quoted(domain.name)} NIC ${n.mac}: ${errorMessage(err)}`); }
+      found.set(n.binding, hooks);
+    }
+    if (hooks.length === 0) continue;
+    const t = templates.templates.find((x) => x.name === n.template);
+    plan.dropins.push({ nic: n.mac, dropin: { hooks, env: dropinEnv({ vm: domain.name, uuid: domain.uuid, mac: n.mac, binding: n.binding, template: n.template, settings: t?.settings }) } });
+  }
   return { plan, config, pending: [...pending] };
 }
 
@@ -149,9 +163,15 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
       ...(links.length ? { links } : {}),
       ...tapVlanOf(plan, n.mac),
       ...vfOf(plan, n.mac),
+      ...dropinOf(plan, n.mac),
     };
-  }).filter((n) => n.forwards.length > 0 || n.links !== undefined || n.tapVlan !== undefined || n.vf !== undefined);
+  }).filter((n) => n.forwards.length > 0 || n.links !== undefined || n.tapVlan !== undefined || n.vf !== undefined || n.dropin !== undefined);
   return { schema: LEDGER_SCHEMA, uuid: domain.uuid, name: domain.name, state, nics, updatedAt: new Date().toISOString() };
+}
+
+function dropinOf(plan: VmPlan, mac: string): { dropin?: VmPlan['dropins'][number]['dropin'] } {
+  const d = plan.dropins.find((x) => x.nic === mac)?.dropin;
+  return d ? { dropin: d } : {};
 }
 
 function vfOf(plan: VmPlan, mac: string): { vf?: VfSettings } {

@@ -47,7 +47,7 @@ export function resolveForwards(input: ResolveInput): VmPlan {
     vfs.push(...(hp.vfs ?? []));
   }
   const nics = [...wired].map(([nic, t]) => plannedNic(nic, t));
-  return { uuid: domain.uuid, name: domain.name, nics, forwards, links, tapVlans, vfs };
+  return { uuid: domain.uuid, name: domain.name, nics, forwards, links, tapVlans, vfs, dropins: [] };
 }
 
 /**

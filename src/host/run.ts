@@ -10,21 +10,21 @@ export interface RunResult {
  * Runs a program with an argv (never a shell string), bounded in time. The
  * one place virtwire starts host commands, so tests can record them.
  */
-export type Runner = (argv: readonly string[], opts?: { input?: string; timeoutMs?: number }) => Promise<RunResult>;
+export type Runner = (argv: readonly string[], opts?: { input?: string; timeoutMs?: number; env?: Readonly<Record<string, string>> }) => Promise<RunResult>;
 
 const ENV = { LC_ALL: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
 
 /**
  * node:child_process directly, not execa: the hooks run this several times
  * per VM start, and execa is most of what a hook bundle would load.
- * The environment is only LC_ALL and PATH; a command that outlives its time
+ * The environment is only LC_ALL and PATH (and `env`, for drop-ins); a command that outlives its time
  * is killed (SIGKILL) and reported as timed out.
  */
 export const runCommand: Runner = (argv, opts = {}) => new Promise((resolve) => {
   const [file, ...args] = argv;
   if (!file) throw new Error('runCommand: empty argv');
   const timeoutMs = opts.timeoutMs ?? 30_000;
-  const child = spawn(file, args, { env: ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { env: { ...ENV, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let timedOut = false;

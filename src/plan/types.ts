@@ -27,4 +27,6 @@ export interface VmPlan {
   tapVlans: Array<{ nic: string; tapVlan: TapVlan }>;
   /** VFs its NICs hold (sriov), by NIC MAC. */
   vfs: Array<{ nic: string; vf: VfSettings }>;
+  /** Drop-in executables of its NICs' bindings, with the environment they get, by NIC MAC. */
+  dropins: Array<{ nic: string; dropin: { hooks: Array<'start' | 'release'>; env: Record<string, string> } }>;
 }

@@ -55,6 +55,31 @@ export function readTrustedFile(file: string, maxBytes: number, opts: TrustOptio
   }
 }
 
+/**
+ * The same trust as readTrustedFile, for a file virtwire runs (a drop-in
+ * executable): regular, root's, not group/world-writable, in directories
+ * only root can change, up to /; and executable. Reads nothing. Throws a
+ * UserError naming the file and the fix; an absent file, plain ENOENT.
+ */
+export function assertTrustedExecutable(file: string, opts: TrustOptions = {}): void {
+  const ownership = opts.ownership ?? process.getuid?.() === 0;
+  const fd = openOrExplain(file);
+  try {
+    const st = fstatSync(fd);
+    const kind = fileKind(st);
+    if (kind !== 'regular file') throw new UserError(`${file} is ${kind}, not a regular file; virtwire runs only regular files (replace it with one, or remove it)`);
+    if ((st.mode & 0o111) === 0) throw new UserError(`${file} is not executable; make it so (chmod 755 ${file}) or remove it`);
+    if (ownership) {
+      refuseIfUntrusted(file, st);
+      const real = walkTrusted(file);
+      const rst = statSync(real);
+      if (rst.dev !== st.dev || rst.ino !== st.ino) throw new UserError(`${file} changed while it was being checked (its path now leads to another file); find out what rewrites it, then retry`);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function openOrExplain(file: string): number {
   try {
     return openSync(file, OPEN_FLAGS);

@@ -23,6 +23,8 @@ export interface NicEntry {
   tapVlan?: TapVlan;
   /** The SR-IOV VF it holds: its settings are set at qemu start, and the VF reset when no VM holds it. */
   vf?: VfSettings;
+  /** Its binding's drop-in executables (hooks.d/BINDING/{start,release}) and the environment they get. */
+  dropin?: { hooks: Array<'start' | 'release'>; env: Record<string, string> };
 }
 
 /** Every VF a VM holds. */
@@ -32,7 +34,7 @@ export function entryVfs(e: Pick<VmEntry, 'nics'>): VfSettings[] {
 
 /** Whether a VM's qemu `start` has work (a tap VLAN to set). */
 export function entryHasStartWork(e: Pick<VmEntry, 'nics'>): boolean {
-  return e.nics.some((n) => n.tapVlan !== undefined || n.vf !== undefined);
+  return e.nics.some((n) => n.tapVlan !== undefined || n.vf !== undefined || n.dropin?.hooks.includes('start') === true);
 }
 
 /** Every host link a VM needs, all NICs together. */
