@@ -203,13 +203,14 @@ install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/tem
 # its sandbox. Files are replaced via temp name + rename: a hook that runs
 # meanwhile sees the old or the new file, never half of one.
 if [ "$SRC" != "$LIBDIR" ]; then
-  install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config"
+  install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config" "$LIBDIR/templates/plugins"
   for f in dist/virtwire.mjs dist/qemu-hook.cjs dist/network-hook.cjs dist/demo.mjs dist/sandbox-init.sh \
            hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh hooks/$UNIT \
            templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
     install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"
   done
   for f in "$SRC"/templates/*.yaml; do install -m 0644 "$f" "$LIBDIR/templates/"; done
+  for f in "$SRC"/templates/plugins/*.cjs; do install -m 0644 "$f" "$LIBDIR/templates/plugins/"; done
   chmod 0755 "$LIBDIR/install.sh" "$LIBDIR"/hooks/*
   chmod 0644 "$LIBDIR/hooks/$UNIT"
 fi
@@ -232,6 +233,11 @@ rm -f "$LIBDIR/dist/qemu-hook.mjs" "$LIBDIR/dist/network-hook.mjs"
 
 for f in "$SRC"/templates/*.yaml; do
   [ -e "$ETC/examples/$(basename "$f")" ] || install -m 0644 "$f" "$ETC/examples/"
+done
+# The example plugin: an example only; virtwire loads plugins from $ETC/plugins.
+install -d -m 0755 "$ETC/examples/plugins"
+for f in "$SRC"/templates/plugins/*.cjs; do
+  [ -e "$ETC/examples/plugins/$(basename "$f")" ] || install -m 0644 "$f" "$ETC/examples/plugins/"
 done
 [ -e "$ETC/virtwire.yaml" ] || install -m 0644 "$SRC/templates/config/virtwire.yaml" "$ETC/virtwire.yaml"
 chmod 0755 "$ETC" "$ETC/templates"

@@ -17,6 +17,8 @@ export interface Paths {
   sysDir: string;
   /** Drop-in executables per binding: hooks.d/BINDING/{start,release}. */
   hooksDir: string;
+  /** Third-party bindings: plugins/NAME.cjs. */
+  pluginsDir: string;
 }
 
 export const DEFAULT_PATHS: Paths = {
@@ -29,4 +31,5 @@ export const DEFAULT_PATHS: Paths = {
   stateDir: '/var/lib/virtwire',
   sysDir: '/sys',
   hooksDir: '/etc/virtwire/hooks.d',
+  pluginsDir: '/etc/virtwire/plugins',
 };

@@ -8,8 +8,16 @@ import { macvtap } from './macvtap/index.js';
 import { passt } from './passt/index.js';
 import { sriov } from './sriov/index.js';
 
-/** Every binding this build knows, by its template name. */
+/** Every binding this build knows, by its template name; plugins (bindings/plugins.ts) add theirs once loaded. */
 export const BINDINGS: ReadonlyMap<string, Binding> = new Map([nat, bridge, ovs, isolated, macvtap, passt, sriov].map((b) => [b.name, b]));
+/** The bindings built in, which a plugin may not replace. */
+export const BUILT_IN: ReadonlySet<string> = new Set(BINDINGS.keys());
+
+/** Adds a plugin's binding (bindings/plugins.ts only). */
+export function registerBinding(b: Binding): void {
+  if (BUILT_IN.has(b.name)) throw new Error(`a plugin may not replace the built-in binding ${b.name}`);
+  (BINDINGS as Map<string, Binding>).set(b.name, b);
+}
 
 export function bindingNamed(name: string): Binding {
   const b = BINDINGS.get(name);

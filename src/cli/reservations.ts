@@ -5,6 +5,7 @@ import { parseNetwork, type NetworkInfo } from '../xml/network.js';
 import { readLeases } from '../host/libvirt-status.js';
 import { loadTemplates, type TemplateSet } from '../policy/load.js';
 import { BINDINGS } from '../bindings/registry.js';
+import { loadPlugins } from '../bindings/plugins.js';
 import { withHost, type NetworkView, type Reservation } from '../engine/reservations.js';
 import { UserError, quoted } from '../errors.js';
 import type { Paths } from '../paths.js';
@@ -118,6 +119,7 @@ export async function updateReservation(client: LibvirtClient, networks: Network
 }
 
 export function templatesOf(paths: Paths): TemplateSet {
+  loadPlugins(paths.pluginsDir);
   return loadTemplates(paths.templatesDir, BINDINGS);
 }
 

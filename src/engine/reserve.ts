@@ -18,6 +18,7 @@ import { readPf } from '../host/sriov.js';
 import { dropinEnv, type DropinHook } from '../host/dropins.js';
 import { findDropins } from './dropins.js';
 import { BINDINGS, bindingNamed } from '../bindings/registry.js';
+import { loadPlugins } from '../bindings/plugins.js';
 import { entryIsLive } from '../state/liveness.js';
 import type { Paths } from '../paths.js';
 import type { PortRange } from '../model/ports.js';
@@ -44,7 +45,9 @@ export interface PlanOptions {
  * the VM (no template, no metadata): the caller has nothing to do.
  */
 export function planVm(domain: DomainInfo, src: PlanSources, opts: PlanOptions = {}): { plan: VmPlan; config: GlobalConfig; pending: string[] } | undefined {
-  const templates = loadTemplates(src.paths.templatesDir, BINDINGS, join(src.paths.runDir, 'templates.cache.json'));
+  // With plugins, no parse cache: its key does not cover a plugin's code.
+  const plugins = loadPlugins(src.paths.pluginsDir);
+  const templates = loadTemplates(src.paths.templatesDir, BINDINGS, plugins.length ? undefined : join(src.paths.runDir, 'templates.cache.json'));
   const concerned = templates.templates.length + templates.broken.length > 0
     || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
   if (!concerned) return undefined;

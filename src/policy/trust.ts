@@ -61,14 +61,14 @@ export function readTrustedFile(file: string, maxBytes: number, opts: TrustOptio
  * only root can change, up to /; and executable. Reads nothing. Throws a
  * UserError naming the file and the fix; an absent file, plain ENOENT.
  */
-export function assertTrustedExecutable(file: string, opts: TrustOptions = {}): void {
+export function assertTrustedExecutable(file: string, opts: TrustOptions & { executable?: boolean } = {}): void {
   const ownership = opts.ownership ?? process.getuid?.() === 0;
   const fd = openOrExplain(file);
   try {
     const st = fstatSync(fd);
     const kind = fileKind(st);
     if (kind !== 'regular file') throw new UserError(`${file} is ${kind}, not a regular file; virtwire runs only regular files (replace it with one, or remove it)`);
-    if ((st.mode & 0o111) === 0) throw new UserError(`${file} is not executable; make it so (chmod 755 ${file}) or remove it`);
+    if (opts.executable !== false && (st.mode & 0o111) === 0) throw new UserError(`${file} is not executable; make it so (chmod 755 ${file}) or remove it`);
     if (ownership) {
       refuseIfUntrusted(file, st);
       const real = walkTrusted(file);

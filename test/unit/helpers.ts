@@ -85,7 +85,7 @@ export function domainXml(name: string, nics: TestNic[] = [{ network: 'default' 
 export function testPaths(root: string): Paths {
   return {
     configFile: join(root, 'virtwire.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'),
-    logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt'), libvirtLibDir: join(root, 'libvirt-lib'), sysDir: join(root, 'sys'), hooksDir: join(root, 'hooks.d'),
+    logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt'), libvirtLibDir: join(root, 'libvirt-lib'), sysDir: join(root, 'sys'), hooksDir: join(root, 'hooks.d'), pluginsDir: join(root, 'plugins'),
     stateDir: join(root, 'state'),
   };
 }

@@ -3,6 +3,7 @@ import { formatProblem } from '../../policy/yaml-doc.js';
 import { UserError } from '../../errors.js';
 import { hostInterfaceAddresses } from '../../engine/context.js';
 import { BINDINGS, bindingNamed } from '../../bindings/registry.js';
+import { loadPlugins } from '../../bindings/plugins.js';
 import { DEFAULT_PATHS } from '../../paths.js';
 import { defineCommand } from '../command.js';
 
@@ -25,6 +26,7 @@ checks (root-owned, not group- or world-writable, up to /), never the regular-fi
     const [sub] = args;
     if (sub !== 'check') throw new UserError(`unknown "templates ${sub ?? ''}": did you mean "virtwire templates check"?`);
     const dir = values.dir ?? paths.templatesDir;
+    loadPlugins(paths.pluginsDir);
     const set = loadTemplates(dir, BINDINGS);
     for (const b of set.broken) for (const p of b.problems) out(`${formatProblem(p)}\n`);
     const local = hostInterfaceAddresses();
