@@ -14,13 +14,19 @@ import { UserError, errorMessage, quoted } from '../errors.js';
  * Makes every network in `needed` exist and run. Returns what it did, for
  * the VM's line. The caller holds the reservation lock (the store's writer lock).
  */
+/** The network of that name as libvirt has it, refused (UserError) when it does not fit the template; undefined when there is none. */
+async function fittingNetwork(networks: NetworkReader, def: NetworkDefinition): Promise<Awaited<ReturnType<NetworkReader['read']>>> {
+  const existing = await networks.read(def.name);
+  const why = existing && def.refusal(existing.info);
+  if (why) throw new UserError(`template ${def.origin}: ${why}`);
+  return existing;
+}
+
 export async function ensureNetworks(client: LibvirtClient, networks: NetworkReader, paths: Paths, needed: readonly NetworkDefinition[]): Promise<string[]> {
   const done: string[] = [];
   for (const def of needed) {
-    const existing = await networks.read(def.name);
+    const existing = await fittingNetwork(networks, def);
     if (existing) {
-      const why = def.refusal(existing.info);
-      if (why) throw new UserError(`template ${def.origin}: ${why}`);
       if (!existing.active) {
         const owned = new OwnedNetworkStore(paths.stateDir).read()[existing.uuid];
         if (!owned) throw new UserError(`network ${quoted(def.name)} is not running, and virtwire did not define it; start it ("virsh net-start ${def.name}") and mark it to autostart`);
@@ -49,10 +55,8 @@ export async function ensureNetworks(client: LibvirtClient, networks: NetworkRea
 export async function networksToDefine(networks: NetworkReader, needed: readonly NetworkDefinition[]): Promise<string[]> {
   const out: string[] = [];
   for (const def of needed) {
-    const existing = await networks.read(def.name);
+    const existing = await fittingNetwork(networks, def);
     if (existing) {
-      const why = def.refusal(existing.info);
-      if (why) throw new UserError(`template ${def.origin}: ${why}`);
       if (!existing.active) out.push(`network ${quoted(def.name)} is not running: apply starts it if virtwire defined it, else refuses`);
     } else out.push(`would define, start and autostart network ${quoted(def.name)}:\n${(def.xml ?? '').trimEnd().split('\n').map((l) => `    ${l}`).join('\n')}`);
   }

@@ -36,22 +36,37 @@ export interface TrustOptions {
  * "absent" from "refused" by its code).
  */
 export function readTrustedFile(file: string, maxBytes: number, opts: TrustOptions = {}): string {
+  const { fd, st } = openTrusted(file, opts, 'reads');
+  try {
+    if (st.size > maxBytes) throw new UserError(`${file} is too large (${st.size} bytes, at most ${maxBytes}); a template or virtwire.yaml is a few KiB — is it the right file?`);
+    return readAll(fd, file, maxBytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens `file` and checks it through its descriptor as readTrustedFile
+ * describes (regular file; with ownership, root's all the way to / and the
+ * path proved to be the file opened). The caller closes the descriptor.
+ */
+function openTrusted(file: string, opts: TrustOptions, verb: 'reads' | 'runs'): { fd: number; st: Stats } {
   const ownership = opts.ownership ?? process.getuid?.() === 0;
   const fd = openOrExplain(file);
   try {
     const st = fstatSync(fd);
     const kind = fileKind(st);
-    if (kind !== 'regular file') throw new UserError(`${file} is ${kind}, not a regular file; virtwire reads only regular files (replace it with one, or remove it)`);
-    if (st.size > maxBytes) throw new UserError(`${file} is too large (${st.size} bytes, at most ${maxBytes}); a template or virtwire.yaml is a few KiB — is it the right file?`);
+    if (kind !== 'regular file') throw new UserError(`${file} is ${kind}, not a regular file; virtwire ${verb} only regular files (replace it with one, or remove it)`);
     if (ownership) {
       refuseIfUntrusted(file, st);
       const real = walkTrusted(file);
       const rst = statSync(real);
       if (rst.dev !== st.dev || rst.ino !== st.ino) throw new UserError(`${file} changed while it was being checked (its path now leads to another file); find out what rewrites it, then retry`);
     }
-    return readAll(fd, file, maxBytes);
-  } finally {
+    return { fd, st };
+  } catch (err) {
     closeSync(fd);
+    throw err;
   }
 }
 
@@ -62,22 +77,9 @@ export function readTrustedFile(file: string, maxBytes: number, opts: TrustOptio
  * UserError naming the file and the fix; an absent file, plain ENOENT.
  */
 export function assertTrustedExecutable(file: string, opts: TrustOptions & { executable?: boolean } = {}): void {
-  const ownership = opts.ownership ?? process.getuid?.() === 0;
-  const fd = openOrExplain(file);
-  try {
-    const st = fstatSync(fd);
-    const kind = fileKind(st);
-    if (kind !== 'regular file') throw new UserError(`${file} is ${kind}, not a regular file; virtwire runs only regular files (replace it with one, or remove it)`);
-    if (opts.executable !== false && (st.mode & 0o111) === 0) throw new UserError(`${file} is not executable; make it so (chmod 755 ${file}) or remove it`);
-    if (ownership) {
-      refuseIfUntrusted(file, st);
-      const real = walkTrusted(file);
-      const rst = statSync(real);
-      if (rst.dev !== st.dev || rst.ino !== st.ino) throw new UserError(`${file} changed while it was being checked (its path now leads to another file); find out what rewrites it, then retry`);
-    }
-  } finally {
-    closeSync(fd);
-  }
+  const { fd, st } = openTrusted(file, opts, 'runs');
+  closeSync(fd);
+  if (opts.executable !== false && (st.mode & 0o111) === 0) throw new UserError(`${file} is not executable; make it so (chmod 755 ${file}) or remove it`);
 }
 
 function openOrExplain(file: string): number {

@@ -23,6 +23,7 @@ import { alive } from '../support/process.js';
 import { ensureTrixieRoot } from '../support/rootfs.js';
 import { hostHttpGet } from '../support/sandbox-traffic.js';
 import { MODES, skipE2e } from './support.js';
+import { timing, timed } from '../support/timing.js';
 
 const BR_GUEST = { name: 'lan-br', mac: '52:54:00:1a:00:10', ip: '198.51.100.10' };
 const MVT_GUESTS = {
@@ -31,13 +32,6 @@ const MVT_GUESTS = {
 } as const;
 const SHIM_ADDR = '198.51.100.5/24';
 
-const timing = (what: string, ms: number) => console.log(`[e2e timing] ${what}: ${(ms / 1000).toFixed(2)} s`);
-async function timed<T>(what: string, f: () => Promise<T>): Promise<T> {
-  const t = Date.now();
-  const r = await f();
-  timing(what, Date.now() - t);
-  return r;
-}
 
 /** Retries an HTTP GET for up to `withinMs` (ARP/FDB learning after a link change); returns the body. */
 async function getSoon(get: (timeoutMs: number) => Promise<string>, withinMs = 10_000): Promise<string> {

@@ -13,6 +13,7 @@ import { Sandbox } from '../../src/demo/sandbox.js';
 import { defineOvsGuest, guestTap, interfaceIdOf, startOvs, type OvsHandle, type OvsPeer } from '../support/ovs.js';
 import { ensureTrixieRoot } from '../support/rootfs.js';
 import { MODES, restartLibvirtd, skipE2e } from './support.js';
+import { timing } from '../support/timing.js';
 
 const BRIDGE = 'ovsbr0';
 // Both peers are on one IPv4 subnet, so only the VLAN tag can keep them apart.
@@ -37,8 +38,6 @@ setTimeout(() => { console.error('timeout after ' + ms + ' ms'); process.exit(2)
 function tcpConnect(peer: OvsPeer, host: string, port: number, timeoutMs: number) {
   return peer.exec([peer.node, '-e', CONNECT_JS, host, String(port), String(timeoutMs)], timeoutMs + 10_000, false);
 }
-
-const timing = (what: string, ms: number) => console.log(`[e2e timing] ${what}: ${(ms / 1000).toFixed(2)} s`);
 
 describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;

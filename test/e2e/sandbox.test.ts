@@ -16,6 +16,7 @@ import { ensureTrixieRoot } from '../support/rootfs.js';
 import { hostHttpGet, hostUdp } from '../support/sandbox-traffic.js';
 import { Sandbox } from '../../src/demo/sandbox.js';
 import { alive } from '../support/process.js';
+import { timing, timed } from '../support/timing.js';
 
 const CI = process.env.CI === 'true';
 const IS_ROOT = process.getuid?.() === 0;
@@ -27,14 +28,6 @@ const TRICKY = (mode: string) => `vw e2e "q" <&> é ${mode}`;
 const GUEST_MAC = '52:54:00:77:00:0a';
 const GUEST_IP = '192.168.122.10';
 
-const timing = (what: string, ms: number) => console.log(`[e2e timing] ${what}: ${(ms / 1000).toFixed(2)} s`);
-
-async function timed<T>(what: string, f: () => Promise<T>): Promise<T> {
-  const t = Date.now();
-  const r = await f();
-  timing(what, Date.now() - t);
-  return r;
-}
 
 /** What must be byte-identical on the host before and after a sandbox run. */
 async function hostSnapshot(): Promise<Record<string, string>> {

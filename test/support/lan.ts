@@ -35,6 +35,7 @@ import { closeSync, openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { HTTP_GET_JS, type ExecOptions, type ExecResult, type Sandbox } from '../../src/demo/sandbox.js';
+import { alive } from './process.js';
 
 export interface LanHost {
   mac: string;
@@ -166,14 +167,6 @@ async function ip(args: string[]): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`lan: ip ${args.join(' ')} failed: ${r.stderr.trim() || r.exitCode}`);
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function checkName(what: string, name: string): void {
   if (!IFNAME.test(name)) throw new Error(`lan: ${what} ${JSON.stringify(name)} is not a valid interface name (1-15 of [A-Za-z0-9_.-])`);
@@ -226,14 +219,14 @@ export async function addLan(sb: Sandbox, opts: LanOptions = {}): Promise<Lan> {
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      if (dnsmasqPid && pidAlive(dnsmasqPid)) {
+      if (dnsmasqPid && alive(dnsmasqPid)) {
         try {
           process.kill(dnsmasqPid, 'SIGTERM');
         } catch {
           /* gone */
         }
-        for (let i = 0; i < 50 && pidAlive(dnsmasqPid); i++) await sleep(50);
-        if (pidAlive(dnsmasqPid)) process.kill(dnsmasqPid, 'SIGKILL');
+        for (let i = 0; i < 50 && alive(dnsmasqPid); i++) await sleep(50);
+        if (alive(dnsmasqPid)) process.kill(dnsmasqPid, 'SIGKILL');
       }
       // Deleting the netns destroys the veth pair (both ends) with it.
       await execa('ip', ['netns', 'del', netns], { timeout: 15_000, reject: false, stdin: 'ignore' });
