@@ -39,9 +39,8 @@ export const bridge: Binding = {
   readSettingsKey: (y, key, value, into) => {
     const s = into as BridgeSettings;
     if (key === 'vlan') { s.vlan = readVlan(y, value); return; }
-    const before = y.problems.length;
-    readMapping(y, value, 'bridge', BRIDGE_KEYS, (_k, v) => { s.name = readIfName(y, v, 'bridge.name'); });
-    if (s.name === undefined && y.problems.length === before) y.report(value, 'bridge.name is required: bridge: {name: br0}');
+    const clean = readMapping(y, value, 'bridge', BRIDGE_KEYS, (_k, v) => { s.name = readIfName(y, v, 'bridge.name'); });
+    if (clean && s.name === undefined) y.report(value, 'bridge.name is required: bridge: {name: br0}');
   },
   finishSettings: (y) => requireKey(y, 'bridge', 'binding bridge needs the host bridge: bridge: {name: br0}'),
   takesNic: takesOrdinaryNic,

@@ -4,15 +4,21 @@
 import { isMap, isScalar, type Node } from 'yaml';
 import { didYouMean, type YamlFile } from '../../policy/yaml-doc.js';
 import { quote } from '../../model/show.js';
-import { IFNAME } from '../../model/ids.js';
+import { IFNAME, NETWORK_NAME } from '../../model/ids.js';
 import { formatIp, parseIp, subnetOf } from '../../model/addr.js';
 
-/** Calls `read` for each known key of the mapping at `node` (`what`: its key, e.g. "bridge"); reports the rest. */
-export function readMapping(y: YamlFile, node: Node | null, what: string, keys: readonly string[], read: (key: string, value: Node | null) => void): void {
+/**
+ * Calls `read` for each known key of the mapping at `node` (`what`: its key,
+ * e.g. "bridge"); reports the rest. True when it found nothing to report, so
+ * the caller may then say what is missing (and never on top of a problem).
+ */
+export function readMapping(y: YamlFile, node: Node | null, what: string, keys: readonly string[], read: (key: string, value: Node | null) => void): boolean {
+  const before = y.problems.length;
   for (const [key, keyNode, value] of y.entries(node, what)) {
     if (keys.includes(key)) read(key, value);
     else y.report(keyNode, `unknown key ${quote(`${what}.${key}`)}${didYouMean(key, keys)}; allowed: ${keys.join(', ')}`);
   }
+  return y.problems.length === before;
 }
 
 /** A host interface name (bridge, uplink), or undefined after reporting why not. */
@@ -23,6 +29,14 @@ export function readIfName(y: YamlFile, node: Node | null, what: string): string
     return undefined;
   }
   return v;
+}
+
+/** A libvirt network name virtwire may write or define, or undefined after reporting why not. */
+export function readNetworkName(y: YamlFile, node: Node | null, what: string): string | undefined {
+  const v = y.scalar(node);
+  if (typeof v === 'string' && NETWORK_NAME.test(v)) return v;
+  y.report(node, `${what} must be a libvirt network name (letters, digits, ".", "_" and "-", up to 64), found ${y.kindOf(node)}`);
+  return undefined;
 }
 
 export function readBool(y: YamlFile, node: Node | null, what: string): boolean | undefined {

@@ -4,10 +4,9 @@
 // <port isolated='yes'/> keeps guests on it from reaching each other too.
 import type { Binding, NetworkDefinition } from '../types.js';
 import type { NetworkInfo } from '../../xml/network.js';
-import { readMapping, readBool, readHostAddress, requireKey, type HostAddress } from '../common/settings.js';
+import { readMapping, readBool, readNetworkName, readHostAddress, requireKey, type HostAddress } from '../common/settings.js';
 import { attachInterface } from '../common/attach.js';
 import { NO_HOST_WORK, takesOrdinaryNic } from '../common/rewrites.js';
-import { NETWORK_NAME } from '../../model/ids.js';
 import { bigIntToIp, ipToBigInt, subnetOf } from '../../model/addr.js';
 import { encodeAttribute } from '../../xml/escape.js';
 import { quote } from '../../model/show.js';
@@ -54,13 +53,9 @@ export const isolated: Binding = {
   newSettings: (): IsolatedSettings => ({ portIsolation: false }),
   readSettingsKey: (y, _key, value, into) => {
     const s = into as IsolatedSettings;
-    const before = y.problems.length;
-    readMapping(y, value, 'isolated', ISOLATED_KEYS, (k, v) => {
-      if (k === 'network') {
-        const n = y.scalar(v);
-        if (typeof n === 'string' && NETWORK_NAME.test(n)) s.network = n;
-        else y.report(v, `isolated.network must be a libvirt network name (letters, digits, ".", "_" and "-", up to 64), found ${y.kindOf(v)}`);
-      } else if (k === 'address') {
+    const clean = readMapping(y, value, 'isolated', ISOLATED_KEYS, (k, v) => {
+      if (k === 'network') s.network = readNetworkName(y, v, 'isolated.network');
+      else if (k === 'address') {
         const a = readHostAddress(y, v, 'isolated.address', [4]);
         // A /30 leaves one address beside the host's: too few for a DHCP range that avoids it.
         if (a && a.prefix > 29) y.report(v, `isolated.address: /${a.prefix} leaves no room for the guests' DHCP range; use /29 or shorter`);
@@ -68,7 +63,7 @@ export const isolated: Binding = {
       }
       else s.portIsolation = readBool(y, v, 'isolated.portIsolation') ?? false;
     });
-    if (s.network === undefined && y.problems.length === before) y.report(value, 'isolated.network is required: isolated: {network: lab-iso}');
+    if (clean && s.network === undefined) y.report(value, 'isolated.network is required: isolated: {network: lab-iso}');
   },
   finishSettings: (y) => requireKey(y, 'isolated', 'binding isolated needs its network: isolated: {network: lab-iso}'),
   takesNic: takesOrdinaryNic,

@@ -71,22 +71,21 @@ export const macvtap: Binding = {
       else if (v) y.report(value, `macvtap carries one VLAN (through the sub-interface UPLINK.VID), not a trunk; write vlan: N`);
       return;
     }
-    const before = y.problems.length;
-    readMapping(y, value, 'macvtap', MACVTAP_KEYS, (k, v) => {
+    const clean = readMapping(y, value, 'macvtap', MACVTAP_KEYS, (k, v) => {
       if (k === 'uplink') s.uplink = readIfName(y, v, 'macvtap.uplink');
       else if (k === 'mode') {
         const m = y.scalar(v);
         if (typeof m === 'string' && (MACVTAP_MODES as readonly string[]).includes(m)) s.mode = m as MacvtapMode;
         else y.report(v, `macvtap.mode must be one of ${MACVTAP_MODES.join(', ')}; found ${y.kindOf(v)}`);
       } else {
-        readMapping(y, v, 'macvtap.hostShim', SHIM_KEYS, (_k, a) => {
+        const shimClean = readMapping(y, v, 'macvtap.hostShim', SHIM_KEYS, (_k, a) => {
           const address = readHostAddress(y, a, 'macvtap.hostShim.address');
           if (address) s.hostShim = { address };
         });
-        if (!s.hostShim && y.problems.length === before) y.report(v, 'macvtap.hostShim.address is required: hostShim: {address: 198.51.100.5/24}');
+        if (shimClean && !s.hostShim) y.report(v, 'macvtap.hostShim.address is required: hostShim: {address: 198.51.100.5/24}');
       }
     });
-    if (s.uplink === undefined && y.problems.length === before) y.report(value, 'macvtap.uplink is required: macvtap: {uplink: eth1, mode: bridge}');
+    if (clean && s.uplink === undefined) y.report(value, 'macvtap.uplink is required: macvtap: {uplink: eth1, mode: bridge}');
   },
   finishSettings: (y, settings) => {
     requireKey(y, 'macvtap', 'binding macvtap needs its uplink: macvtap: {uplink: eth1, mode: bridge}');

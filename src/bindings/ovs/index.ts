@@ -41,9 +41,8 @@ export const ovs: Binding = {
   readSettingsKey: (y, key, value, into) => {
     const s = into as OvsSettings;
     if (key === 'vlan') { s.vlan = readVlan(y, value); return; }
-    const before = y.problems.length;
-    readMapping(y, value, 'ovs', OVS_KEYS, (_k, v) => { s.bridge = readIfName(y, v, 'ovs.bridge'); });
-    if (s.bridge === undefined && y.problems.length === before) y.report(value, 'ovs.bridge is required: ovs: {bridge: ovsbr0}');
+    const clean = readMapping(y, value, 'ovs', OVS_KEYS, (_k, v) => { s.bridge = readIfName(y, v, 'ovs.bridge'); });
+    if (clean && s.bridge === undefined) y.report(value, 'ovs.bridge is required: ovs: {bridge: ovsbr0}');
   },
   finishSettings: (y) => requireKey(y, 'ovs', 'binding ovs needs the Open vSwitch bridge: ovs: {bridge: ovsbr0}'),
   takesNic: takesOrdinaryNic,

@@ -9,10 +9,9 @@ import type { XElement } from '../../xml/document.js';
 import type { VfSettings } from '../../model/host.js';
 import { PCI_ADDRESS } from '../../model/host.js';
 import { readVlan, vlanElement } from '../common/vlan.js';
-import { readMapping, readIfName, readBool, requireKey } from '../common/settings.js';
+import { readMapping, readIfName, readBool, readNetworkName, requireKey } from '../common/settings.js';
 import { attachInterface } from '../common/attach.js';
 import { takesOrdinaryNic } from '../common/rewrites.js';
-import { NETWORK_NAME } from '../../model/ids.js';
 import { UserError, quoted } from '../../errors.js';
 
 export interface SriovSettings {
@@ -100,14 +99,10 @@ export const sriov: Binding = {
       else if (v) y.report(value, 'an SR-IOV VF carries one VLAN (libvirt sets it on the VF), not a trunk; write vlan: N');
       return;
     }
-    const before = y.problems.length;
-    readMapping(y, value, 'sriov', SRIOV_KEYS, (k, v) => {
+    const clean = readMapping(y, value, 'sriov', SRIOV_KEYS, (k, v) => {
       if (k === 'pf') s.pf = readIfName(y, v, 'sriov.pf');
-      else if (k === 'network') {
-        const n = y.scalar(v);
-        if (typeof n === 'string' && NETWORK_NAME.test(n)) s.network = n;
-        else y.report(v, `sriov.network must be a libvirt network name, found ${y.kindOf(v)}`);
-      } else if (k === 'maxTxRateMbps') {
+      else if (k === 'network') s.network = readNetworkName(y, v, 'sriov.network');
+      else if (k === 'maxTxRateMbps') {
         const n = y.scalar(v);
         if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_RATE_MBPS) s.maxTxRateMbps = n;
         else y.report(v, `sriov.maxTxRateMbps must be a whole number of Mb/s from 1 to ${MAX_RATE_MBPS}, found ${y.kindOf(v)}`);
@@ -116,7 +111,7 @@ export const sriov: Binding = {
         if (b !== undefined) s[k as 'trust' | 'spoofchk'] = b;
       }
     });
-    if (y.problems.length !== before) return;
+    if (!clean) return;
     if ((s.pf === undefined) === (s.network === undefined)) {
       y.report(value, 'sriov needs exactly one of pf (a PF whose VFs virtwire allocates: sriov: {pf: enp3s0f0}) and network (a libvirt hostdev network that allocates them)');
     } else if (s.network !== undefined && (s.trust !== undefined || s.spoofchk !== undefined || s.maxTxRateMbps !== undefined)) {
