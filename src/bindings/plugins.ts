@@ -122,18 +122,22 @@ function adapt(file: string, m: PluginModule): Binding {
   };
 }
 
-let loaded: string | undefined;
+let loaded: { dir: string; names: string[] } | undefined;
+
+/** The plugin files in `dir` (a missing dir: none). */
+export function pluginFiles(dir: string): string[] {
+  try { return readdirSync(dir).filter((n) => n.endsWith('.cjs')).sort(); } catch { return []; }
+}
 
 /**
  * Loads every NAME.cjs in `dir` once per process (a missing dir: none).
- * Returns the plugins' names; a refused one is registered as a binding that
- * refuses its templates, saying why.
+ * Returns the plugins' names (on every call: callers turn caches off when
+ * any is loaded); a refused one is registered as a binding that refuses its
+ * templates, saying why.
  */
 export function loadPlugins(dir: string): string[] {
-  if (loaded === dir) return [];
-  loaded = dir;
-  let names: string[];
-  try { names = readdirSync(dir).filter((n) => n.endsWith('.cjs')).sort(); } catch { return []; }
+  if (loaded?.dir === dir) return loaded.names;
+  const names = pluginFiles(dir);
   const req = createRequire('/');
   const out: string[] = [];
   for (const n of names) {
@@ -157,5 +161,6 @@ export function loadPlugins(dir: string): string[] {
       registerBinding(refused(name, `${file} does not load: ${errorMessage(err)}`, true));
     }
   }
+  loaded = { dir, names: out };
   return out;
 }

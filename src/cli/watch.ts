@@ -20,6 +20,9 @@ import { applyDomain } from './apply-domain.js';
 import { releaseGone } from './allocations.js';
 import { templatesOf } from './reservations.js';
 import { writeWatchState, type WatchState } from '../state/watch-state.js';
+import { PrepareServer } from '../hooks/prepare-server.js';
+import { handleQemuHook } from '../hooks/qemu-handler.js';
+import { pluginFiles } from '../bindings/plugins.js';
 
 /** Template and virtwire.yaml edits come in bursts (an editor writes, renames, chmods): one reload per burst. */
 const FILE_DEBOUNCE_MS = 300;
@@ -30,6 +33,12 @@ export interface WatcherOptions {
   run: Runner;
   /** One line per action (stdout: the journal under systemd). */
   say: (line: string) => void;
+  /**
+   * Serve the qemu hook's `prepare` (hooks/qemu hands it over: no Node
+   * start-up per VM start). Only with the hooks' own paths: a prepare must
+   * read what the hook would.
+   */
+  servePrepare?: boolean;
   /** For tests: the event source's options (timings, a spawner replaying recorded streams). */
   events?: ConstructorParameters<typeof LibvirtEvents>[1];
   /** For tests: what the watcher does, at the libvirt and host boundary. */
@@ -58,6 +67,7 @@ export class Watcher {
   private ctx: HookContext | undefined;
   private readonly state: WatchState;
   private readonly deps: WatcherDeps;
+  private prepareServer: PrepareServer | undefined;
 
   constructor(private readonly o: WatcherOptions) {
     this.log = new Log(o.paths.logFile, 'watch');
@@ -90,9 +100,11 @@ export class Watcher {
     this.setState({});
     this.events.start();
     this.note(`watching libvirt at ${this.o.uri} and ${this.o.paths.templatesDir}`);
+    if (this.o.servePrepare) this.servePrepare();
   }
 
   async stop(): Promise<void> {
+    await this.prepareServer?.stop();
     for (const w of this.fileWatchers) w.close();
     clearTimeout(this.fileTimer);
     await this.events.stop();
@@ -103,6 +115,26 @@ export class Watcher {
   /** Waits for the work queued so far (tests). */
   idle(): Promise<void> {
     return this.work;
+  }
+
+  /**
+   * The qemu hook's prepare, run here by the hook's own handler on a fresh
+   * hook context per request; with plugins installed the hook runs Node
+   * itself (it loads them afresh on every run; this process loads them once).
+   */
+  private servePrepare(): void {
+    const { paths, run } = this.o;
+    const server = new PrepareServer({
+      runDir: paths.runDir,
+      prepare: (xml) => handleQemuHook(makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook'), [domainNameIn(xml), 'prepare', 'begin', '-'], () => Promise.resolve(xml)),
+      mustRunNode: () => pluginFiles(paths.pluginsDir).length > 0,
+      log: this.log,
+    });
+    this.prepareServer = server;
+    server.start().then(
+      (serving) => { if (serving) this.note(`serving the qemu hook's prepare (${paths.runDir}/prepare): a VM start runs no Node`); },
+      (err: unknown) => this.note(`cannot serve the qemu hook's prepare (${errorMessage(err)}); the hook runs Node for it`, true),
+    );
   }
 
   private note(line: string, isError = false): void {
@@ -222,6 +254,11 @@ export class Watcher {
       }
     }
   }
+}
+
+/** The domain's name for the hook's log lines (its argv[0] when the hook runs Node). */
+function domainNameIn(xml: string): string {
+  return /<name>([^<]*)<\/name>/.exec(xml)?.[1] ?? '?';
 }
 
 /** "2 domain events (Defined, Started), 1 network event" — for the log. */

@@ -1,7 +1,7 @@
 // Issue 12's fast paths, proven on a real libvirtd (not timed: bench/ times
 // them): one Node run per VM start, none per destroy, none for a VM virtwire
 // holds nothing for — and the shim's teardown removes exactly what the VM's
-// start added. Node is counted by rendering the installed shims (as
+// start added; with the watcher running, no Node run per start either. Node is counted by rendering the installed shims (as
 // install.sh does) with a Node that logs each run before exec'ing the real one.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODES, skipE2e, sandboxWithVirtwire, restartLibvirtd } from './support.js';
@@ -13,6 +13,8 @@ const DB = 'match: {domains: ["db-*"], networks: [default]}\nbinding: nat\nforwa
 const WEB1: GuestSpec = { name: 'web-1', mac: '52:54:00:e8:00:10', ip: '192.168.122.10' };
 const DB1: GuestSpec = { name: 'db-1', mac: '52:54:00:e8:00:11', ip: '192.168.122.11' };
 const PLAIN: GuestSpec = { name: 'plain-1', mac: '52:54:00:e8:00:12', ip: '192.168.122.12' };
+const DB2: GuestSpec = { name: 'db-2', mac: '52:54:00:e8:00:13', ip: '192.168.122.13' };
+const WATCH_PID = '/run/vw-hook-path-watch.pid';
 const CALLS = '/run/vw-node-calls';
 const COUNTING_NODE = '/usr/local/lib/vw-counting-node';
 
@@ -40,6 +42,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   }, 600_000);
 
   afterAll(async () => {
+    await sb?.exec(['start-stop-daemon', '--stop', '--oknodo', '--pidfile', WATCH_PID]).catch(() => undefined);
     await sb?.stop();
   }, 120_000);
 
@@ -74,4 +77,44 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect(await nodeRuns()).toEqual([]);
     expect(await table()).toContain('5432 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.11 . 5432');
   }, 240_000);
+
+  it('the watcher running: a start runs no Node (it serves prepare), refuses as the hook does; killed, Node takes over at once', async () => {
+    const log = async (): Promise<string> => (await sb.exec(['cat', '/var/log/virtwire.log'])).stdout;
+    const soon = async (what: string, probe: () => Promise<boolean>): Promise<void> => {
+      for (let i = 0; i < 300; i++) { if (await probe()) return; await new Promise((r) => setTimeout(r, 100)); }
+      throw new Error(`timed out waiting for: ${what}`);
+    };
+    await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', WATCH_PID, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
+    const pid = (await sb.exec(['cat', WATCH_PID])).stdout.trim();
+    await soon('the watcher serves prepare', async () => (await log()).includes(`watch[${pid}] info: serving the qemu hook's prepare`));
+    await soon('the watcher has reconciled', async () => (await sb.exec(['cat', '/run/virtwire/watch.json'])).stdout.includes('lastReconcile'));
+    await sb.defineGuest(DB2);
+    await new Promise((r) => setTimeout(r, 1000)); // the watcher's apply of db-2, and the network hook it may run
+    await nodeRuns();
+
+    await sb.startGuest(WEB1.name);
+    expect(await nodeRuns(), 'prepare was served by the watcher').toEqual([]);
+    expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
+    expect(await log()).toMatch(new RegExp(`qemu-hook\\[${pid}\\] info: VM "web-1" prepare: applied 2 forward\\(s\\)`));
+
+    // db-1 runs with host port 5432: db-2's start is refused, by the watcher, in the hook's words.
+    const refusal = async (): Promise<string> => {
+      const r = await sb.virsh('start', '--domain', DB2.name).then(() => undefined, (err: Error) => err.message);
+      expect(r, 'the start is refused').toBeDefined();
+      return /virtwire: [^\n]*/.exec(r as string)?.[0] ?? (r as string);
+    };
+    const served = await refusal();
+    expect(served).toMatch(/^virtwire: VM "db-2": tcp port 5432 on every host IPv4 address is already forwarded to running VM "db-1"/);
+    expect(await nodeRuns()).toEqual([]);
+
+    // Killed (no clean exit: its FIFO stays, the kernel drops its lock): Node runs, and says the same.
+    await sb.exec(['start-stop-daemon', '--stop', '--signal', 'KILL', '--pidfile', WATCH_PID, '--remove-pidfile']);
+    await soon('the watcher is gone', async () => (await sb.exec(['test', '-d', `/proc/${pid}`], { reject: false })).exitCode !== 0);
+    expect((await sb.exec(['test', '-p', '/run/virtwire/prepare/requests'], { reject: false })).exitCode).toBe(0);
+    expect(await refusal()).toBe(served);
+    expect(await nodeRuns()).toEqual(['qemu-hook db-2 prepare']);
+    await sb.destroyGuest(WEB1.name);
+    expect(await nodeRuns()).toEqual([]);
+    await expect(sb.clientHttpGet(sb.hostAddress, 8080, 2000)).rejects.toThrow();
+  }, 300_000);
 });

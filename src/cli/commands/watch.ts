@@ -1,6 +1,7 @@
 import { defineCommand } from '../command.js';
 import { SELECT_HELP, localUri } from '../reservations.js';
 import { Watcher } from '../watch.js';
+import { DEFAULT_PATHS } from '../../paths.js';
 
 export const command = defineCommand({
   name: 'watch',
@@ -24,7 +25,9 @@ on stdout (the journal under systemd) and in /var/log/virtwire.log; its state fo
 non-zero only on a bad command line.`,
   examples: ['virtwire watch', 'virtwire watch --connect qemu:///system'],
   async run({ values, paths, run, out }) {
-    const watcher = new Watcher({ uri: localUri(values.connect), paths, run, say: (line) => out(`${line}\n`) });
+    // The hooks always use the default paths: serve their prepare only when the watcher reads the same.
+    const servePrepare = JSON.stringify(paths) === JSON.stringify(DEFAULT_PATHS);
+    const watcher = new Watcher({ uri: localUri(values.connect), paths, run, say: (line) => out(`${line}\n`), servePrepare });
     watcher.start();
     await new Promise<void>((resolve) => {
       const stop = (): void => { resolve(); };

@@ -1,0 +1,185 @@
+// qemu `prepare` served by the long-running watcher, so that a VM start pays
+// no Node start-up (issue 12: Node's own start-up is more than the 10 % a
+// start may cost here). The shim (hooks/qemu) hands the watcher the domain XML
+// and waits for one line; the watcher runs the very handler the hook runs
+// (handleQemuHook). Any doubt on the shim's side — no watcher, a dead one, no
+// answer in time, the answer "node" — and the shim runs Node as before.
+//
+// The channel, all in RUNDIR/prepare (root's, 0700):
+//   requests  a FIFO the watcher reads; a request is "ID\n" (the shim's pid)
+//   alive     flock(2)-locked while a watcher serves (the kernel drops the
+//             lock when it dies, so a stale FIFO never makes a shim wait)
+//   ID.xml    the domain XML, written by the shim
+//   ID.answer a FIFO the shim holds open for reading; the watcher writes
+//             "ok", "refused <the one line to show>" or "node"
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { withLock } from '../state/lock.js';
+import { errorMessage, oneLine } from '../errors.js';
+import type { HookResult } from './qemu-handler.js';
+
+export interface PrepareChannel {
+  dir: string;
+  requests: string;
+  alive: string;
+}
+
+export function prepareChannel(runDir: string): PrepareChannel {
+  const dir = join(runDir, 'prepare');
+  return { dir, requests: join(dir, 'requests'), alive: join(dir, 'alive') };
+}
+
+/** What the shim reads back: its first line decides. */
+export type PrepareAnswer = 'ok' | 'node' | `refused ${string}`;
+
+export interface PrepareServerOptions {
+  runDir: string;
+  /** The hook's handler for `prepare` with this XML on stdin (the watcher: handleQemuHook on a fresh hook context). */
+  prepare: (xml: string) => Promise<HookResult>;
+  /** Whether the hook must run Node itself this time (plugins: Node loads them afresh on every run). */
+  mustRunNode?: () => boolean;
+  log: { info: (m: string) => void; error: (m: string) => void };
+}
+
+const REQUEST_ID = /^[1-9][0-9]{0,9}$/;
+
+export class PrepareServer {
+  private readonly ch: PrepareChannel;
+  private socket: Socket | undefined;
+  private release: (() => void) | undefined;
+  private held: Promise<unknown> | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private pending = '';
+
+  constructor(private readonly o: PrepareServerOptions) {
+    this.ch = prepareChannel(o.runDir);
+  }
+
+  /**
+   * Opens the channel; resolves true once the watcher serves (the alive lock
+   * held), false when it cannot (another watcher serves: it keeps doing so).
+   */
+  async start(): Promise<boolean> {
+    mkdirSync(this.ch.dir, { recursive: true, mode: 0o700 });
+    chmodSync(this.ch.dir, 0o700);
+    if (!lstatSync(this.ch.requests, { throwIfNoEntry: false })?.isFIFO()) {
+      rmSync(this.ch.requests, { force: true });
+      const r = spawnSync('mkfifo', ['-m', '600', this.ch.requests], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+      if (r.status !== 0) throw new Error(`cannot make the FIFO ${this.ch.requests}: ${r.stderr?.trim() || r.error?.message || `mkfifo exit ${r.status}`}`);
+    }
+    // Read-write: the FIFO never reads as closed, and opening it never waits for a writer.
+    const fd = openSync(this.ch.requests, constants.O_RDWR | constants.O_NONBLOCK);
+    const socket = new Socket({ fd, readable: true, writable: false });
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => this.received(chunk));
+    socket.on('error', (err) => this.o.log.error(`serving qemu prepare: reading ${this.ch.requests}: ${errorMessage(err)}`));
+    this.socket = socket;
+    const since = Date.now();
+    // Taken last, once requests are read: a shim sends only while the lock is held.
+    const acquired = new Promise<boolean>((resolve) => {
+      this.held = withLock(this.ch.alive, () => {
+        resolve(true);
+        return new Promise<void>((r) => { this.release = r; });
+      }, 2).catch((err: unknown) => {
+        resolve(false);
+        this.o.log.info(`not serving qemu prepare: ${errorMessage(err)}`);
+      });
+    });
+    if (!(await acquired)) {
+      this.closeSocket();
+      return false;
+    }
+    this.answerStale(since);
+    return true;
+  }
+
+  /** Stops serving: the lock goes first (new shims run Node), then requests already queued are answered. */
+  async stop(): Promise<void> {
+    this.release?.();
+    await this.held;
+    this.closeSocket();
+    await this.queue;
+  }
+
+  private closeSocket(): void {
+    this.socket?.destroy();
+    this.socket = undefined;
+  }
+
+  private received(chunk: string): void {
+    this.pending += chunk;
+    let nl: number;
+    while ((nl = this.pending.indexOf('\n')) >= 0) {
+      const id = this.pending.slice(0, nl);
+      this.pending = this.pending.slice(nl + 1);
+      if (!REQUEST_ID.test(id)) {
+        this.o.log.error(`serving qemu prepare: ignored a request that is not a shim's pid: ${JSON.stringify(id.slice(0, 40))}`);
+        continue;
+      }
+      // One at a time, in order: prepare takes the ledger lock anyway.
+      this.queue = this.queue.then(() => this.serve(id)).catch((err: unknown) => this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`));
+    }
+    if (this.pending.length > 64) this.pending = '';
+  }
+
+  private async serve(id: string): Promise<void> {
+    const xmlFile = join(this.ch.dir, `${id}.xml`);
+    const answerFile = join(this.ch.dir, `${id}.answer`);
+    let fd: number;
+    try {
+      // Non-blocking: fails (ENXIO, ENOENT) when the shim no longer waits — it runs Node itself.
+      fd = openSync(answerFile, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch {
+      rmSync(xmlFile, { force: true });
+      return;
+    }
+    try {
+      let answer: PrepareAnswer = 'node';
+      try {
+        if (!fstatSync(fd).isFIFO()) throw new Error(`${answerFile} is not a FIFO`);
+        const st = lstatSync(xmlFile);
+        if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error(`${xmlFile} is not a regular file of this user`);
+        const xml = readFileSync(xmlFile, 'utf8');
+        if (!this.o.mustRunNode?.()) {
+          const r = await this.o.prepare(xml);
+          answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
+        }
+      } catch (err) {
+        this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);
+      }
+      writeSync(fd, `${answer}\n`);
+    } catch (err) {
+      // EPIPE: the shim gave up meanwhile and runs Node, which converges from what this left.
+      this.o.log.error(`serving qemu prepare: could not answer request ${id}: ${errorMessage(err)}`);
+    } finally {
+      closeSync(fd);
+      rmSync(xmlFile, { force: true });
+      rmSync(answerFile, { force: true });
+    }
+  }
+
+  /**
+   * Requests a dead watcher left (files from before this one took the lock:
+   * while it was free, shims ran Node and wrote none): any shim still
+   * waiting on one is told to run Node; the files go.
+   */
+  private answerStale(since: number): void {
+    for (const name of readdirSync(this.ch.dir)) {
+      const file = join(this.ch.dir, name);
+      if ((lstatSync(file, { throwIfNoEntry: false })?.mtimeMs ?? since) >= since) continue;
+      if (name.endsWith('.answer')) {
+        try {
+          const fd = openSync(file, constants.O_WRONLY | constants.O_NONBLOCK);
+          try { writeSync(fd, 'node\n'); } finally { closeSync(fd); }
+        } catch {
+          // nobody waits on it
+        }
+        rmSync(file, { force: true });
+      } else if (name.endsWith('.xml')) {
+        rmSync(file, { force: true });
+      }
+    }
+  }
+}

@@ -1,0 +1,179 @@
+// The qemu shim handing `prepare` to the watcher (src/hooks/prepare-server.ts):
+// the installed shim, rendered as install.sh renders it, run as libvirt runs
+// it, against a real PrepareServer in this process. Node is a stand-in that
+// logs each run, so "served" means: the shim exited as the handler said, and
+// Node never ran. The handler is the seam (the watcher passes the hook's own
+// handleQemuHook: test/e2e/hook-path.test.ts runs that on a real libvirtd).
+import { ROOT, tempDir } from './helpers.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PrepareServer, prepareChannel } from '../../src/hooks/prepare-server.js';
+import type { HookResult } from '../../src/hooks/qemu-handler.js';
+
+const dir = tempDir('vw-serve-', tmpdir());
+const dist = join(dir, 'dist');
+mkdirSync(dist);
+writeFileSync(join(dist, 'qemu-hook.cjs'), '// stand-in bundle\n');
+const nodeRuns = join(dir, 'node-runs');
+const node = join(dir, 'node');
+// Logs its argv (the hook's NAME OP) and the XML it got on stdin.
+writeFileSync(node, `#!/bin/sh\nxml=$(cat)\nprintf '%s %s %s\\n' "$4" "$5" "$(printf '%s' "$xml" | grep -o '<name>[^<]*</name>')" >> ${nodeRuns}\nexit 0\n`, { mode: 0o755 });
+
+function render(runDir: string, timeoutS?: number): string {
+  const r = spawnSync('sh', [join(ROOT, 'hooks', 'render.sh'), 'qemu', node, dist, runDir, join(dir, 'virtwire.log')], { encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  const file = join(dir, `qemu-${Math.random().toString(36).slice(2)}`);
+  // A test may shorten the shim's wait for an answer (70 s) to see what follows it.
+  writeFileSync(file, timeoutS === undefined ? r.stdout : r.stdout.replace('timeout 70 ', `timeout ${timeoutS} `), { mode: 0o755 });
+  return file;
+}
+
+const xmlOf = (name: string): string => `<domain type='qemu'>\n  <name>${name}</name>\n  <uuid>7e0b3a4c-1111-4222-8333-94445555aaaa</uuid>\n</domain>`;
+
+/** Runs the shim as libvirt does (no environment, XML on stdin), without blocking this process's event loop. */
+function runShim(shim: string, name: string, op = 'prepare'): Promise<{ status: number | null; stderr: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const c: ChildProcess = spawn(shim, [name, op, 'begin', '-'], { env: {}, stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    c.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+    c.on('error', reject);
+    c.on('close', (status) => resolve({ status, stderr, ms: Date.now() - t0 }));
+    c.stdin?.end(xmlOf(name));
+  });
+}
+
+const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8').split('\n').filter(Boolean) : []);
+
+interface Served { xml: string[]; server: PrepareServer; errors: string[] }
+
+const servers: PrepareServer[] = [];
+async function serve(runDir: string, prepare: (xml: string) => Promise<HookResult>, mustRunNode?: () => boolean): Promise<Served & { serving: boolean }> {
+  const xml: string[] = [];
+  const errors: string[] = [];
+  const server = new PrepareServer({
+    runDir,
+    prepare: (x) => { xml.push(x); return prepare(x); },
+    mustRunNode,
+    log: { info: () => undefined, error: (m) => errors.push(m) },
+  });
+  servers.push(server);
+  return { xml, server, errors, serving: await server.start() };
+}
+
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop();
+  rmSync(nodeRuns, { force: true });
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const OK: HookResult = { exitCode: 0 };
+
+describe('qemu prepare served by the watcher', () => {
+  it('served: the shim exits 0 with no Node run, the handler got the XML, and no request files are left', async () => {
+    const runDir = join(dir, 'run-ok');
+    const { xml, serving, errors } = await serve(runDir, async () => OK);
+    expect(serving).toBe(true);
+    const r = await runShim(render(runDir), 'web-1');
+    expect(r).toMatchObject({ status: 0, stderr: '' });
+    expect(ran()).toEqual([]);
+    expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests']);
+    expect(errors).toEqual([]);
+  });
+
+  it('a refusal: the shim fails the start with the handler\'s one line, as the hook would, and Node never runs', async () => {
+    const runDir = join(dir, 'run-refuse');
+    const line = 'virtwire: VM "web-1": tcp port 8080 on every host IPv4 address is already forwarded to running VM "db-1" (template web); use another host port or stop "db-1"';
+    await serve(runDir, async () => ({ exitCode: 1, stderr: line }));
+    const r = await runShim(render(runDir), 'web-1');
+    expect(r).toEqual({ status: 1, stderr: `${line}\n`, ms: r.ms });
+    expect(ran()).toEqual([]);
+  });
+
+  it('with plugins installed the watcher answers "node": the shim runs Node, which gets the XML', async () => {
+    const runDir = join(dir, 'run-plugins');
+    const { xml } = await serve(runDir, async () => OK, () => true);
+    const r = await runShim(render(runDir), 'web-1');
+    expect(r.status).toBe(0);
+    expect(xml, 'the handler is not run').toEqual([]);
+    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
+  });
+
+  it('the handler throwing: the shim runs Node, which decides', async () => {
+    const runDir = join(dir, 'run-throw');
+    const { errors } = await serve(runDir, async () => { throw new Error('boom'); });
+    expect((await runShim(render(runDir), 'web-1')).status).toBe(0);
+    expect(ran()).toHaveLength(1);
+    expect(errors.join('\n')).toMatch(/serving qemu prepare: boom; the hook runs it itself/);
+  });
+
+  it('no watcher: Node runs; a watcher that died (its FIFO left, its lock free): Node runs at once, not after the wait', async () => {
+    expect((await runShim(render(join(dir, 'run-none')), 'web-1')).status).toBe(0);
+    expect(ran()).toHaveLength(1);
+    const runDir = join(dir, 'run-dead');
+    const { server } = await serve(runDir, async () => OK);
+    servers.splice(servers.indexOf(server), 1);
+    await server.stop(); // what a dead watcher leaves: the FIFO and an unlocked "alive"
+    expect(existsSync(prepareChannel(runDir).requests)).toBe(true);
+    const r = await runShim(render(runDir), 'web-2');
+    expect(r.status).toBe(0);
+    expect(ran()).toHaveLength(2);
+    expect(r.ms).toBeLessThan(10_000);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests']);
+  });
+
+  it('no answer in time: the shim runs Node and cleans up; the late answer goes nowhere', async () => {
+    const runDir = join(dir, 'run-slow');
+    let finish: () => void = () => undefined;
+    const { errors } = await serve(runDir, () => new Promise((resolve) => { finish = () => resolve(OK); }));
+    const r = await runShim(render(runDir, 1), 'web-1').finally(() => setTimeout(() => finish(), 100));
+    expect(r.status).toBe(0);
+    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests']);
+    expect(errors.join('\n')).toMatch(/could not answer request \d+/);
+  });
+
+  it('concurrent starts: each shim gets its own answer', async () => {
+    const runDir = join(dir, 'run-many');
+    await serve(runDir, async (x) => ({ exitCode: 1, stderr: `virtwire: refused ${/<name>(.*)<\/name>/.exec(x)?.[1]}` }));
+    const shim = render(runDir);
+    const names = ['a-1', 'b-2', 'c-3', 'd-4', 'e-5', 'f-6'];
+    const results = await Promise.all(names.map((n) => runShim(shim, n)));
+    expect(results.map((r) => [r.status, r.stderr])).toEqual(names.map((n) => [1, `virtwire: refused ${n}\n`]));
+    expect(ran()).toEqual([]);
+  });
+
+  it('a second watcher does not serve while the first does, and leaves its requests alone', async () => {
+    const runDir = join(dir, 'run-two');
+    const first = await serve(runDir, async () => ({ exitCode: 1, stderr: 'virtwire: from the first' }));
+    const second = await serve(runDir, async () => ({ exitCode: 1, stderr: 'virtwire: from the second' }));
+    expect([first.serving, second.serving]).toEqual([true, false]);
+    const r = await runShim(render(runDir), 'web-1');
+    expect(r.stderr).toBe('virtwire: from the first\n');
+  });
+
+  it('a request left by a dead watcher: the next one tells its shim to run Node and removes the files', async () => {
+    const runDir = join(dir, 'run-stale');
+    const ch = prepareChannel(runDir);
+    mkdirSync(ch.dir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(ch.dir, '4242.xml'), xmlOf('old'));
+    spawnSync('mkfifo', [join(ch.dir, '4242.answer')]);
+    // The waiting shim: reads its answer FIFO (opened read-write, as the shim does).
+    const waiting = spawn('sh', ['-c', 'exec 7<>"$1"; head -n 1 <&7', 'sh', join(ch.dir, '4242.answer')], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let answer = '';
+    waiting.stdout.on('data', (d: Buffer) => { answer += d.toString(); });
+    const closed = new Promise((resolve) => waiting.on('close', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const past = new Date(Date.now() - 60_000);
+    spawnSync('touch', ['-h', '-d', past.toISOString(), join(ch.dir, '4242.xml'), join(ch.dir, '4242.answer')]);
+    await serve(runDir, async () => OK);
+    await closed;
+    expect(answer).toBe('node\n');
+    expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests']);
+  });
+});
