@@ -1,7 +1,8 @@
 import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
-import { renderTable, renderDeleteTable, renderTeardown, countElements, TABLE } from '../host/nft-script.js';
-import { detectTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
+import { renderTable, renderAdditions, renderDeleteTable, renderTeardown, countElements, tableLayout, TABLE, type ElementCounts } from '../host/nft-script.js';
+import type { ResolvedForward } from '../model/forward.js';
+import { detectTargets, probeTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { LEDGER_SCHEMA, entryForwards, entryHasStartWork, entryLinks, entryVfs, type Ledger, type VmEntry } from '../state/ledger.js';
 import { convergeLinks } from './links.js';
 import { convergeVfs } from './vfs.js';
@@ -33,29 +34,40 @@ export interface HostDeps {
 export async function converge(deps: HostDeps): Promise<string[]> {
   const { run, ledger, mark, include } = deps;
   const done: string[] = [];
+  let droppedAny = false;
   let entries = ledger.listVms().filter((e) => e.uuid !== include?.uuid);
   if (deps.running) {
     const running = deps.running;
     for (const e of entries.filter((x) => !entryIsLive(x, running))) {
       ledger.removeVm(e.uuid);
       done.push(`dropped the entry of ${quoted(e.name)}: the VM no longer runs`);
+      droppedAny = true;
     }
     entries = entries.filter((x) => entryIsLive(x, running));
   }
   const applied = [...entries.filter((e) => e.state === 'applied'), ...(include ? [include] : [])];
   const forwards = applied.flatMap(entryForwards);
+  const counts = countElements(applied.map(entryForwards));
   // Before the table gets the elements: a hook killed right after nft leaves a teardown that removes them.
-  writeTeardowns(ledger, [...entries, ...(include ? [include] : [])], applied);
-  const targets: AcceptTarget[] = await detectTargets(run);
+  writeTeardowns(ledger, [...entries, ...(include ? [include] : [])], applied, counts);
   if (forwards.length > 0) {
-    await mustRun(run, ['nft', '-f', '-'], renderTable(forwards, mark));
-    done.push(`nft table inet virtwire: ${forwards.length} forward(s)`);
-    for (const t of targets) if (await setAccept(run, t, mark)) done.push(`accept placed first in ${targetName(t)}`);
-    ledger.putHost({ ...ledger.getHost(), schema: LEDGER_SCHEMA, table: true, mark, accepts: targets, updatedAt: new Date().toISOString() });
+    const host = ledger.getHost();
+    const layout = tableLayout(mark);
+    // The table holds exactly the other entries' elements (none dropped, none half-applied, this VM's
+    // not there yet) and is of this layout: this VM's may simply be added. Anything else: written whole.
+    const othersAsRecorded = include !== undefined && !droppedAny && entries.every((e) => e.state === 'applied')
+      && ledger.getVm(include.uuid)?.state !== 'applied' && host.table && host.layout === layout;
+    const additions = othersAsRecorded ? renderAdditions(entryForwards(include as VmEntry), counts) : undefined;
+    // The table and the read of libvirt's chains at once: they are independent, and a commit
+    // to an nft set waits out a kernel grace period (~10–15 ms here), most of a start's cost.
+    const [written, probes] = await Promise.all([writeTable(run, forwards, mark, additions), probeTargets(run)]);
+    done.push(written);
+    for (const p of probes) if (await setAccept(run, p.target, mark, p.listing)) done.push(`accept placed first in ${targetName(p.target)}`);
+    ledger.putHost({ ...ledger.getHost(), schema: LEDGER_SCHEMA, table: true, mark, layout, accepts: probes.map((p) => p.target), updatedAt: new Date().toISOString() });
   } else {
     // The live ruleset decides, not host.json: a hook killed after nft and before
     // recording it must not leave the table behind.
-    done.push(...(await removeFromHost(run, ledger, targets, true)));
+    done.push(...(await removeFromHost(run, ledger, await detectTargets(run), true)));
   }
   // Links of reserved entries too: prepare makes them before QEMU runs, and the entry is still "reserved" then.
   done.push(...(await convergeLinks(run, ledger, [...entries, ...(include ? [include] : [])].flatMap(entryLinks))));
@@ -65,13 +77,27 @@ export async function converge(deps: HostDeps): Promise<string[]> {
 }
 
 /**
+ * The table made to hold `forwards`: `additions` (one VM's elements, the
+ * others' already there) when given, else — or when nft refuses them (the
+ * table flushed or changed under us) — written whole. Returns the note.
+ */
+async function writeTable(run: Runner, forwards: readonly ResolvedForward[], mark: number, additions: string | undefined): Promise<string> {
+  if (additions === '') return `nft table inet virtwire: ${forwards.length} forward(s), nothing to add`;
+  if (additions !== undefined) {
+    const r = await run(['nft', '-f', '-'], { input: additions, timeoutMs: 15_000 });
+    if (r.exitCode === 0) return `nft table inet virtwire: ${forwards.length} forward(s), this VM's added`;
+  }
+  await mustRun(run, ['nft', '-f', '-'], renderTable(forwards, mark));
+  return `nft table inet virtwire: ${forwards.length} forward(s)${additions === undefined ? '' : ' (written whole: nft refused adding this VM\'s alone)'}`;
+}
+
+/**
  * Every VM entry gets the teardown script of what the table holds for it
  * (header only for a reserved entry): the qemu hook shim runs it at
  * stopped/release with no Node. A VM whose teardown cannot be exact gets
  * none, and its entry alone sends the shim to Node.
  */
-function writeTeardowns(ledger: Ledger, kept: readonly VmEntry[], applied: readonly VmEntry[]): void {
-  const counts = countElements(applied.map(entryForwards));
+function writeTeardowns(ledger: Ledger, kept: readonly VmEntry[], applied: readonly VmEntry[], counts: ElementCounts): void {
   // A VM with host links, VFs or drop-ins goes to Node at its release (links are counted across VMs; VFs are reset; release drop-ins run).
   for (const e of kept) {
     ledger.putTeardown(e.uuid, entryLinks(e).length || entryVfs(e).length || e.nics.some((n) => n.dropin) ? undefined : renderTeardown(e.uuid, applied.includes(e) ? entryForwards(e) : [], counts));

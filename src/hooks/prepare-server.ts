@@ -7,12 +7,14 @@
 //
 // The channel, all in RUNDIR/prepare (root's, 0700):
 //   requests  a FIFO the watcher reads; a request is "ID\n" (the shim's pid)
-//   alive     flock(2)-locked while a watcher serves (the kernel drops the
-//             lock when it dies, so a stale FIFO never makes a shim wait)
+//   alive     flock(2)-locked while a watcher serves: one serves at a time
+//   server    "PID STARTTIME" of the serving watcher (field 22 of its
+//             /proc/PID/stat): the shim checks it with shell builtins, so a
+//             dead watcher, or its pid reused, never makes a start wait
 //   ID.xml    the domain XML, written by the shim
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -24,11 +26,20 @@ export interface PrepareChannel {
   dir: string;
   requests: string;
   alive: string;
+  server: string;
 }
 
 export function prepareChannel(runDir: string): PrepareChannel {
   const dir = join(runDir, 'prepare');
-  return { dir, requests: join(dir, 'requests'), alive: join(dir, 'alive') };
+  return { dir, requests: join(dir, 'requests'), alive: join(dir, 'alive'), server: join(dir, 'server') };
+}
+
+/** This process as the shim checks it: "PID STARTTIME", STARTTIME being field 22 of /proc/PID/stat. */
+export function processStamp(pid: number | 'self' = 'self'): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which may hold spaces and ")": field 3 comes first.
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).trim().split(' ');
+  return `${pid === 'self' ? process.pid : pid} ${fields[19]}`;
 }
 
 /** What the shim reads back: its first line decides. */
@@ -92,11 +103,13 @@ export class PrepareServer {
       return false;
     }
     this.answerStale(since);
+    writeFileSync(this.ch.server, `${processStamp()}\n`, { mode: 0o600 });
     return true;
   }
 
-  /** Stops serving: the lock goes first (new shims run Node), then requests already queued are answered. */
+  /** Stops serving: the server file and the lock go first (new shims run Node), then requests already queued are answered. */
   async stop(): Promise<void> {
+    if (this.release) rmSync(this.ch.server, { force: true });
     this.release?.();
     await this.held;
     this.closeSocket();

@@ -33,16 +33,43 @@ export function acceptComment(mark: number): string {
 
 const OURS = /virtwire:mark=0x[0-9a-f]{8}/;
 
-/** Which libvirt firewall chains exist right now: detected from the live rules, never from which binaries exist. */
+/** A libvirt firewall chain found live, with its listing: what it says of virtwire's accept, read once. */
+export interface TargetProbe {
+  target: AcceptTarget;
+  /** nft's JSON listing of guest_input, or `iptables -S` of the filter table. */
+  listing: string;
+}
+
+/** The command that lists a target's rules; it succeeds only while the chain exists. */
+function listCommand(t: AcceptTarget): string[] {
+  return t.backend === 'nftables'
+    ? ['nft', '-a', '-j', 'list', 'chain', nftFamily(t), 'libvirt_network', 'guest_input']
+    : [iptablesTool(t), '-w', '-S'];
+}
+
+const ALL_TARGETS: readonly AcceptTarget[] = [
+  { backend: 'nftables', family: 4 }, { backend: 'nftables', family: 6 },
+  { backend: 'iptables', family: 4 }, { backend: 'iptables', family: 6 },
+];
+
+/**
+ * Which libvirt firewall chains exist right now, each with its rules: one
+ * read per chain, all at once. Detected from the live rules, never from
+ * which binaries exist (iptables: libvirt's LIBVIRT_FWI chain is there).
+ */
+export async function probeTargets(run: Runner): Promise<TargetProbe[]> {
+  const results = await Promise.all(ALL_TARGETS.map((t) => run(listCommand(t), { timeoutMs: 15_000 })));
+  return ALL_TARGETS.flatMap((target, i) => {
+    const r = results[i];
+    if (r?.exitCode !== 0) return [];
+    if (target.backend === 'iptables' && !/^-N LIBVIRT_FWI$/m.test(r.stdout)) return [];
+    return [{ target, listing: r.stdout }];
+  });
+}
+
+/** Which libvirt firewall chains exist right now. */
 export async function detectTargets(run: Runner): Promise<AcceptTarget[]> {
-  const probes: Array<[AcceptTarget, string[]]> = [
-    [{ backend: 'nftables', family: 4 }, ['nft', 'list', 'chain', 'ip', 'libvirt_network', 'guest_input']],
-    [{ backend: 'nftables', family: 6 }, ['nft', 'list', 'chain', 'ip6', 'libvirt_network', 'guest_input']],
-    [{ backend: 'iptables', family: 4 }, ['iptables', '-w', '-n', '-L', 'LIBVIRT_FWI']],
-    [{ backend: 'iptables', family: 6 }, ['ip6tables', '-w', '-n', '-L', 'LIBVIRT_FWI']],
-  ];
-  const results = await Promise.all(probes.map(([, argv]) => run(argv, { timeoutMs: 15_000 })));
-  return probes.filter((_, i) => results[i]?.exitCode === 0).map(([t]) => t);
+  return (await probeTargets(run)).map((p) => p.target);
 }
 
 // ---- nftables backend -------------------------------------------------------
@@ -97,22 +124,23 @@ export function iptablesAcceptScript(listing: string, mark: number | null): stri
 /** What a target's rules say of virtwire's accept: the script that would put it right ('' = in place), and whether a rule for `mark` is there at all. */
 interface AcceptReading { script: string; present: boolean }
 
-/** Reads a target's rules; undefined when its chain is gone (a stopped network: nothing to hold the accept). */
-async function readAccept(run: Runner, t: AcceptTarget, mark: number | null): Promise<AcceptReading | undefined> {
+/** Reads a target's rules (or takes the listing already read); undefined when its chain is gone (a stopped network: nothing to hold the accept). */
+async function readAccept(run: Runner, t: AcceptTarget, mark: number | null, listing?: string): Promise<AcceptReading | undefined> {
   const want = mark === null ? undefined : acceptComment(mark);
+  let text = listing;
+  if (text === undefined) {
+    const r = await run(listCommand(t));
+    if (r.exitCode !== 0) {
+      if (t.backend === 'nftables' || mark === null) return undefined;
+      throw new Error(`${iptablesTool(t)} -S failed: ${r.stderr.trim()}`);
+    }
+    text = r.stdout;
+  }
   if (t.backend === 'nftables') {
-    const r = await run(['nft', '-a', '-j', 'list', 'chain', nftFamily(t), 'libvirt_network', 'guest_input']);
-    if (r.exitCode !== 0) return undefined;
-    const rules = parseNftChainRules(r.stdout);
+    const rules = parseNftChainRules(text);
     return { script: nftAcceptScript(t, rules, mark), present: rules.some((x) => want !== undefined && x.comment === want) };
   }
-  const tool = iptablesTool(t);
-  const r = await run([tool, '-w', '-S', 'FORWARD']);
-  if (r.exitCode !== 0) {
-    if (mark === null) return undefined;
-    throw new Error(`${tool} -S FORWARD failed: ${r.stderr.trim()}`);
-  }
-  return { script: iptablesAcceptScript(r.stdout, mark), present: want !== undefined && r.stdout.includes(want) };
+  return { script: iptablesAcceptScript(text, mark), present: want !== undefined && text.includes(want) };
 }
 
 function iptablesTool(t: AcceptTarget): 'iptables' | 'ip6tables' {
@@ -121,10 +149,11 @@ function iptablesTool(t: AcceptTarget): 'iptables' | 'ip6tables' {
 
 /**
  * Makes the accept be (mark) or not be (null) the first rule of the target,
- * atomically. Returns true if anything changed.
+ * atomically. Returns true if anything changed. `listing`: the target's
+ * rules as probeTargets just read them (else they are read here).
  */
-export async function setAccept(run: Runner, t: AcceptTarget, mark: number | null): Promise<boolean> {
-  const a = await readAccept(run, t, mark);
+export async function setAccept(run: Runner, t: AcceptTarget, mark: number | null, listing?: string): Promise<boolean> {
+  const a = await readAccept(run, t, mark, listing);
   if (!a?.script) return false;
   await mustRun(run, t.backend === 'nftables' ? ['nft', '-f', '-'] : [`${iptablesTool(t)}-restore`, '-w', '--noflush'], a.script);
   return true;

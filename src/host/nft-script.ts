@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ResolvedForward } from '../model/forward.js';
 import { formatIp, minimalCidrs, parseCidr, parseIp, type Cidr, type Family } from '../model/addr.js';
 
@@ -121,6 +122,32 @@ export function renderTable(forwards: readonly ResolvedForward[], ctMark: number
     '}',
     '',
   ].join('\n');
+}
+
+/** A digest of the table renderTable writes, less its elements: what the live table must be for renderAdditions. */
+export function tableLayout(ctMark: number): string {
+  return createHash('sha256').update(renderTable([], ctMark)).digest('hex').slice(0, 16);
+}
+
+/**
+ * One VM's elements added to the table as it is (qemu prepare, when the live
+ * table has the layout of this build and holds the other VMs' elements): one
+ * transaction of `add element`, far cheaper than writing the table whole.
+ * `counts` covers every VM in the table, this one included; undefined when
+ * one of its elements is another VM's too (a shared hairpin pair): the table
+ * is then written whole.
+ */
+export function renderAdditions(own: readonly ResolvedForward[], counts: ElementCounts): string | undefined {
+  const lines: string[] = [];
+  for (const fam of [4, 6] as const) {
+    const map = forwardElements(own, fam);
+    if (map.some((e) => (counts.get(`${FORWARD_MAP[fam]} ${e.split(' : ')[0]}`) ?? 0) > 1)) return undefined;
+    if (map.length) lines.push(`add element inet ${TABLE} ${FORWARD_MAP[fam]} { ${map.join(', ')} }`);
+    const pairs = hairpinElements(own, fam);
+    if (pairs.some((e) => (counts.get(`${HAIRPIN_SET[fam]} ${e}`) ?? 0) > 1)) return undefined;
+    if (pairs.length) lines.push(`add element inet ${TABLE} ${HAIRPIN_SET[fam]} { ${pairs.join(', ')} }`);
+  }
+  return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
 /**

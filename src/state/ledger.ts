@@ -88,6 +88,12 @@ export interface HostEntry {
   table: boolean;
   mark: number | null;
   accepts: AcceptTarget[];
+  /**
+   * The table's layout (tableLayout: its chains, rules and mark) when it was
+   * last written whole: while the live table is that, a VM's elements alone
+   * may be added to it.
+   */
+  layout?: string;
   /** By link name; how many VMs use one is counted from their entries (entryLinks), never stored. */
   links?: Record<string, HeldLink>;
   /** VFs some VM held since their last reset, by "PF/INDEX": reset once no entry holds them. */

@@ -41,7 +41,7 @@ describe.skipIf(!isRoot && process.env.CI !== 'true')('binding drop-ins', () => 
     writeFiles(paths.templatesDir, { 'lan.yaml': 'match: {domains: ["lan-*"]}\nbinding: bridge\nbridge: {name: br0}\n' });
     // Drop-ins run for real; everything else (nft, iptables) is recorded, never run on this host.
     const run: Runner = async (argv, opts) => (argv[0]?.startsWith(paths.hooksDir) ? runCommand(argv, opts)
-      : argv[0] === 'nft' && argv[1] === 'list' ? { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' } : { exitCode: 0, stdout: '', stderr: '' });
+      : argv[0] === 'nft' && argv.includes('list') ? { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' } : { exitCode: 0, stdout: '', stderr: '' });
     ctx = makeContext(paths, run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');
   });
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderTable, renderTeardown, countElements, forwardElements, hairpinElements } from '../../src/host/nft-script.js';
+import { renderTable, renderTeardown, renderAdditions, countElements, forwardElements, hairpinElements, tableLayout } from '../../src/host/nft-script.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 import { ROOT } from './helpers.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
@@ -54,6 +54,27 @@ const UUID = '6f1f6a0e-0000-4000-8000-00000000000a';
 /** SAMPLE as two VMs: the first two forwards (guest .10) and the rest (guests .11 and fd00:77::10). */
 const VM1 = SAMPLE.slice(0, 2);
 const VM2 = SAMPLE.slice(2);
+
+describe('one VM\'s elements added to the table as it is (qemu prepare)', () => {
+  it('adds exactly its map keys and hairpin pairs, per family, in one script', () => {
+    expect(renderAdditions(VM2, countElements([VM1, VM2]))).toBe([
+      'add element inet virtwire fwd4 { 9000 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3000, 9001 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3001, 9002 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3002 }',
+      'add element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.11 }',
+      'add element inet virtwire fwd6 { 8080 . tcp . ::/0 . ::/0 : fd00:77::10 . 80 }',
+      'add element inet virtwire hairpin6 { fd00:77::/64 . fd00:77::10 }',
+      '',
+    ].join('\n'));
+    expect(renderAdditions([], countElements([VM1]))).toBe('');
+  });
+  it('gives up (the table is written whole) when an element is another VM\'s too', () => {
+    const sameGuest = [{ ...SAMPLE[0]!, host: { lo: 8081, hi: 8081 } }];
+    expect(renderAdditions(sameGuest, countElements([VM1, sameGuest]))).toBeUndefined();
+  });
+  it('the layout digest follows the table\'s rules and mark, not its elements', () => {
+    expect(tableLayout(0x10000000)).toMatch(/^[0-9a-f]{16}$/);
+    expect(tableLayout(0x10000000)).not.toBe(tableLayout(0x20000000));
+  });
+});
 
 describe('a VM\'s teardown script (run by the qemu shim at stopped/release)', () => {
   it('deletes exactly its map keys and hairpin pairs, per family', () => {

@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PrepareServer, prepareChannel } from '../../src/hooks/prepare-server.js';
+import { PrepareServer, prepareChannel, processStamp } from '../../src/hooks/prepare-server.js';
 import type { HookResult } from '../../src/hooks/qemu-handler.js';
 
 const dir = tempDir('vw-serve-', tmpdir());
@@ -81,7 +81,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(ran()).toEqual([]);
     expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests']);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
     expect(errors).toEqual([]);
   });
 
@@ -111,19 +111,27 @@ describe('qemu prepare served by the watcher', () => {
     expect(errors.join('\n')).toMatch(/serving qemu prepare: boom; the hook runs it itself/);
   });
 
-  it('no watcher: Node runs; a watcher that died (its FIFO left, its lock free): Node runs at once, not after the wait', async () => {
+  it('no watcher, one stopped, or one killed (its files left: a dead pid, or its pid reused): Node runs at once, not after the wait', async () => {
     expect((await runShim(render(join(dir, 'run-none')), 'web-1')).status).toBe(0);
     expect(ran()).toHaveLength(1);
     const runDir = join(dir, 'run-dead');
+    const ch = prepareChannel(runDir);
     const { server } = await serve(runDir, async () => OK);
+    expect(readFileSync(ch.server, 'utf8')).toBe(`${processStamp()}\n`);
     servers.splice(servers.indexOf(server), 1);
-    await server.stop(); // what a dead watcher leaves: the FIFO and an unlocked "alive"
-    expect(existsSync(prepareChannel(runDir).requests)).toBe(true);
-    const r = await runShim(render(runDir), 'web-2');
-    expect(r.status).toBe(0);
-    expect(ran()).toHaveLength(2);
-    expect(r.ms).toBeLessThan(10_000);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests']);
+    await server.stop();
+    expect([existsSync(ch.requests), existsSync(ch.server)]).toEqual([true, false]);
+    const shim = render(runDir);
+    const dead = spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
+    const [self, since] = processStamp().split(' ');
+    for (const stamp of [`${dead} 12345`, `${self} ${Number(since) + 1}`, 'garbage']) {
+      writeFileSync(ch.server, `${stamp}\n`);
+      const r = await runShim(shim, 'web-2');
+      expect(r.status, stamp).toBe(0);
+      expect(r.ms, stamp).toBeLessThan(10_000);
+    }
+    expect(ran()).toHaveLength(4);
+    expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 
   it('no answer in time: the shim runs Node and cleans up; the late answer goes nowhere', async () => {
@@ -134,7 +142,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(r.status).toBe(0);
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
     await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests']);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
     expect(errors.join('\n')).toMatch(/could not answer request \d+/);
   });
 
@@ -174,6 +182,6 @@ describe('qemu prepare served by the watcher', () => {
     await serve(runDir, async () => OK);
     await closed;
     expect(answer).toBe('node\n');
-    expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests']);
+    expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 });

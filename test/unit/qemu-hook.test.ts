@@ -299,8 +299,8 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
     const before = await table();
     let applies = 0;
-    // The first whole-table apply fails; the one that takes the VM back works.
-    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' && applies++ === 0 ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
+    // Adding the VM's elements fails, and so does the whole-table write that follows; the one that takes the VM back works.
+    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' && applies++ < 2 ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
     const r = await handleQemuHook(failing, ['vm', 'prepare', 'begin', '-'], async () => vmA());
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^virtwire: internal error: nft -f - failed \(exit 1\): Error: simulated/);
@@ -310,6 +310,46 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await table()).toBe(before);
     expect(await hook('release', vmA())).toEqual({ exitCode: 0 });
     expect(await table()).toBe(before);
+    expect(applies, 'the added elements, the whole table, the take-back').toBe(3);
+  });
+
+  it('a VM started while another runs: only its elements are added, in one transaction, giving the table a whole write gives; a table deleted under the ledger, or written by another build, is written whole', async () => {
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
+    const scripts: string[] = [];
+    ctx = { ...ctx, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') scripts.push(o?.input ?? ''); return ns.run(argv, o); } };
+    const startA = async (): Promise<string[]> => {
+      scripts.length = 0;
+      expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+      return scripts.map((s) => s.split('\n')[0] as string);
+    };
+    expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
+    runs('web-b', vmB());
+    const whole = 'table inet virtwire {}';
+    expect(await startA()).toEqual(['add element inet virtwire fwd4 { 8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80, 5353 . udp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 5353 }']);
+    expect(scripts[0]).toBe('add element inet virtwire fwd4 { 8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80, 5353 . udp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 5353 }\nadd element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.10 }\n');
+    // nft lists elements in the order they came: compare the sets of elements.
+    const elementsSorted = (t: string): string => t.replace(/elements = \{([^}]*)\}/g, (_m, body: string) => `elements = { ${body.split(',').map((e) => e.trim()).sort().join(', ')} }`);
+    const added = elementsSorted(await table());
+    expect(added).toContain('9090 . tcp');
+    // Written whole from the same ledger (a network restart re-asserts so): the very same table.
+    runs(NAME_A, vmA());
+    expect(await hook('stopped', vmB())).toEqual({ exitCode: 0 });
+    expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
+    await reconcile(ctx);
+    expect(elementsSorted(await table())).toBe(added);
+    expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
+    // The table deleted behind the ledger's back: adding fails, the whole table is written.
+    await mustRun(ns.run, ['nft', 'delete', 'table', 'inet', 'virtwire']);
+    expect(await startA()).toEqual([scripts[0]?.split('\n')[0], whole]);
+    expect(scripts[0]).toMatch(/^add element/);
+    expect(elementsSorted(await table())).toBe(added);
+    expect(readFileSync(paths.logFile, 'utf8')).toContain("(written whole: nft refused adding this VM's alone)");
+    expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
+    // A table another build wrote (its layout recorded differently): written whole at once.
+    const host = join(paths.runDir, 'host.json');
+    writeFileSync(host, JSON.stringify({ ...JSON.parse(readFileSync(host, 'utf8')), layout: '0123456789abcdef' }));
+    expect(await startA()).toEqual([whole]);
+    expect(elementsSorted(await table())).toBe(added);
   });
 
   it('reconnect re-asserts after libvirt put its rules back on top, and never fails', async () => {

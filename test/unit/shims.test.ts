@@ -121,7 +121,25 @@ describe('hook shims when Node or the bundle cannot run', () => {
     const seen = join(dir, 'seen');
     const shim = render('qemu', fakeNode(`{ printf '%s|' "$@"; cat; } > ${seen}`));
     expect(qemu(shim, 'prepare')).toEqual({ status: 0, stdout: '', stderr: '' });
-    expect(readFileSync(seen, 'utf8')).toBe(`--no-expose-wasm|--lite-mode|${dist}/qemu-hook.cjs|vm1|prepare|begin|-|<domain/>`);
+    // The shim read the XML itself (to hand it to the watcher, had one served): it passes it on with a newline.
+    expect(readFileSync(seen, 'utf8')).toBe(`--no-expose-wasm|--lite-mode|${dist}/qemu-hook.cjs|vm1|prepare|begin|-|<domain/>\n`);
+  });
+
+  it('stopped of a VM with an entry (no teardown): the shell reads the UUID from the first lines, and Node gets the whole XML', () => {
+    const uuid = '6f1f6a0e-0000-4000-8000-0000000000bb';
+    writeEntry(uuid);
+    const seen = join(dir, 'seen-stopped');
+    const shim = render('qemu', fakeNode(`cat > ${seen}`));
+    // A name with a newline puts the UUID on the fourth line.
+    const xml = `<domain type='qemu' id='3'>\n  <name>vm\n1</name>\n\n  <uuid>${uuid}</uuid>\n  <memory unit='KiB'>65536</memory>\n</domain>`;
+    const r = spawnSync(shim, ['vm1', 'stopped', 'end', '-'], { input: xml, encoding: 'utf8', env: { LC_ALL: 'C' }, timeout: 15_000 });
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(readFileSync(seen, 'utf8')).toBe(`${xml}\n`);
+    // Another VM's UUID: no entry, so neither Node nor a read of the rest.
+    rmSync(seen);
+    const other = spawnSync(shim, ['vm2', 'stopped', 'end', '-'], { input: xml.replace(uuid, '6f1f6a0e-0000-4000-8000-0000000000cc'), encoding: 'utf8', env: { LC_ALL: 'C' }, timeout: 15_000 });
+    expect([other.status, other.stderr, existsSync(seen)]).toEqual([0, '', false]);
+    rmSync(join(runDir, 'vms', `${uuid}.json`));
   });
 
   it('the network shim never fails the network', () => {

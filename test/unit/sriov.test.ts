@@ -92,7 +92,7 @@ describe('VF settings: set at qemu start, reset at release (recording runner)', 
     const run: Runner = async (argv) => {
       commands.push(argv.join(' '));
       if (argv[0] === 'ip' && argv.includes('vf') && failIp) return { exitCode: 2, stdout: '', stderr: `${failIp}\n` };
-      if (argv[0] === 'nft' && argv[1] === 'list') return { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' };
+      if (argv[0] === 'nft' && argv.includes('list')) return { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' };
       return { exitCode: 0, stdout: '', stderr: '' };
     };
     ctx = makeContext(paths, run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');

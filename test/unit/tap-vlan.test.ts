@@ -44,7 +44,7 @@ describe('tap VLANs at qemu start', () => {
     const run: Runner = async (argv) => {
       commands.push(argv.join(' '));
       if (argv[0] === 'bridge' && failBridge) return { exitCode: 255, stdout: '', stderr: `${failBridge}\n` };
-      if (argv[0] === 'nft' && argv[1] === 'list') return { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' };
+      if (argv[0] === 'nft' && argv.includes('list')) return { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' };
       return { exitCode: 0, stdout: '', stderr: '' };
     };
     ctx = makeContext(paths, run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');
