@@ -21,6 +21,7 @@ import { releaseGone } from './allocations.js';
 import { templatesOf } from './reservations.js';
 import { writeWatchState, type WatchState } from '../state/watch-state.js';
 import { PrepareServer } from '../hooks/prepare-server.js';
+import { holdLocksThroughHelpers } from '../state/lock.js';
 import { handleQemuHook } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
 
@@ -105,6 +106,7 @@ export class Watcher {
 
   async stop(): Promise<void> {
     await this.prepareServer?.stop();
+    if (this.o.servePrepare) holdLocksThroughHelpers(false);
     for (const w of this.fileWatchers) w.close();
     clearTimeout(this.fileTimer);
     await this.events.stop();
@@ -121,9 +123,11 @@ export class Watcher {
    * The qemu hook's prepare, run here by the hook's own handler on a fresh
    * hook context per request; with plugins installed the hook runs Node
    * itself (it loads them afresh on every run; this process loads them once).
+   * Locks go through long-lived helpers from then on (state/lock.ts).
    */
   private servePrepare(): void {
     const { paths, run } = this.o;
+    holdLocksThroughHelpers();
     const server = new PrepareServer({
       runDir: paths.runDir,
       prepare: (xml) => handleQemuHook(makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook'), [domainNameIn(xml), 'prepare', 'begin', '-'], () => Promise.resolve(xml)),

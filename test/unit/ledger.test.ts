@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ledger, entryForwards } from '../../src/state/ledger.js';
-import { withLock } from '../../src/state/lock.js';
+import { withLock, holdLocksThroughHelpers } from '../../src/state/lock.js';
 import { tempDir, ROOT } from './helpers.js';
 import { recordFigure } from '../support/figures.js';
 
@@ -44,9 +44,11 @@ describe('ledger', () => {
     writeFileSync(counter, '0');
     // Each child does an unprotected-looking read-modify-write with a pause in
     // the middle: without the lock, increments are lost.
+    // Half of them take it through the long-lived helper (the watcher's way), half spawn flock per lock.
     const script = `
-      import { withLock } from ${JSON.stringify(join(ROOT, 'src/state/lock.ts'))};
+      import { withLock, holdLocksThroughHelpers } from ${JSON.stringify(join(ROOT, 'src/state/lock.ts'))};
       import { readFileSync, writeFileSync } from 'node:fs';
+      if (process.argv.includes('--helper')) holdLocksThroughHelpers();
       for (let i = 0; i < 5; i++) {
         await withLock(${JSON.stringify(join(dir, 'lock'))}, async () => {
           const n = Number(readFileSync(${JSON.stringify(counter)}, 'utf8'));
@@ -57,8 +59,8 @@ describe('ledger', () => {
     const file = join(dir, 'child.ts');
     writeFileSync(file, script);
     const tsx = join(ROOT, 'node_modules', '.bin', 'vite-node');
-    const children = Array.from({ length: 6 }, () => new Promise<number>((resolve) => {
-      spawn(tsx, [file], { stdio: 'inherit' }).on('close', (code) => resolve(code ?? 1));
+    const children = Array.from({ length: 6 }, (_, i) => new Promise<number>((resolve) => {
+      spawn(tsx, [file, ...(i % 2 ? ['--helper'] : [])], { stdio: 'inherit' }).on('close', (code) => resolve(code ?? 1));
     }));
     expect(await Promise.all(children)).toEqual([0, 0, 0, 0, 0, 0]);
     expect(readFileSync(counter, 'utf8')).toBe('30');
@@ -76,5 +78,42 @@ describe('ledger', () => {
     process.kill(-(holder.pid as number), 'SIGKILL');
     await exited;
     expect(await withLock(lock, async () => 42, 5)).toBe(42);
+  });
+
+  it('through the helpers: holders in this process take turns, another process is kept out meanwhile, a killed helper is replaced', async () => {
+    const lock = join(tempDir(), 'lock');
+    holdLocksThroughHelpers();
+    try {
+      const order: string[] = [];
+      const held = (tag: string) => withLock(lock, async () => {
+        order.push(`${tag}+`);
+        // Meanwhile another process cannot take it.
+        expect(spawnSync('flock', ['-n', lock, 'true']).status).toBe(1);
+        await new Promise((r) => setTimeout(r, 20));
+        order.push(`${tag}-`);
+        return tag;
+      });
+      expect(await Promise.all([held('a'), held('b'), held('c')])).toEqual(['a', 'b', 'c']);
+      expect(order).toEqual(['a+', 'a-', 'b+', 'b-', 'c+', 'c-']);
+      expect(spawnSync('flock', ['-n', lock, 'true']).status, 'released after').toBe(0);
+      // A failing holder releases it too.
+      await expect(withLock(lock, async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+      expect(spawnSync('flock', ['-n', lock, 'true']).status).toBe(0);
+      // The helper shell killed: the next caller still gets the lock.
+      const helpers = spawnSync('pgrep', ['-f', `virtwire-lock ${lock}`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+      expect(helpers).toHaveLength(1);
+      process.kill(Number(helpers[0]), 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await withLock(lock, async () => 7, 5)).toBe(7);
+      // Held elsewhere: the same clear timeout.
+      const holder = spawn('flock', ['-o', lock, 'sleep', '30'], { detached: true, stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 200));
+      await expect(withLock(lock, async () => 1, 1)).rejects.toThrow(`could not lock ${lock} within 1 s`);
+      process.kill(-(holder.pid as number), 'SIGKILL');
+    } finally {
+      holdLocksThroughHelpers(false);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(spawnSync('pgrep', ['-f', `virtwire-lock ${lock}`]).status, 'the helpers ended').not.toBe(0);
   });
 });
