@@ -1,12 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ledger, entryForwards } from '../../src/state/ledger.js';
 import { withLock, holdLocksThroughHelpers } from '../../src/state/lock.js';
 import { tempDir, ROOT } from './helpers.js';
 import { recordFigure } from '../support/figures.js';
 
+
+/** Pids of the lock helper shells for `lock` (from /proc: no procps needed). */
+function lockHelpers(lock: string): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
+    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '').slice(-2).join(' ') === `virtwire-lock ${lock}`; } catch { return false; }
+  }).map(Number);
+}
 
 describe('ledger', () => {
   it('writes, lists and removes entries; a corrupt file does not crash readers', () => {
@@ -100,9 +107,9 @@ describe('ledger', () => {
       await expect(withLock(lock, async () => { throw new Error('boom'); })).rejects.toThrow('boom');
       expect(spawnSync('flock', ['-n', lock, 'true']).status).toBe(0);
       // The helper shell killed: the next caller still gets the lock.
-      const helpers = spawnSync('pgrep', ['-f', `virtwire-lock ${lock}`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+      const helpers = lockHelpers(lock);
       expect(helpers).toHaveLength(1);
-      process.kill(Number(helpers[0]), 'SIGKILL');
+      process.kill(helpers[0] as number, 'SIGKILL');
       await new Promise((r) => setTimeout(r, 100));
       expect(await withLock(lock, async () => 7, 5)).toBe(7);
       // Held elsewhere: the same clear timeout.
@@ -114,6 +121,6 @@ describe('ledger', () => {
       holdLocksThroughHelpers(false);
     }
     await new Promise((r) => setTimeout(r, 200));
-    expect(spawnSync('pgrep', ['-f', `virtwire-lock ${lock}`]).status, 'the helpers ended').not.toBe(0);
+    expect(lockHelpers(lock), 'the helpers ended').toEqual([]);
   });
 });
