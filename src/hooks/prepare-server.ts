@@ -14,7 +14,8 @@
 //   ID.xml    the domain XML, written by the shim
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { writeTextAtomic } from '../atomic.js';
 import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -88,7 +89,7 @@ export class PrepareServer {
     socket.on('error', (err) => this.o.log.error(`serving qemu prepare: reading ${this.ch.requests}: ${errorMessage(err)}`));
     this.socket = socket;
     const since = Date.now();
-    // Taken last, once requests are read: a shim sends only while the lock is held.
+    // Taken once requests are read; `server`, which shims look for before they send, is written last.
     const acquired = new Promise<boolean>((resolve) => {
       this.held = withLock(this.ch.alive, () => {
         resolve(true);
@@ -103,7 +104,7 @@ export class PrepareServer {
       return false;
     }
     this.answerStale(since);
-    writeFileSync(this.ch.server, `${processStamp()}\n`, { mode: 0o600 });
+    writeTextAtomic(this.ch.server, `${processStamp()}\n`, 'the prepare server\'s name', this.o.runDir);
     return true;
   }
 

@@ -7,6 +7,8 @@ import { dirname } from 'node:path';
  * flock itself, so a tiny `flock FILE cat` child holds it: the lock is ours
  * once `cat` echoes our byte, and it is released when we close cat's stdin —
  * or by the kernel if we die, so a crashed hook never leaves a stale lock.
+ * A long-lived process may hold it through a helper instead
+ * (holdLocksThroughHelpers): the same flock, without a child per lock.
  */
 export async function withLock<T>(file: string, fn: () => Promise<T>, timeoutSec = 60): Promise<T> {
   if (helpersOn) {
