@@ -59,7 +59,7 @@ export async function converge(deps: HostDeps): Promise<string[]> {
       && ledger.getVm(include.uuid)?.state !== 'applied' && host.table && host.layout === layout;
     const additions = othersAsRecorded ? renderAdditions(entryForwards(include as VmEntry), counts) : undefined;
     // The table and the read of libvirt's chains at once: they are independent, and a commit
-    // to an nft set waits out a kernel grace period (~10–15 ms here), most of a start's cost.
+    // to an nft set takes ~10–15 ms here (mostly waiting in the kernel), most of a start's cost.
     const [written, probes] = await Promise.all([writeTable(run, forwards, mark, additions), probeTargets(run)]);
     done.push(written);
     for (const p of probes) if (await setAccept(run, p.target, mark, p.listing)) done.push(`accept placed first in ${targetName(p.target)}`);
