@@ -175,9 +175,10 @@ export class PrepareServer {
   }
 
   /**
-   * Requests a dead watcher left (files from before this one took the lock:
-   * while it was free, shims ran Node and wrote none): any shim still
-   * waiting on one is told to run Node; the files go.
+   * Requests a dead watcher left (files older than this one's start: until
+   * it names itself in `server`, shims find no live watcher there, run Node
+   * and write none): any shim still waiting on one is told to run Node; the
+   * files go.
    */
   private answerStale(since: number): void {
     for (const name of readdirSync(this.ch.dir)) {
