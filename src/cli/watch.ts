@@ -22,7 +22,7 @@ import { templatesOf } from './reservations.js';
 import { writeWatchState, type WatchState } from '../state/watch-state.js';
 import { PrepareServer } from '../hooks/prepare-server.js';
 import { holdLocksThroughHelpers } from '../state/lock.js';
-import { handleQemuHook } from '../hooks/qemu-handler.js';
+import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
 
 /** Template and virtwire.yaml edits come in bursts (an editor writes, renames, chmods): one reload per burst. */
@@ -130,7 +130,13 @@ export class Watcher {
     holdLocksThroughHelpers();
     const server = new PrepareServer({
       runDir: paths.runDir,
-      prepare: (xml) => handleQemuHook(makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook'), [domainNameIn(xml), 'prepare', 'begin', '-'], () => Promise.resolve(xml)),
+      prepare: (xml, early) => {
+        const ctx = makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook');
+        return handleQemuHook(ctx, [domainNameIn(xml), 'prepare', 'begin', '-'], () => Promise.resolve(xml), {
+          claimed: (uuid) => early.claimed(uuid),
+          settled: (refusal) => early.settled(refusal === undefined ? undefined : refusalLine(ctx, refusal)),
+        });
+      },
       mustRunNode: () => pluginFiles(paths.pluginsDir).length > 0,
       log: this.log,
     });

@@ -33,8 +33,10 @@ import { UserError, errorMessage, quoted, shellWord } from '../errors.js';
  * "reserved" before nft runs and "applied" after, with the VM's teardown
  * written in between (converge), so a hook killed at any point leaves what
  * the aborted start's stopped/release remove. Undefined: nothing concerns it.
+ * `early`: told under the lock once the claim is recorded, and once the host
+ * has it or not (the watcher lets the start go on in between: PrepareServer).
  */
-export async function prepareVm(context: HookContext, domain: DomainInfo): Promise<string[] | undefined> {
+export async function prepareVm(context: HookContext, domain: DomainInfo, early?: EarlyAnswer): Promise<string[] | undefined> {
   const ctx = forOneOperation(context);
   const watcher = (): ReturnType<typeof readWatchState> => readWatchState(ctx.paths.runDir);
   const planned = planVm(domain, ctx, { watcherRuns: () => watcher() !== undefined });
@@ -80,6 +82,7 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
     const applied = { ...reserved, state: 'applied' as const };
     const mark = planned.config.firewall.mark;
     try {
+      early?.claimed(domain.uuid);
       notes.push(...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids, include: applied })));
       ctx.ledger.putVm(applied);
     } catch (err) {
@@ -87,8 +90,11 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
       ctx.ledger.removeVm(domain.uuid);
       await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids })
         .catch((undo: unknown) => ctx.log.error(`VM ${quoted(domain.name)} prepare: could not take back what it added (${errorMessage(undo)}); its release or "virtwire reconcile" removes it`));
-      throw err instanceof UserError ? new UserError(`VM ${quoted(domain.name)}: ${err.message}`) : err;
+      const refusal = err instanceof UserError ? new UserError(`VM ${quoted(domain.name)}: ${err.message}`) : err;
+      early?.settled(refusal);
+      throw refusal;
     }
+    early?.settled(undefined);
     return [
       ...(forwards.length ? [`applied ${forwards.length} forward(s): ${forwards.map(describeForward).join('; ')}`] : []),
       ...tapVlans.map(({ nic, tapVlan }) => `NIC ${nic}: ${describeVlan(tapVlan.vlan)} on its tap in ${tapVlan.bridge} at start`),
@@ -96,6 +102,19 @@ export async function prepareVm(context: HookContext, domain: DomainInfo): Promi
       ...notes,
     ];
   });
+}
+
+/**
+ * For a caller that answers libvirt before the host has what prepare applies
+ * (the watcher serving the hook's prepare: src/hooks/prepare-server.ts). Both
+ * are called under the ledger lock: `claimed` once the VM's checks passed and
+ * its claim is recorded, `settled` once the host has it (undefined) or the
+ * start is refused and all of it taken back (the error, as prepare throws it).
+ * A `claimed` that throws refuses the start like any other failure there.
+ */
+export interface EarlyAnswer {
+  claimed(uuid: string): void;
+  settled(refusal: unknown): void;
 }
 
 /**

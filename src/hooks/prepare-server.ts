@@ -14,7 +14,16 @@
 //   ID.xml    the domain XML, written by the shim
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
+//   UUID.applying  the start goes on before the host has the VM's forwards:
+//             "ok" is sent once the checks passed and the claim is recorded,
+//             with this file there, empty; the watcher goes on applying under
+//             the ledger lock, then removes it, or writes into it the line a
+//             refusal shows. The shim's `start` (right before QEMU runs) waits
+//             for the lock if it is empty and fails the start on a line, or on
+//             a file still empty once the lock is free (the watcher died).
+//             So the nft commit and the read of libvirt's firewall overlap
+//             libvirt's own work between prepare and start.
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { writeTextAtomic } from '../atomic.js';
 import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
@@ -43,13 +52,28 @@ export function processStamp(pid: number | 'self' = 'self'): string {
   return `${pid === 'self' ? process.pid : pid} ${fields[19]}`;
 }
 
+/** Where the shim's `start` looks for a VM whose prepare was answered before it was applied. */
+export function applyingMarker(runDir: string, uuid: string): string {
+  return join(prepareChannel(runDir).dir, `${uuid}.applying`);
+}
+
 /** What the shim reads back: its first line decides. */
 export type PrepareAnswer = 'ok' | 'node' | `refused ${string}`;
 
+/** The handler's side of an early "ok" (see EarlyAnswer in src/engine/lifecycle.ts): `settled` gets the refusal's line. */
+export interface EarlyOk {
+  claimed(uuid: string): void;
+  settled(refusalLine: string | undefined): void;
+}
+
 export interface PrepareServerOptions {
   runDir: string;
-  /** The hook's handler for `prepare` with this XML on stdin (the watcher: handleQemuHook on a fresh hook context). */
-  prepare: (xml: string) => Promise<HookResult>;
+  /**
+   * The hook's handler for `prepare` with this XML on stdin (the watcher:
+   * handleQemuHook on a fresh hook context), with `early` to answer before
+   * the host has the VM's forwards.
+   */
+  prepare: (xml: string, early: EarlyOk) => Promise<HookResult>;
   /** Whether the hook must run Node itself this time (plugins: Node loads them afresh on every run). */
   mustRunNode?: () => boolean;
   log: { info: (m: string) => void; error: (m: string) => void };
@@ -149,6 +173,7 @@ export class PrepareServer {
       rmSync(xmlFile, { force: true });
       return;
     }
+    let answered = false;
     try {
       let answer: PrepareAnswer = 'node';
       try {
@@ -157,13 +182,14 @@ export class PrepareServer {
         if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error(`${xmlFile} is not a regular file of this user`);
         const xml = readFileSync(xmlFile, 'utf8');
         if (!this.o.mustRunNode?.()) {
-          const r = await this.o.prepare(xml);
+          const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; }));
           answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
         }
       } catch (err) {
-        this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);
+        if (!answered) this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);
+        else this.o.log.error(`serving qemu prepare: after the early "ok": ${errorMessage(err)}`);
       }
-      writeSync(fd, `${answer}\n`);
+      if (!answered) writeSync(fd, `${answer}\n`);
     } catch (err) {
       // EPIPE: the shim gave up meanwhile and runs Node, which converges from what this left.
       this.o.log.error(`serving qemu prepare: could not answer request ${id}: ${errorMessage(err)}`);
@@ -172,6 +198,40 @@ export class PrepareServer {
       rmSync(xmlFile, { force: true });
       rmSync(answerFile, { force: true });
     }
+  }
+
+  /**
+   * "ok" before the host has the VM's forwards: the marker first (the shim
+   * may reach `start` at once), then the answer; settled, the marker goes or
+   * carries the refusal's line. Both run under the ledger lock (prepareVm),
+   * which is what the shim's `start` waits for.
+   */
+  private earlyOk(fd: number, onAnswered: () => void): EarlyOk {
+    let marker: string | undefined;
+    return {
+      claimed: (uuid) => {
+        const file = applyingMarker(this.o.runDir, uuid);
+        writeFileSync(file, '', { mode: 0o600 });
+        try {
+          writeSync(fd, 'ok\n');
+        } catch (err) {
+          rmSync(file, { force: true }); // the shim gave up waiting: it runs Node, and nothing may refuse its start
+          throw err;
+        }
+        marker = file;
+        onAnswered();
+      },
+      settled: (line) => {
+        if (marker === undefined) return; // not answered early: the refusal goes back as the answer
+        try {
+          if (line === undefined) rmSync(marker, { force: true });
+          else writeTextAtomic(marker, `${oneLine(line)}\n`, 'a refused start\'s line', this.o.runDir);
+        } catch (err) {
+          // The marker stays empty: the shim's start refuses all the same, with a less precise line.
+          this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`);
+        }
+      },
+    };
   }
 
   /**

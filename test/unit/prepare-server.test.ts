@@ -10,7 +10,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PrepareServer, prepareChannel, processStamp } from '../../src/hooks/prepare-server.js';
+import { PrepareServer, applyingMarker, prepareChannel, processStamp, type EarlyOk } from '../../src/hooks/prepare-server.js';
+import { withLock } from '../../src/state/lock.js';
 import type { HookResult } from '../../src/hooks/qemu-handler.js';
 
 const dir = tempDir('vw-serve-', tmpdir());
@@ -51,12 +52,12 @@ const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8
 interface Served { xml: string[]; server: PrepareServer; errors: string[] }
 
 const servers: PrepareServer[] = [];
-async function serve(runDir: string, prepare: (xml: string) => Promise<HookResult>, mustRunNode?: () => boolean): Promise<Served & { serving: boolean }> {
+async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean): Promise<Served & { serving: boolean }> {
   const xml: string[] = [];
   const errors: string[] = [];
   const server = new PrepareServer({
     runDir,
-    prepare: (x) => { xml.push(x); return prepare(x); },
+    prepare: (x, early) => { xml.push(x); return prepare(x, early); },
     mustRunNode,
     log: { info: () => undefined, error: (m) => errors.push(m) },
   });
@@ -183,5 +184,72 @@ describe('qemu prepare served by the watcher', () => {
     await closed;
     expect(answer).toBe('node\n');
     expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
+  });
+});
+
+describe('an early "ok": the start goes on while the watcher applies, and the shim\'s start waits for its word', () => {
+  const UUID = '7e0b3a4c-1111-4222-8333-94445555aaaa';
+  /** A handler shaped like prepareVm's: under the ledger lock, claimed, then applied (or refused) once `gate` opens. */
+  function applyLater(runDir: string, refusal?: string): { handler: (xml: string, early: EarlyOk) => Promise<HookResult>; open: () => void } {
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => { open = resolve; });
+    const handler = (_xml: string, early: EarlyOk): Promise<HookResult> => withLock(join(runDir, 'lock'), async () => {
+      early.claimed(UUID);
+      await gate;
+      early.settled(refusal);
+      return refusal === undefined ? OK : { exitCode: 1, stderr: refusal };
+    });
+    return { handler, open: () => open() };
+  }
+
+  it('applied: prepare returns at the claim, start waits for the lock and goes on with no Node run; the marker is gone', async () => {
+    const runDir = join(dir, 'early-ok');
+    const { handler, open } = applyLater(runDir);
+    await serve(runDir, handler);
+    const shim = render(runDir);
+    expect(await runShim(shim, 'web-1')).toMatchObject({ status: 0, stderr: '' });
+    expect(readFileSync(applyingMarker(runDir, UUID), 'utf8'), 'still applying').toBe('');
+    let done = false;
+    const start = runShim(shim, 'web-1', 'start').finally(() => { done = true; });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(done, 'start waits while the watcher applies').toBe(false);
+    open();
+    expect(await start).toMatchObject({ status: 0, stderr: '' });
+    expect(existsSync(applyingMarker(runDir, UUID))).toBe(false);
+    expect(ran()).toEqual([]);
+  });
+
+  it('refused after the early "ok": start fails with the watcher\'s line, once; a later start is not refused by it', async () => {
+    const runDir = join(dir, 'early-refused');
+    const line = 'virtwire: VM "web-1": internal error: nft -f - failed (exit 1): Error: Could not process rule';
+    const { handler, open } = applyLater(runDir, line);
+    await serve(runDir, handler);
+    const shim = render(runDir);
+    expect((await runShim(shim, 'web-1')).status).toBe(0);
+    const start = runShim(shim, 'web-1', 'start');
+    setTimeout(open, 100);
+    expect(await start).toMatchObject({ status: 1, stderr: `${line}\n` });
+    expect(existsSync(applyingMarker(runDir, UUID))).toBe(false);
+    expect(await runShim(shim, 'web-1', 'start')).toMatchObject({ status: 0, stderr: '' });
+    expect(ran()).toEqual([]);
+  });
+
+  it('the watcher died after its "ok" (an empty marker, the lock free): start is refused, the guest never runs without its forwards', async () => {
+    const runDir = join(dir, 'early-died');
+    mkdirSync(prepareChannel(runDir).dir, { recursive: true });
+    writeFileSync(applyingMarker(runDir, UUID), '');
+    const r = await runShim(render(runDir), 'web-1', 'start');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`virtwire: the watcher stopped before VM ${UUID}'s forwards were in place; start the VM again (see ${join(dir, 'virtwire.log')})\n`);
+    expect(existsSync(applyingMarker(runDir, UUID))).toBe(false);
+  });
+
+  it('a start aborted before its start hook: stopped removes the watcher\'s word, so it refuses no later start', async () => {
+    const runDir = join(dir, 'early-aborted');
+    mkdirSync(prepareChannel(runDir).dir, { recursive: true });
+    writeFileSync(applyingMarker(runDir, UUID), 'virtwire: refused back then\n');
+    expect(await runShim(render(runDir), 'web-1', 'stopped')).toMatchObject({ status: 0, stderr: '' });
+    expect(existsSync(applyingMarker(runDir, UUID))).toBe(false);
+    expect(ran()).toEqual([]);
   });
 });

@@ -6,7 +6,8 @@ import { parseDomain } from '../../src/xml/domain.js';
 import { quoted } from '../../src/errors.js';
 import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
-import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
+import { handleQemuHook, refusalLine } from '../../src/hooks/qemu-handler.js';
+import { applyingMarker } from '../../src/hooks/prepare-server.js';
 import { handleNetworkHook } from '../../src/hooks/network-handler.js';
 import { makeContext, type HookContext } from '../../src/engine/context.js';
 import type { Paths } from '../../src/paths.js';
@@ -311,6 +312,41 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await hook('release', vmA())).toEqual({ exitCode: 0 });
     expect(await table()).toBe(before);
     expect(applies, 'the added elements, the whole table, the take-back').toBe(3);
+  });
+
+  it('answered early (the watcher serving prepare): told once the claim is recorded and before nft runs, then once applied; a failing apply is settled with the refusal after all is taken back, and the start hook refuses with that line', async () => {
+    const events: string[] = [];
+    const logged: HookContext = { ...ctx, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') events.push('nft'); return ns.run(argv, o); } };
+    const early = {
+      claimed: (uuid: string) => events.push(`claimed ${uuid} ${JSON.parse(readFileSync(entryFile(uuid), 'utf8')).state}`),
+      settled: (refusal: unknown) => events.push(`settled ${refusal === undefined ? 'ok' : String(refusal)}`),
+    };
+    expect(await handleQemuHook(logged, ['vm', 'prepare', 'begin', '-'], async () => vmA(), early)).toEqual({ exitCode: 0 });
+    expect(events).toEqual([`claimed ${UUID_A} reserved`, 'nft', 'settled ok']);
+    expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8')).state).toBe('applied');
+
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
+    const before = await table();
+    events.length = 0;
+    let applies = 0;
+    const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' && applies++ < 2 ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
+    const r = await handleQemuHook(failing, ['web-b', 'prepare', 'begin', '-'], async () => vmB(), {
+      claimed: early.claimed,
+      settled: (refusal) => events.push(`settled ${existsSync(entryFile(UUID_B)) ? 'entry still there' : 'taken back'}: ${refusalLine(ctx, refusal)}`),
+    });
+    expect(r.exitCode).toBe(1);
+    expect(events).toEqual([`claimed ${UUID_B} reserved`, `settled taken back: ${r.stderr}`]);
+    expect(await table()).toBe(before);
+
+    // The start hook when the shim could not read the UUID (Node decides): the watcher's line on this VM refuses it, once.
+    mkdirSync(join(paths.runDir, 'prepare'), { recursive: true });
+    writeFileSync(applyingMarker(paths.runDir, UUID_B), `${r.stderr}\n`);
+    expect(await hook('start', vmB(), 'web-b')).toEqual({ exitCode: 1, stderr: r.stderr });
+    expect(existsSync(applyingMarker(paths.runDir, UUID_B))).toBe(false);
+    // An empty marker with the lock free: the watcher died before it was done.
+    writeFileSync(applyingMarker(paths.runDir, UUID_B), '');
+    expect(await hook('start', vmB(), 'web-b')).toMatchObject({ exitCode: 1, stderr: expect.stringMatching(/^virtwire: the watcher stopped before VM 6f1f6a0e-\S+ forwards were in place; start the VM again/) });
+    expect(await hook('start', vmB(), 'web-b')).toEqual({ exitCode: 0 });
   });
 
   it('a VM started while another runs: only its elements are added, in one transaction, giving the table a whole write gives; a table deleted under the ledger, or written by another build, is written whole', async () => {
