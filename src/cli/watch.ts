@@ -10,7 +10,7 @@ import { loadConfig } from '../policy/config.js';
 import { formatProblem } from '../policy/yaml-doc.js';
 import type { TemplateSet } from '../policy/load.js';
 import { makeContext, type HookContext } from '../engine/context.js';
-import { reconcile } from '../engine/lifecycle.js';
+import { reconcile, teardownVm } from '../engine/lifecycle.js';
 import { hostSockets } from '../host/listening.js';
 import type { Runner } from '../host/run.js';
 import { Log } from '../log.js';
@@ -21,6 +21,7 @@ import { releaseGone } from './allocations.js';
 import { templatesOf } from './reservations.js';
 import { writeWatchState, type WatchState } from '../state/watch-state.js';
 import { PrepareServer } from '../hooks/prepare-server.js';
+import { NftSession } from '../host/nft-session.js';
 import { holdLocksThroughHelpers } from '../state/lock.js';
 import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
@@ -69,6 +70,8 @@ export class Watcher {
   private readonly state: WatchState;
   private readonly deps: WatcherDeps;
   private prepareServer: PrepareServer | undefined;
+  /** Served teardowns' nft (started on first use). */
+  private readonly nft = new NftSession();
 
   constructor(private readonly o: WatcherOptions) {
     this.log = new Log(o.paths.logFile, 'watch');
@@ -106,6 +109,7 @@ export class Watcher {
 
   async stop(): Promise<void> {
     await this.prepareServer?.stop();
+    this.nft.close();
     if (this.o.servePrepare) holdLocksThroughHelpers(false);
     for (const w of this.fileWatchers) w.close();
     clearTimeout(this.fileTimer);
@@ -137,12 +141,13 @@ export class Watcher {
           settled: (refusal) => early.settled(refusal === undefined ? undefined : refusalLine(ctx, refusal)),
         });
       },
+      teardown: (uuid) => teardownVm(makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook'), uuid, this.nft),
       mustRunNode: () => pluginFiles(paths.pluginsDir).length > 0,
       log: this.log,
     });
     this.prepareServer = server;
     server.start().then(
-      (serving) => { if (serving) this.note(`serving the qemu hook's prepare (${paths.runDir}/prepare): a VM start runs no Node`); },
+      (serving) => { if (serving) this.note(`serving the qemu hook's prepare and teardowns (${paths.runDir}/prepare): a VM start runs no Node`); },
       (err: unknown) => this.note(`cannot serve the qemu hook's prepare (${errorMessage(err)}); the hook runs Node for it`, true),
     );
   }

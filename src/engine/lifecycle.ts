@@ -23,7 +23,10 @@ import { planVm, claim, rebuildCorrupt } from './reserve.js';
 import { forOneOperation, markForCleanup, recoverLedger, type HookContext } from './context.js';
 import { staleRecord } from './record.js';
 import type { VmPlan } from '../plan/types.js';
-import { UserError, errorMessage, quoted, shellWord } from '../errors.js';
+import { UserError, errorMessage, oneLine, quoted, shellWord } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { TEARDOWN_HEADER } from '../host/nft-script.js';
+import type { NftSession } from '../host/nft-session.js';
 
 /**
  * qemu prepare: plan the VM, check and reserve what it will hold, and apply
@@ -155,6 +158,36 @@ export async function startVm(context: HookContext, domain: DomainInfo): Promise
     notes.push(await runNicDropin(ctx.run, ctx.paths.hooksDir, domain.name, n, 'start', domain.nics.find((x) => x.mac === n.mac)?.tap));
   }
   return notes;
+}
+
+/**
+ * qemu stopped/release served by the watcher: the VM's teardown script (what
+ * its start added: converge.ts writeTeardowns) run under the lock, and its
+ * entry, teardown and start marker removed — what the shim does itself
+ * (hooks/qemu vw_teardown), through the watcher's long-lived nft, which does
+ * not wait out an RCU grace period as an nft that deletes does at its exit
+ * (host/nft-session.ts). True: done, or nothing was left to do. False: the
+ * shim goes on as it would without the watcher (no teardown while an entry
+ * is there, another VM's header, nft refused it).
+ */
+export async function teardownVm(ctx: HookContext, uuid: string, session: NftSession): Promise<boolean> {
+  return withLock(ctx.ledger.lockFile, async () => {
+    const file = ctx.ledger.teardownFile(uuid);
+    let head: string | undefined;
+    try { head = readFileSync(file, 'utf8').split('\n', 1)[0]; } catch { return !ctx.ledger.hasVm(uuid); }
+    if (head !== `${TEARDOWN_HEADER} ${uuid}`) return false;
+    const name = ctx.ledger.getVm(uuid)?.name;
+    const r = await session.include(file);
+    if (!r.ok) {
+      ctx.log.warn(`VM ${name === undefined ? uuid : quoted(name)} teardown: nft refused it (${oneLine(r.errors)}); the hook converges instead`);
+      return false;
+    }
+    ctx.ledger.removeVm(uuid);
+    ctx.ledger.putTeardown(uuid, undefined);
+    ctx.ledger.putStartMarker(uuid, false);
+    ctx.log.info(`VM ${name === undefined ? uuid : quoted(name)} (${uuid}) stopped: removed its forwards`);
+    return true;
+  });
 }
 
 /**

@@ -7,6 +7,7 @@
 //
 // The channel, all in RUNDIR/prepare (root's, 0700):
 //   requests  a FIFO the watcher reads; a request is "ID\n" (the shim's pid)
+//             (prepare), or "ID teardown UUID" (stopped/release: below)
 //   alive     flock(2)-locked while a watcher serves: one serves at a time
 //   server    "PID STARTTIME" of the serving watcher (field 22 of its
 //             /proc/PID/stat): the shim checks it with shell builtins, so a
@@ -23,6 +24,10 @@
 //             a file still empty once the lock is free (the watcher died).
 //             So the nft commit and the read of libvirt's firewall overlap
 //             libvirt's own work between prepare and start.
+// A teardown request runs the VM's teardown script (what its start added) as
+// the shim would, through the watcher's long-lived nft (host/nft-session.ts:
+// a short-lived nft that deletes waits out an RCU grace period at its exit),
+// and answers "ok", or "node": the shim then runs the teardown itself.
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { writeTextAtomic } from '../atomic.js';
 import { spawnSync } from 'node:child_process';
@@ -74,12 +79,15 @@ export interface PrepareServerOptions {
    * the host has the VM's forwards.
    */
   prepare: (xml: string, early: EarlyOk) => Promise<HookResult>;
+  /** A VM's teardown at stopped/release (lifecycle.ts teardownVm); false: not done, the shim does it. */
+  teardown?: (uuid: string) => Promise<boolean>;
   /** Whether the hook must run Node itself this time (plugins: Node loads them afresh on every run). */
   mustRunNode?: () => boolean;
   log: { info: (m: string) => void; error: (m: string) => void };
 }
 
-const REQUEST_ID = /^[1-9][0-9]{0,9}$/;
+/** "PID" (prepare, its XML in PID.xml) or "PID teardown UUID". */
+const REQUEST = /^([1-9][0-9]{0,9})(?: teardown ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))?$/;
 
 export class PrepareServer {
   private readonly ch: PrepareChannel;
@@ -150,19 +158,21 @@ export class PrepareServer {
     this.pending += chunk;
     let nl: number;
     while ((nl = this.pending.indexOf('\n')) >= 0) {
-      const id = this.pending.slice(0, nl);
+      const line = this.pending.slice(0, nl);
       this.pending = this.pending.slice(nl + 1);
-      if (!REQUEST_ID.test(id)) {
-        this.o.log.error(`serving qemu prepare: ignored a request that is not a shim's pid: ${JSON.stringify(id.slice(0, 40))}`);
+      const m = REQUEST.exec(line);
+      if (!m) {
+        this.o.log.error(`serving qemu prepare: ignored a request that is not a shim's: ${JSON.stringify(line.slice(0, 60))}`);
         continue;
       }
-      // One at a time, in order: prepare takes the ledger lock anyway.
-      this.queue = this.queue.then(() => this.serve(id)).catch((err: unknown) => this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`));
+      const [, id, teardown] = m as unknown as [string, string, string | undefined];
+      // One at a time, in order: both take the ledger lock anyway.
+      this.queue = this.queue.then(() => this.serve(id, teardown)).catch((err: unknown) => this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`));
     }
-    if (this.pending.length > 64) this.pending = '';
+    if (this.pending.length > 128) this.pending = '';
   }
 
-  private async serve(id: string): Promise<void> {
+  private async serve(id: string, teardown: string | undefined): Promise<void> {
     const xmlFile = join(this.ch.dir, `${id}.xml`);
     const answerFile = join(this.ch.dir, `${id}.answer`);
     let fd: number;
@@ -178,12 +188,16 @@ export class PrepareServer {
       let answer: PrepareAnswer = 'node';
       try {
         if (!fstatSync(fd).isFIFO()) throw new Error(`${answerFile} is not a FIFO`);
-        const st = lstatSync(xmlFile);
-        if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error(`${xmlFile} is not a regular file of this user`);
-        const xml = readFileSync(xmlFile, 'utf8');
-        if (!this.o.mustRunNode?.()) {
-          const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; }));
-          answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
+        if (teardown !== undefined) {
+          if (await this.o.teardown?.(teardown)) answer = 'ok';
+        } else {
+          const st = lstatSync(xmlFile);
+          if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error(`${xmlFile} is not a regular file of this user`);
+          const xml = readFileSync(xmlFile, 'utf8');
+          if (!this.o.mustRunNode?.()) {
+            const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; }));
+            answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
+          }
         }
       } catch (err) {
         if (!answered) this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);

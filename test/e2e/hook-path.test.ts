@@ -78,7 +78,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect(await table()).toContain('5432 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.11 . 5432');
   }, 240_000);
 
-  it('the watcher running: a start runs no Node (it serves prepare), refuses as the hook does; killed, Node takes over at once', async () => {
+  it('the watcher running: a start runs no Node (it serves prepare), refuses as the hook does, and its destroy is the watcher\'s teardown; killed, Node takes over at once', async () => {
     const log = async (): Promise<string> => (await sb.exec(['cat', '/var/log/virtwire.log'])).stdout;
     const soon = async (what: string, probe: () => Promise<boolean>): Promise<void> => {
       for (let i = 0; i < 300; i++) { if (await probe()) return; await new Promise((r) => setTimeout(r, 100)); }
@@ -92,10 +92,22 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await new Promise((r) => setTimeout(r, 1000)); // the watcher's apply of db-2, and the network hook it may run
     await nodeRuns();
 
+    const before = await table();
     await sb.startGuest(WEB1.name);
     expect(await nodeRuns(), 'prepare was served by the watcher').toEqual([]);
     expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
     expect(await log()).toMatch(new RegExp(`qemu-hook\\[${pid}\\] info: VM "web-1" prepare: applied 2 forward\\(s\\)`));
+    // Its destroy: the watcher runs the VM's teardown (through its long-lived nft), no Node; exactly what the start added goes.
+    const uuid = (await sb.virsh('domuuid', '--domain', WEB1.name)).stdout.trim();
+    await sb.destroyGuest(WEB1.name);
+    expect(await nodeRuns()).toEqual([]);
+    expect(await table()).toBe(before);
+    expect(await log()).toMatch(new RegExp(`qemu-hook\\[${pid}\\] info: VM "web-1" \\(${uuid}\\) stopped: removed its forwards`));
+    expect((await sb.exec(['ls', '/run/virtwire/vms', '/run/virtwire/teardown'])).stdout).not.toContain(uuid);
+    await expect(sb.clientHttpGet(sb.hostAddress, 8080, 2000)).rejects.toThrow();
+    await sb.startGuest(WEB1.name);
+    expect(await nodeRuns()).toEqual([]);
+    expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
 
     // db-1 runs with host port 5432: db-2's start is refused, by the watcher, in the hook's words.
     const refusal = async (): Promise<string> => {

@@ -52,13 +52,14 @@ const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8
 interface Served { xml: string[]; server: PrepareServer; errors: string[] }
 
 const servers: PrepareServer[] = [];
-async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean): Promise<Served & { serving: boolean }> {
+async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string) => Promise<boolean>): Promise<Served & { serving: boolean }> {
   const xml: string[] = [];
   const errors: string[] = [];
   const server = new PrepareServer({
     runDir,
     prepare: (x, early) => { xml.push(x); return prepare(x, early); },
     mustRunNode,
+    teardown,
     log: { info: () => undefined, error: (m) => errors.push(m) },
   });
   servers.push(server);
@@ -251,5 +252,42 @@ describe('an early "ok": the start goes on while the watcher applies, and the sh
     expect(await runShim(render(runDir), 'web-1', 'stopped')).toMatchObject({ status: 0, stderr: '' });
     expect(existsSync(applyingMarker(runDir, UUID))).toBe(false);
     expect(ran()).toEqual([]);
+  });
+});
+
+describe('stopped/release served by the watcher (its teardown of the VM)', () => {
+  const UUID = '7e0b3a4c-1111-4222-8333-94445555aaaa';
+  /** The VM's entry and teardown as prepare leaves them; `header` another VM's to make the shim's own teardown hand over to Node. */
+  function ledger(runDir: string, header = `# virtwire teardown of VM ${UUID}`): string {
+    mkdirSync(join(runDir, 'vms'), { recursive: true });
+    mkdirSync(join(runDir, 'teardown'), { recursive: true });
+    writeFileSync(join(runDir, 'vms', `${UUID}.json`), '{}\n');
+    const teardown = join(runDir, 'teardown', `${UUID}.nft`);
+    writeFileSync(teardown, `${header}\n`);
+    return teardown;
+  }
+
+  it('done by the watcher: the shim exits 0, runs neither its own teardown nor Node', async () => {
+    const runDir = join(dir, 'td-served');
+    const teardown = ledger(runDir);
+    const asked: string[] = [];
+    await serve(runDir, async () => OK, undefined, async (uuid) => { asked.push(uuid); return true; });
+    const shim = render(runDir);
+    expect(await runShim(shim, 'web-1', 'stopped')).toMatchObject({ status: 0, stderr: '' });
+    expect(asked).toEqual([UUID]);
+    expect(existsSync(teardown), 'the shim did not run it itself (the stand-in removes nothing)').toBe(true);
+    expect(ran()).toEqual([]);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+  });
+
+  it('not done by the watcher ("node"): the shim goes on as without it — here its own teardown finds another VM\'s header and hands over to Node', async () => {
+    const runDir = join(dir, 'td-declined');
+    ledger(runDir, '# virtwire teardown of VM 00000000-0000-4000-8000-000000000000');
+    const asked: string[] = [];
+    await serve(runDir, async () => OK, undefined, async (uuid) => { asked.push(uuid); return false; });
+    expect((await runShim(render(runDir), 'web-1', 'release')).status).toBe(0);
+    expect(asked).toEqual([UUID]);
+    expect(ran()).toEqual(['web-1 release <name>web-1</name>']);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 });

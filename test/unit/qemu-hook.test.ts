@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
-import { reconcile, rewireVm } from '../../src/engine/lifecycle.js';
+import { reconcile, rewireVm, teardownVm } from '../../src/engine/lifecycle.js';
+import { NftSession } from '../../src/host/nft-session.js';
 import { parseDomain } from '../../src/xml/domain.js';
 import { quoted } from '../../src/errors.js';
 import { recordFigure } from '../support/figures.js';
@@ -347,6 +348,35 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     writeFileSync(applyingMarker(paths.runDir, UUID_B), '');
     expect(await hook('start', vmB(), 'web-b')).toMatchObject({ exitCode: 1, stderr: expect.stringMatching(/^virtwire: the watcher stopped before VM 6f1f6a0e-\S+ forwards were in place; start the VM again/) });
     expect(await hook('start', vmB(), 'web-b')).toEqual({ exitCode: 0 });
+  });
+
+  it('a teardown served by the watcher (its long-lived nft): the table as if the VM never started, its entry, teardown and start marker gone; nothing left is done; another header or a refused script leaves it to the hook', async () => {
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
+    expect(await hook('prepare', vmB(), 'web-b')).toEqual({ exitCode: 0 });
+    const onlyB = await table();
+    expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+    expect(await table()).not.toBe(onlyB);
+    const session = new NftSession(['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    try {
+      expect(await teardownVm(ctx, UUID_A, session)).toBe(true);
+      expect(await table()).toBe(onlyB);
+      expect([existsSync(entryFile(UUID_A)), existsSync(teardownFile(UUID_A)), existsSync(join(paths.runDir, 'start', UUID_A))]).toEqual([false, false, false]);
+      expect(readFileSync(paths.logFile, 'utf8')).toContain(`VM ${quoted(NAME_A)} (${UUID_A}) stopped: removed its forwards`);
+      expect(await teardownVm(ctx, UUID_A, session), 'nothing left: done').toBe(true);
+
+      // B's teardown under A's name: not run.
+      const script = readFileSync(teardownFile(UUID_B), 'utf8');
+      writeFileSync(teardownFile(UUID_B), script.replace(UUID_B, UUID_A));
+      expect(await teardownVm(ctx, UUID_B, session)).toBe(false);
+      // Its elements deleted under the ledger: nft refuses the script, the entry stays for the hook to converge.
+      writeFileSync(teardownFile(UUID_B), script);
+      await mustRun(ns.run, ['nft', 'flush', 'map', 'inet', 'virtwire', 'fwd4']);
+      expect(await teardownVm(ctx, UUID_B, session)).toBe(false);
+      expect([existsSync(entryFile(UUID_B)), existsSync(teardownFile(UUID_B))]).toEqual([true, true]);
+      expect(readFileSync(paths.logFile, 'utf8')).toMatch(/VM "web-b" teardown: nft refused it \(.*Error: Could not process rule: No such file or directory.*\); the hook converges instead/);
+    } finally {
+      session.close();
+    }
   });
 
   it('a VM started while another runs: only its elements are added, in one transaction, giving the table a whole write gives; a table deleted under the ledger, or written by another build, is written whole', async () => {

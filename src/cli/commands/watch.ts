@@ -21,8 +21,8 @@ triggers: the domains are re-read by UUID from libvirt after each burst. At star
 every reconnect (libvirtd restarted) it applies everything, releases what domains undefined
 meanwhile held, and makes the host match the ledger ("virtwire reconcile"). One line per action
 on stdout (the journal under systemd) and in /var/log/virtwire.log. While it runs it also
-serves the qemu hook's prepare (through /run/virtwire/prepare), so a VM start runs no Node;
-when it is gone, the hook runs Node itself again. Its state for
+serves the qemu hook's prepare and its teardowns at stopped/release (through
+/run/virtwire/prepare), so a VM start runs no Node; when it is gone, the hook does it all itself again. Its state for
 "virtwire status" is in /run/virtwire/watch.json. A bad template or VM never stops it; it exits
 non-zero only on a bad command line.`,
   examples: ['virtwire watch', 'virtwire watch --connect qemu:///system'],
