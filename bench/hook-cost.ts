@@ -10,6 +10,7 @@
 //     without it (the hook runs Node for prepare),
 // each forward checked to work before anything is timed. Rounds interleave
 // the cases (A B C … A B C …), so load from elsewhere hits every case alike.
+// The watcher, restarted each round, is warmed by one untimed start first.
 // Also the peak RSS of virtwire's hook processes (goal: ≤ 60 MiB).
 //
 //   npm run build && npx vite-node bench/hook-cost.ts [--rounds 10] [--trixie]
@@ -52,19 +53,22 @@ const SETTLE_MS = 1500;
  */
 const GAP_S = 1;
 
-/** Starts or stops `virtwire watch` in the sandbox; started, it is serving prepare and done with its start-up sync. */
-async function useWatcher(sb: Sandbox, on: boolean): Promise<void> {
+/**
+ * Starts or stops `virtwire watch` in the sandbox; started, it is serving
+ * prepare and done with its start-up sync. True: it was started now.
+ */
+async function useWatcher(sb: Sandbox, on: boolean): Promise<boolean> {
   const running = (await sh(sb, `[ -f ${WATCH_PID} ] && kill -0 "$(cat ${WATCH_PID})" 2>/dev/null && echo yes || echo no`)).stdout.trim() === 'yes';
-  if (on === running) return;
+  if (on === running) return false;
   if (!on) {
     await sb.exec(['start-stop-daemon', '--stop', '--retry', '15', '--oknodo', '--remove-pidfile', '--pidfile', WATCH_PID]);
-    return;
+    return false;
   }
   await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', WATCH_PID, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
   const pid = (await sb.exec(['cat', WATCH_PID])).stdout.trim();
   for (let i = 0; i < 300; i++) {
     const ready = (await sh(sb, `grep -q "watch\\[${pid}\\] info: serving the qemu hook's prepare" /var/log/virtwire.log && grep -q lastReconcile /run/virtwire/watch.json && echo yes || echo no`)).stdout.trim() === 'yes';
-    if (ready) return;
+    if (ready) return true;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('the watcher did not come up serving prepare within 30 s');
@@ -170,8 +174,12 @@ async function main(): Promise<void> {
     // running watcher reacts to the template just written (it re-applies every domain: a one-off per
     // edit, not a cost of each start), and that must not land inside the timed start.
     const setup = async (c: Case): Promise<void> => {
-      await useWatcher(sb, c.watcher === true);
+      const started = await useWatcher(sb, c.watcher === true);
       await c.setup(sb);
+      // A watcher runs for days; one just started serves its first start with cold code (V8
+      // compiles each function on first use). The rounds restart it for the cases without it,
+      // so one untimed start and destroy warms it, as any start since it came up would have.
+      if (started) await startStop(sb);
       await new Promise((r) => setTimeout(r, SETTLE_MS));
     };
     await sb.defineGuest(VM);

@@ -58,8 +58,9 @@ export async function converge(deps: HostDeps): Promise<string[]> {
     const othersAsRecorded = include !== undefined && !droppedAny && entries.every((e) => e.state === 'applied')
       && ledger.getVm(include.uuid)?.state !== 'applied' && host.table && host.layout === layout;
     const additions = othersAsRecorded ? renderAdditions(entryForwards(include as VmEntry), counts) : undefined;
-    // The table and the read of libvirt's chains at once: they are independent, and a commit
-    // to an nft set takes ~10–15 ms here (mostly waiting in the kernel), most of a start's cost.
+    // The table and the read of libvirt's chains at once: they are independent, and each takes
+    // several processes' time (a whole write, which deletes the old table, also waits out an RCU
+    // grace period when its nft exits: host/nft-session.ts).
     const [written, probes] = await Promise.all([writeTable(run, forwards, mark, additions), probeTargets(run)]);
     done.push(written);
     for (const p of probes) if (await setAccept(run, p.target, mark, p.listing)) done.push(`accept placed first in ${targetName(p.target)}`);
