@@ -141,7 +141,7 @@ export class Watcher {
           settled: (refusal) => early.settled(refusal === undefined ? undefined : refusalLine(ctx, refusal)),
         });
       },
-      teardown: (uuid) => teardownVm(makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook'), uuid, this.nft),
+      teardown: (uuid, op) => teardownVm(makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook'), uuid, op, this.nft),
       mustRunNode: () => pluginFiles(paths.pluginsDir).length > 0,
       log: this.log,
     });

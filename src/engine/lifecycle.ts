@@ -170,7 +170,7 @@ export async function startVm(context: HookContext, domain: DomainInfo): Promise
  * shim goes on as it would without the watcher (no teardown while an entry
  * is there, another VM's header, nft refused it).
  */
-export async function teardownVm(ctx: HookContext, uuid: string, session: NftSession): Promise<boolean> {
+export async function teardownVm(ctx: HookContext, uuid: string, op: 'stopped' | 'release', session: NftSession): Promise<boolean> {
   return withLock(ctx.ledger.lockFile, async () => {
     const file = ctx.ledger.teardownFile(uuid);
     let head: string | undefined;
@@ -185,7 +185,7 @@ export async function teardownVm(ctx: HookContext, uuid: string, session: NftSes
     ctx.ledger.removeVm(uuid);
     ctx.ledger.putTeardown(uuid, undefined);
     ctx.ledger.putStartMarker(uuid, false);
-    ctx.log.info(`VM ${name === undefined ? uuid : quoted(name)} (${uuid}) stopped: removed its forwards`);
+    ctx.log.info(`VM ${name === undefined ? uuid : quoted(name)} (${uuid}) ${op}: removed its forwards`);
     return true;
   });
 }

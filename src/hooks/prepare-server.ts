@@ -7,7 +7,8 @@
 //
 // The channel, all in RUNDIR/prepare (root's, 0700):
 //   requests  a FIFO the watcher reads; a request is "ID\n" (the shim's pid)
-//             (prepare), or "ID teardown UUID" (stopped/release: below)
+//             (prepare), or "ID OP UUID", OP stopped or release: that
+//             VM's teardown (below)
 //   alive     flock(2)-locked while a watcher serves: one serves at a time
 //   server    "PID STARTTIME" of the serving watcher (field 22 of its
 //             /proc/PID/stat): the shim checks it with shell builtins, so a
@@ -80,14 +81,16 @@ export interface PrepareServerOptions {
    */
   prepare: (xml: string, early: EarlyOk) => Promise<HookResult>;
   /** A VM's teardown at stopped/release (lifecycle.ts teardownVm); false: not done, the shim does it. */
-  teardown?: (uuid: string) => Promise<boolean>;
+  teardown?: (uuid: string, op: 'stopped' | 'release') => Promise<boolean>;
   /** Whether the hook must run Node itself this time (plugins: Node loads them afresh on every run). */
   mustRunNode?: () => boolean;
   log: { info: (m: string) => void; error: (m: string) => void };
 }
 
-/** "PID" (prepare, its XML in PID.xml) or "PID teardown UUID". */
-const REQUEST = /^([1-9][0-9]{0,9})(?: teardown ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))?$/;
+/** "PID" (prepare, its XML in PID.xml) or "PID stopped|release UUID" (a teardown). */
+const REQUEST = /^([1-9][0-9]{0,9})(?: (stopped|release) ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))?$/;
+
+interface Teardown { op: 'stopped' | 'release'; uuid: string }
 
 export class PrepareServer {
   private readonly ch: PrepareChannel;
@@ -165,14 +168,15 @@ export class PrepareServer {
         this.o.log.error(`serving qemu prepare: ignored a request that is not a shim's: ${JSON.stringify(line.slice(0, 60))}`);
         continue;
       }
-      const [, id, teardown] = m as unknown as [string, string, string | undefined];
+      const [, id, op, uuid] = m as unknown as [string, string, Teardown['op'] | undefined, string | undefined];
+      const teardown = op && uuid ? { op, uuid } : undefined;
       // One at a time, in order: both take the ledger lock anyway.
       this.queue = this.queue.then(() => this.serve(id, teardown)).catch((err: unknown) => this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`));
     }
     if (this.pending.length > 128) this.pending = '';
   }
 
-  private async serve(id: string, teardown: string | undefined): Promise<void> {
+  private async serve(id: string, teardown: Teardown | undefined): Promise<void> {
     const xmlFile = join(this.ch.dir, `${id}.xml`);
     const answerFile = join(this.ch.dir, `${id}.answer`);
     let fd: number;
@@ -189,7 +193,7 @@ export class PrepareServer {
       try {
         if (!fstatSync(fd).isFIFO()) throw new Error(`${answerFile} is not a FIFO`);
         if (teardown !== undefined) {
-          if (await this.o.teardown?.(teardown)) answer = 'ok';
+          if (await this.o.teardown?.(teardown.uuid, teardown.op)) answer = 'ok';
         } else {
           const st = lstatSync(xmlFile);
           if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error(`${xmlFile} is not a regular file of this user`);

@@ -52,7 +52,7 @@ const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8
 interface Served { xml: string[]; server: PrepareServer; errors: string[] }
 
 const servers: PrepareServer[] = [];
-async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string) => Promise<boolean>): Promise<Served & { serving: boolean }> {
+async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string, op: string) => Promise<boolean>): Promise<Served & { serving: boolean }> {
   const xml: string[] = [];
   const errors: string[] = [];
   const server = new PrepareServer({
@@ -271,10 +271,10 @@ describe('stopped/release served by the watcher (its teardown of the VM)', () =>
     const runDir = join(dir, 'td-served');
     const teardown = ledger(runDir);
     const asked: string[] = [];
-    await serve(runDir, async () => OK, undefined, async (uuid) => { asked.push(uuid); return true; });
+    await serve(runDir, async () => OK, undefined, async (uuid, op) => { asked.push(`${op} ${uuid}`); return true; });
     const shim = render(runDir);
     expect(await runShim(shim, 'web-1', 'stopped')).toMatchObject({ status: 0, stderr: '' });
-    expect(asked).toEqual([UUID]);
+    expect(asked).toEqual([`stopped ${UUID}`]);
     expect(existsSync(teardown), 'the shim did not run it itself (the stand-in removes nothing)').toBe(true);
     expect(ran()).toEqual([]);
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
@@ -284,9 +284,9 @@ describe('stopped/release served by the watcher (its teardown of the VM)', () =>
     const runDir = join(dir, 'td-declined');
     ledger(runDir, '# virtwire teardown of VM 00000000-0000-4000-8000-000000000000');
     const asked: string[] = [];
-    await serve(runDir, async () => OK, undefined, async (uuid) => { asked.push(uuid); return false; });
+    await serve(runDir, async () => OK, undefined, async (uuid, op) => { asked.push(`${op} ${uuid}`); return false; });
     expect((await runShim(render(runDir), 'web-1', 'release')).status).toBe(0);
-    expect(asked).toEqual([UUID]);
+    expect(asked).toEqual([`release ${UUID}`]);
     expect(ran()).toEqual(['web-1 release <name>web-1</name>']);
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
   });

@@ -358,20 +358,20 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await table()).not.toBe(onlyB);
     const session = new NftSession(['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
     try {
-      expect(await teardownVm(ctx, UUID_A, session)).toBe(true);
+      expect(await teardownVm(ctx, UUID_A, 'stopped', session)).toBe(true);
       expect(await table()).toBe(onlyB);
       expect([existsSync(entryFile(UUID_A)), existsSync(teardownFile(UUID_A)), existsSync(join(paths.runDir, 'start', UUID_A))]).toEqual([false, false, false]);
       expect(readFileSync(paths.logFile, 'utf8')).toContain(`VM ${quoted(NAME_A)} (${UUID_A}) stopped: removed its forwards`);
-      expect(await teardownVm(ctx, UUID_A, session), 'nothing left: done').toBe(true);
+      expect(await teardownVm(ctx, UUID_A, 'stopped', session), 'nothing left: done').toBe(true);
 
       // B's teardown under A's name: not run.
       const script = readFileSync(teardownFile(UUID_B), 'utf8');
       writeFileSync(teardownFile(UUID_B), script.replace(UUID_B, UUID_A));
-      expect(await teardownVm(ctx, UUID_B, session)).toBe(false);
+      expect(await teardownVm(ctx, UUID_B, 'release', session)).toBe(false);
       // Its elements deleted under the ledger: nft refuses the script, the entry stays for the hook to converge.
       writeFileSync(teardownFile(UUID_B), script);
       await mustRun(ns.run, ['nft', 'flush', 'map', 'inet', 'virtwire', 'fwd4']);
-      expect(await teardownVm(ctx, UUID_B, session)).toBe(false);
+      expect(await teardownVm(ctx, UUID_B, 'release', session)).toBe(false);
       expect([existsSync(entryFile(UUID_B)), existsSync(teardownFile(UUID_B))]).toEqual([true, true]);
       expect(readFileSync(paths.logFile, 'utf8')).toMatch(/VM "web-b" teardown: nft refused it \(.*Error: Could not process rule: No such file or directory.*\); the hook converges instead/);
     } finally {
