@@ -1,4 +1,4 @@
-import { parseDomain } from '../xml/domain.js';
+import { parseDomain, type DomainInfo } from '../xml/domain.js';
 import { prepareVm, settleVm, startVm, type EarlyAnswer } from '../engine/lifecycle.js';
 import { filterIncoming } from '../engine/filter.js';
 import { UserError, errorMessage, oneLine, quoted } from '../errors.js';
@@ -78,7 +78,7 @@ async function prepare(ctx: HookContext, xml: string, early: EarlyAnswer | undef
 /** start: the NICs' tap VLANs (the shim runs Node only for a VM with a start marker). */
 async function start(ctx: HookContext, xml: string): Promise<HookResult> {
   const domain = parseDomain(xml, 'the domain XML on stdin');
-  const refused = await earlyAnswerRefused(ctx, domain.uuid);
+  const refused = await earlyAnswerRefused(ctx, domain);
   if (refused) return { exitCode: 1, stderr: refused };
   const notes = await startVm(ctx, domain);
   if (notes?.length) ctx.log.info(`VM ${quoted(domain.name)} start: ${notes.join('; ')}`);
@@ -90,14 +90,14 @@ async function start(ctx: HookContext, xml: string): Promise<HookResult> {
  * it (a UUID the shim could not read): the watcher's line on a prepare it
  * answered early, or its silence once the ledger lock is free. Undefined: applied.
  */
-async function earlyAnswerRefused(ctx: HookContext, uuid: string): Promise<string | undefined> {
-  const marker = applyingMarker(ctx.paths.runDir, uuid);
+async function earlyAnswerRefused(ctx: HookContext, domain: DomainInfo): Promise<string | undefined> {
+  const marker = applyingMarker(ctx.paths.runDir, domain.uuid);
   if (!existsSync(marker)) return undefined;
   await withLock(ctx.ledger.lockFile, async () => undefined, 70);
   if (!existsSync(marker)) return undefined;
   const line = readFileSync(marker, 'utf8').split('\n')[0] ?? '';
   rmSync(marker, { force: true });
-  return line || `virtwire: the watcher stopped before VM ${uuid}'s forwards were in place; start the VM again (see ${ctx.paths.logFile})`;
+  return line || `virtwire: VM ${quoted(domain.name)} (${domain.uuid}): the watcher stopped before its forwards were in place; start the VM again, and see ${ctx.paths.logFile} for why the watcher stopped`;
 }
 
 /** stopped / release / reconnect: best effort, logged, always exit 0 (a reconnect failure would kill the VM). */

@@ -241,8 +241,12 @@ describe('an early "ok": the start goes on while the watcher applies, and the sh
     writeFileSync(applyingMarker(runDir, UUID), '');
     const r = await runShim(render(runDir), 'web-1', 'start');
     expect(r.status).toBe(1);
-    expect(r.stderr).toBe(`virtwire: the watcher stopped before VM ${UUID}'s forwards were in place; start the VM again (see ${join(dir, 'virtwire.log')})\n`);
+    expect(r.stderr).toBe(`virtwire: VM "web-1" (${UUID}): the watcher stopped before its forwards were in place; start the VM again, and see ${join(dir, 'virtwire.log')} for why the watcher stopped\n`);
     expect(existsSync(applyingMarker(runDir, UUID))).toBe(false);
+    // A name the shell does not print as it is (quotes, spaces, newlines): the UUID alone names the VM.
+    writeFileSync(applyingMarker(runDir, UUID), '');
+    const odd = await runShim(render(runDir), 'web "1"\n$(x)', 'start');
+    expect(odd.stderr).toBe(`virtwire: VM (${UUID}): the watcher stopped before its forwards were in place; start the VM again, and see ${join(dir, 'virtwire.log')} for why the watcher stopped\n`);
   });
 
   it('a start aborted before its start hook: stopped removes the watcher\'s word, so it refuses no later start', async () => {

@@ -346,7 +346,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(existsSync(applyingMarker(paths.runDir, UUID_B))).toBe(false);
     // An empty marker with the lock free: the watcher died before it was done.
     writeFileSync(applyingMarker(paths.runDir, UUID_B), '');
-    expect(await hook('start', vmB(), 'web-b')).toMatchObject({ exitCode: 1, stderr: expect.stringMatching(/^virtwire: the watcher stopped before VM 6f1f6a0e-\S+ forwards were in place; start the VM again/) });
+    expect(await hook('start', vmB(), 'web-b')).toMatchObject({ exitCode: 1, stderr: `virtwire: VM "web-b" (${UUID_B}): the watcher stopped before its forwards were in place; start the VM again, and see ${paths.logFile} for why the watcher stopped` });
     expect(await hook('start', vmB(), 'web-b')).toEqual({ exitCode: 0 });
   });
 
