@@ -63,11 +63,11 @@ export async function runDemo(o: { keep: boolean; out: (s: string) => void }): P
     const udp = await sb.clientUdp(sb.hostAddress, 5353, 'ping');
     say(`client ${sb.clientAddress} -> udp ${sb.hostAddress}:5353 answered: ${JSON.stringify(udp.trim())}`);
     say('the nftables state behind it (one table, forwards as map elements):');
-    for (const l of (await sb.exec(['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4'])).stdout.trim().split('\n')) say(`  ${l}`);
+    for (const l of (await sb.exec(['nft', 'list', 'map', 'inet', 'virtwire', 'port4'])).stdout.trim().split('\n')) say(`  ${l}`);
     say('$ virsh destroy web-demo');
     await sb.destroyGuest('web-demo');
     // The qemu hook's shell shim deleted exactly the VM's elements (no Node); the emptied table stays until a converge.
-    const left = (await sb.exec(['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4'], { reject: false })).stdout.includes('elements');
+    const left = (await sb.exec(['nft', 'list', 'map', 'inet', 'virtwire', 'port4'], { reject: false })).stdout.includes('elements');
     say(`  after stop: ${left ? 'a forward is STILL THERE (unexpected)' : 'no forward left in the table'}; ${(await sb.exec(['virtwire', 'forwards'])).stdout.trim()}`);
     say('$ virtwire reconcile   (drops the emptied table and its accept rule)');
     await sb.exec(['virtwire', 'reconcile']);

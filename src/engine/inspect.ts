@@ -4,7 +4,7 @@
 // firewall. What `virtwire status` shows, and what the coming watcher will
 // check. No libvirt here: the caller says which VMs run.
 import type { Runner } from '../host/run.js';
-import { FORWARD_MAP, HAIRPIN_SET, TABLE, forwardElements, hairpinElements, tableChains } from '../host/nft-script.js';
+import { HAIRPIN_SET, MEMBERS, TABLE, forwardMapOf, hairpinElements, tableChains } from '../host/nft-script.js';
 import { canonicalElement, readLiveTable, type LiveTable } from '../host/nft-live.js';
 import { acceptState, detectTargets, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { entryForwards, entryLinks, type CorruptEntry, type Ledger, type VmEntry } from '../state/ledger.js';
@@ -131,12 +131,13 @@ function chainProblems(table: LiveTable, who: string): string[] {
 function elementProblems(table: LiveTable, forwards: readonly ResolvedForward[], who: string): string[] {
   const out: string[] = [];
   for (const f of forwards) {
-    const want = forwardElements([f], f.family).map(canonicalElement);
-    const have = table.elements.get(FORWARD_MAP[f.family]);
+    const map = forwardMapOf(f);
+    const want = map.elements([f]).map(canonicalElement);
+    const have = table.elements.get(map.name);
     const missing = want.filter((e) => !have?.has(e));
     if (missing.length === 0) continue;
     const count = missing.length === want.length ? '' : ` (${missing.length} of its ${want.length} elements)`;
-    out.push(`${who} NIC ${f.nic}: forward ${describeForward(f)} is missing from nft map ${FORWARD_MAP[f.family]}${count}; ${RECONCILE}`);
+    out.push(`${who} NIC ${f.nic}: forward ${describeForward(f)} is missing from nft map ${map.name}${count}; ${RECONCILE}`);
   }
   for (const family of families(forwards)) {
     const have = table.elements.get(HAIRPIN_SET[family]);
@@ -178,16 +179,10 @@ function extraElements(view: HostView): ExtraElement[] {
   if (!view.table) return [];
   const forwards = view.entries.filter((e) => e.state === 'applied').flatMap(entryForwards);
   const out: ExtraElement[] = [];
-  for (const family of [4, 6] as const) {
-    const kinds = [
-      { kind: 'map' as const, set: FORWARD_MAP[family], want: forwardElements(forwards, family), guest: (e: string) => e.split(' : ')[1]?.split(' . ')[0] },
-      { kind: 'set' as const, set: HAIRPIN_SET[family], want: hairpinElements(forwards, family), guest: (e: string) => e.split(' . ').pop() },
-    ];
-    for (const k of kinds) {
-      const want = new Set(k.want.map(canonicalElement));
-      for (const e of view.table.elements.get(k.set) ?? []) {
-        if (!want.has(e)) out.push({ kind: k.kind, set: k.set, element: e, guest: k.guest(e) });
-      }
+  for (const member of MEMBERS) {
+    const want = new Set(member.elements(forwards).map(canonicalElement));
+    for (const e of view.table.elements.get(member.name) ?? []) {
+      if (!want.has(e)) out.push({ kind: member.kind, set: member.name, element: e, guest: member.guestOf(e) });
     }
   }
   return out;

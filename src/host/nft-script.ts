@@ -3,7 +3,21 @@ import type { ResolvedForward } from '../model/forward.js';
 import { formatIp, minimalCidrs, parseCidr, parseIp, type Cidr, type Family } from '../model/addr.js';
 
 export const TABLE = 'virtwire';
-/** The table's maps of forwards and sets of hairpin pairs, per family (status compares their live elements). */
+/**
+ * The table's maps and sets, per family (status compares their live elements):
+ *  - port: forwards any packet to the port takes (no listen address, no
+ *    source): a hash map keyed by port and proto alone. Most forwards are
+ *    these, and a hash map adds and deletes an element in constant time: 200
+ *    deleted cost ~1 ms here, against ~12 ms from an interval map (pipapo
+ *    rebuilds its lookup tables for each element it drops), so a VM's
+ *    start and stop cost the same with 1 forward or 200.
+ *  - fwd: forwards limited to a listen address or to sources: an interval map.
+ *  - hairpin: guest subnet . guest address pairs, to masquerade.
+ * No packet can match in both forward maps: a forward on every address
+ * collides with any other forward on its port (plan/conflicts.ts), so the
+ * two DNAT rules never compete.
+ */
+export const PORT_MAP = { 4: 'port4', 6: 'port6' } as const;
 export const FORWARD_MAP = { 4: 'fwd4', 6: 'fwd6' } as const;
 export const HAIRPIN_SET = { 4: 'hairpin4', 6: 'hairpin6' } as const;
 
@@ -33,30 +47,45 @@ function mark(m: number): string {
   return `0x${m.toString(16).padStart(8, '0')}`;
 }
 
+/** A forward that takes every packet to its port, whatever the address and source: it goes in the port map. */
+function takesWholePort(f: ResolvedForward): boolean {
+  return f.listen === undefined && f.from.length === 0;
+}
+
 /**
- * Map elements for one family: host port . proto . listen . source : guest
- * address . guest port. The port comes first on purpose: nft's lookup for
- * concatenated intervals (pipapo) narrows field by field, and nearly every
- * element has the same proto, listen and source, so a key led by those
- * carried all n elements through three fields — 1000 forwards cut the
- * new-connection rate to ~0.7× (bench/forward-path.ts). Led by the port, the
- * first field already leaves one element.
+ * One family's map elements of one kind, one per host port (and source):
+ * host port . proto [. listen . source] : guest address . guest port.
+ * The port comes first on purpose: nft's lookup for concatenated intervals
+ * (pipapo) narrows field by field, and nearly every element has the same
+ * proto, listen and source, so a key led by those carried all n elements
+ * through three fields — 1000 forwards cut the new-connection rate to ~0.7×
+ * (bench/forward-path.ts). Led by the port, the first field already leaves
+ * one element.
  */
-export function forwardElements(forwards: readonly ResolvedForward[], family: 4 | 6): string[] {
+function mapElements(forwards: readonly ResolvedForward[], family: 4 | 6, kind: 'port' | 'fwd'): string[] {
   const any = family === 4 ? '0.0.0.0/0' : '::/0';
   const out: string[] = [];
   for (const f of forwards) {
-    if (f.family !== family) continue;
+    if (f.family !== family || takesWholePort(f) !== (kind === 'port')) continue;
     if (f.proto !== 'tcp' && f.proto !== 'udp') throw new Error(`invalid proto in ledger: ${String(f.proto)}`);
-    const sources = f.from.length ? f.from.map((c) => cidr(c, family).text) : [any];
-    const listen = f.listen ? addr(f.listen, family) : any;
     const guestAddr = addr(f.guestAddr, family);
+    const narrowing = kind === 'port' ? [''] : (f.from.length ? f.from.map((c) => cidr(c, family).text) : [any]).map((s) => ` . ${f.listen ? addr(f.listen, family) : any} . ${s}`);
     for (let p = f.host.lo; p <= f.host.hi; p++) {
       const guestPort = f.guest.lo + (p - f.host.lo);
-      for (const s of sources) out.push(`${port(p)} . ${f.proto} . ${listen} . ${s} : ${guestAddr} . ${port(guestPort)}`);
+      for (const n of narrowing) out.push(`${port(p)} . ${f.proto}${n} : ${guestAddr} . ${port(guestPort)}`);
     }
   }
   return out;
+}
+
+/** Elements of the port map: host port . proto : guest address . guest port. */
+export function portElements(forwards: readonly ResolvedForward[], family: 4 | 6): string[] {
+  return mapElements(forwards, family, 'port');
+}
+
+/** Elements of the forward map: host port . proto . listen . source : guest address . guest port. */
+export function forwardElements(forwards: readonly ResolvedForward[], family: 4 | 6): string[] {
+  return mapElements(forwards, family, 'fwd');
 }
 
 /**
@@ -78,9 +107,44 @@ export function hairpinElements(forwards: readonly ResolvedForward[], family: 4 
   return [...subnets].flatMap(([guest, cs]) => minimalCidrs(cs).map((c) => `${c.text} . ${guest}`)).sort();
 }
 
-function block(kind: 'map' | 'set', name: string, type: string, elements: string[]): string {
+/** One of the table's maps or sets, for one family: how it is declared, and what forwards put in it. */
+export interface TableMember {
+  kind: 'map' | 'set';
+  name: string;
+  family: 4 | 6;
+  type: string;
+  interval: boolean;
+  elements: (forwards: readonly ResolvedForward[]) => string[];
+  /** The guest address an element of it goes to (status names the VM). */
+  guestOf: (element: string) => string | undefined;
+}
+
+const mapGuest = (e: string): string | undefined => e.split(' : ')[1]?.split(' . ')[0];
+
+/** The table's maps and sets, in the order the table declares them. */
+export const MEMBERS: readonly TableMember[] = ([4, 6] as const).flatMap((family): TableMember[] => {
+  const a = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+  return [
+    { kind: 'map', name: PORT_MAP[family], family, type: `inet_service . inet_proto : ${a} . inet_service`, interval: false, elements: (fw) => portElements(fw, family), guestOf: mapGuest },
+    { kind: 'map', name: FORWARD_MAP[family], family, type: `inet_service . inet_proto . ${a} . ${a} : ${a} . inet_service`, interval: true, elements: (fw) => forwardElements(fw, family), guestOf: mapGuest },
+    { kind: 'set', name: HAIRPIN_SET[family], family, type: `${a} . ${a}`, interval: true, elements: (fw) => hairpinElements(fw, family), guestOf: (e) => e.split(' . ').pop() },
+  ];
+});
+
+/** The map a forward's elements go in. */
+export function forwardMapOf(f: ResolvedForward): TableMember {
+  const name = takesWholePort(f) ? PORT_MAP[f.family] : FORWARD_MAP[f.family];
+  return MEMBERS.find((m) => m.name === name) as TableMember;
+}
+
+/** An element's key: what nft deletes a map element by. */
+function keyOf(member: TableMember, element: string): string {
+  return member.kind === 'map' ? element.split(' : ')[0] as string : element;
+}
+
+function block(member: TableMember, elements: string[]): string {
   const body = elements.length ? `\n\t\telements = {\n\t\t\t${elements.join(',\n\t\t\t')}\n\t\t}` : '';
-  return `\t${kind} ${name} {\n\t\ttype ${type}\n\t\tflags interval${body}\n\t}\n`;
+  return `\t${member.kind} ${member.name} {\n\t\ttype ${member.type}${member.interval ? '\n\t\tflags interval' : ''}${body}\n\t}\n`;
 }
 
 /**
@@ -90,28 +154,35 @@ function block(kind: 'map' | 'set', name: string, type: string, elements: string
  */
 export function renderTable(forwards: readonly ResolvedForward[], ctMark: number): string {
   const m = mark(ctMark);
-  const dnat = (fam: 'ip' | 'ip6', map: string): string =>
-    `meta l4proto { tcp, udp } fib daddr type local th dport . meta l4proto . ${fam} daddr . ${fam} saddr @${map} ct mark set ct mark | ${m} dnat ${fam} to th dport . meta l4proto . ${fam} daddr . ${fam} saddr map @${map}`;
+  // A port map's key says nothing of the family, so its rule must (an IPv6 packet must not take an
+  // IPv4 forward); an address match does it already (the output chain's, and the forward maps' key).
+  const dnat = (family: 4 | 6, kind: 'port' | 'fwd', familyMatched = false): string => {
+    const fam = family === 4 ? 'ip' : 'ip6';
+    const key = kind === 'port' ? 'th dport . meta l4proto' : `th dport . meta l4proto . ${fam} daddr . ${fam} saddr`;
+    const map = kind === 'port' ? PORT_MAP[family] : FORWARD_MAP[family];
+    return `${kind === 'port' && !familyMatched ? `meta nfproto ipv${family} ` : ''}meta l4proto { tcp, udp } fib daddr type local ${key} @${map} ct mark set ct mark | ${m} dnat ${fam} to ${key} map @${map}`;
+  };
   return [
     `table inet ${TABLE} {}`,
     `delete table inet ${TABLE}`,
     `table inet ${TABLE} {`,
-    block('map', FORWARD_MAP[4], 'inet_service . inet_proto . ipv4_addr . ipv4_addr : ipv4_addr . inet_service', forwardElements(forwards, 4)),
-    block('map', FORWARD_MAP[6], 'inet_service . inet_proto . ipv6_addr . ipv6_addr : ipv6_addr . inet_service', forwardElements(forwards, 6)),
-    block('set', HAIRPIN_SET[4], 'ipv4_addr . ipv4_addr', hairpinElements(forwards, 4)),
-    block('set', HAIRPIN_SET[6], 'ipv6_addr . ipv6_addr', hairpinElements(forwards, 6)),
+    ...MEMBERS.map((member) => block(member, member.elements(forwards))),
     '\t# Priority -105: just before the usual dstnat (-100), so a forward wins over other tools\' DNAT.',
     '\t# Connections from outside and from guests to a host address.',
     '\tchain prerouting {',
     '\t\ttype nat hook prerouting priority -105; policy accept;',
-    `\t\t${dnat('ip', FORWARD_MAP[4])}`,
-    `\t\t${dnat('ip6', FORWARD_MAP[6])}`,
+    `\t\t${dnat(4, 'port')}`,
+    `\t\t${dnat(4, 'fwd')}`,
+    `\t\t${dnat(6, 'port')}`,
+    `\t\t${dnat(6, 'fwd')}`,
     '\t}',
     '\t# Connections the host itself makes to its own addresses (loopback is never forwarded).',
     '\tchain output {',
     '\t\ttype nat hook output priority -105; policy accept;',
-    `\t\tip daddr != 127.0.0.0/8 ${dnat('ip', FORWARD_MAP[4])}`,
-    `\t\tip6 daddr != ::1 ${dnat('ip6', FORWARD_MAP[6])}`,
+    `\t\tip daddr != 127.0.0.0/8 ${dnat(4, 'port', true)}`,
+    `\t\tip daddr != 127.0.0.0/8 ${dnat(4, 'fwd')}`,
+    `\t\tip6 daddr != ::1 ${dnat(6, 'port', true)}`,
+    `\t\tip6 daddr != ::1 ${dnat(6, 'fwd')}`,
     '\t}',
     '\t# Hairpin: a guest reaching a neighbour through a host port must see replies come back through the host.',
     '\tchain postrouting {',
@@ -139,13 +210,10 @@ export function tableLayout(ctMark: number): string {
  */
 export function renderAdditions(own: readonly ResolvedForward[], counts: ElementCounts): string | undefined {
   const lines: string[] = [];
-  for (const fam of [4, 6] as const) {
-    const map = forwardElements(own, fam);
-    if (map.some((e) => (counts.get(`${FORWARD_MAP[fam]} ${e.split(' : ')[0]}`) ?? 0) > 1)) return undefined;
-    if (map.length) lines.push(`add element inet ${TABLE} ${FORWARD_MAP[fam]} { ${map.join(', ')} }`);
-    const pairs = hairpinElements(own, fam);
-    if (pairs.some((e) => (counts.get(`${HAIRPIN_SET[fam]} ${e}`) ?? 0) > 1)) return undefined;
-    if (pairs.length) lines.push(`add element inet ${TABLE} ${HAIRPIN_SET[fam]} { ${pairs.join(', ')} }`);
+  for (const member of MEMBERS) {
+    const mine = member.elements(own);
+    if (mine.some((e) => (counts.get(`${member.name} ${keyOf(member, e)}`) ?? 0) > 1)) return undefined;
+    if (mine.length) lines.push(`add element inet ${TABLE} ${member.name} { ${mine.join(', ')} }`);
   }
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
@@ -173,20 +241,15 @@ export function renderDeleteTable(): string {
 /** First line of a VM's teardown script: the qemu hook shim reads the UUID from it. */
 export const TEARDOWN_HEADER = '# virtwire teardown of VM';
 
-/** How many VMs' forwards put each element in each of the table's maps and sets ("map element" → count). */
+/** How many VMs' forwards put each element in each of the table's maps and sets ("name element" → count; a map's element by its key). */
 export type ElementCounts = Map<string, number>;
-
-const TEARDOWN_SETS = [4, 6].flatMap((fam) => [
-  { name: FORWARD_MAP[fam as 4 | 6], elements: (fw: readonly ResolvedForward[]) => forwardElements(fw, fam as 4 | 6).map((e) => e.split(' : ')[0] as string) },
-  { name: HAIRPIN_SET[fam as 4 | 6], elements: (fw: readonly ResolvedForward[]) => hairpinElements(fw, fam as 4 | 6) },
-]);
 
 /** The elements each VM's forwards (one list per VM) put in the table, counted across VMs. */
 export function countElements(perVm: ReadonlyArray<readonly ResolvedForward[]>): ElementCounts {
   const counts: ElementCounts = new Map();
   for (const fw of perVm) {
-    for (const { name, elements } of TEARDOWN_SETS) {
-      for (const e of new Set(elements(fw))) counts.set(`${name} ${e}`, (counts.get(`${name} ${e}`) ?? 0) + 1);
+    for (const member of MEMBERS) {
+      for (const k of new Set(member.elements(fw).map((e) => `${member.name} ${keyOf(member, e)}`))) counts.set(k, (counts.get(k) ?? 0) + 1);
     }
   }
   return counts;
@@ -204,11 +267,11 @@ export function countElements(perVm: ReadonlyArray<readonly ResolvedForward[]>):
  */
 export function renderTeardown(uuid: string, own: readonly ResolvedForward[], counts: ElementCounts): string | undefined {
   const lines = [`${TEARDOWN_HEADER} ${uuid}`];
-  for (const { name, elements } of TEARDOWN_SETS) {
-    const mine = [...new Set(elements(own))];
+  for (const member of MEMBERS) {
+    const mine = [...new Set(member.elements(own).map((e) => keyOf(member, e)))];
     if (mine.length === 0) continue;
-    if (mine.some((e) => (counts.get(`${name} ${e}`) ?? 0) > 1)) return undefined;
-    lines.push(`delete element inet ${TABLE} ${name} { ${mine.join(', ')} }`);
+    if (mine.some((k) => (counts.get(`${member.name} ${k}`) ?? 0) > 1)) return undefined;
+    lines.push(`delete element inet ${TABLE} ${member.name} { ${mine.join(', ')} }`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -93,7 +93,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
   const label = guestLabel(WEB1.name);
   const virtwire = async (...args: string[]) => (await sb.exec(['virtwire', ...args])).stdout;
   const writeFile = (file: string, text: string) => sb.exec(['tee', file], { input: text });
-  const nftMaps = async () => (await sb.exec(['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4'], { reject: false })).stdout;
+  const nftTable = async () => (await sb.exec(['nft', 'list', 'table', 'inet', 'virtwire'], { reject: false })).stdout;
   const victimAnswers = async () => (await sb.clientHttpGet(sb.hostAddress, 8080)).trim() === `virtwire-guest ${label}`;
   /** Runs a shell line inside the sandbox (test-side commands only, never built from untrusted input). */
   const sh = (script: string, ...args: string[]) => sb.exec(['bash', '-c', script, 'sh', ...args]);
@@ -112,7 +112,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
 
   it.each(CASES)('hostile input refused with one line, nothing applied, the other VM untouched: $what', async (c) => {
     const forwardsBefore = await virtwire('forwards', '--json');
-    const mapBefore = await nftMaps();
+    const tableBefore = await nftTable();
     let listener: string | undefined;
     if (c.template) await writeFile(`/etc/virtwire/templates/${c.template[0]}.yaml`, c.template[1]);
     if (c.guest.name === 'opt-steal') {
@@ -131,7 +131,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
       else expect(line).toMatch(c.refusal);
       expect((await sb.virsh('domstate', '--domain', c.guest.name)).stdout.trim()).toBe('shut off');
       expect(await virtwire('forwards', '--json')).toBe(forwardsBefore);
-      expect(await nftMaps()).toBe(mapBefore);
+      expect(await nftTable()).toBe(tableBefore);
       expect((await sb.exec(['ls', '/run/virtwire/vms'])).stdout).not.toMatch(/\.tmp-/);
       expect(await victimAnswers()).toBe(true);
       recordFigure('hostile input', c.what, mode);
@@ -168,7 +168,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
       // libvirt ran stopped/release for the aborted start: no entry, no element, nothing untracked.
       expect((await sb.exec(['ls', '/run/virtwire/vms'])).stdout).not.toMatch(/\.tmp-/);
       expect(JSON.parse(await virtwire('forwards', '--json')).map((r: { vm: string }) => r.vm)).toEqual(['web-1']);
-      expect(await nftMaps()).not.toContain('8082');
+      expect(await nftTable()).not.toContain('8082');
       expect(await victimAnswers()).toBe(true);
       // And a plain start now works.
       await sb.startGuest(web2.name);
@@ -192,7 +192,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ mode, trixie }) => {
       const line = err?.split('\n').find((l) => l.includes('virtwire:'))?.replace(/^.*?(virtwire: )/, '$1').trim();
       expect(line).toMatch(/^virtwire: cannot write virtwire's ledger \/run\/virtwire\/vms\/[0-9a-f-]{36}\.json: ENOSPC \(no space left on the device holding it; free space there: df -h \/run\)$/);
       expect((await sb.exec(['ls', '/run/virtwire/vms'])).stdout).not.toMatch(/\.tmp-/);
-      expect(await nftMaps()).not.toContain('8083');
+      expect(await nftTable()).not.toContain('8083');
       expect(await victimAnswers()).toBe(true);
     } finally {
       await sh('set -e; rm -f /run/virtwire/vms/filler; cp -a /run/virtwire/vms/. /tmp/vms-save/; umount /run/virtwire/vms; cp -a /tmp/vms-save/. /run/virtwire/vms/; rm -rf /tmp/vms-save');

@@ -1,7 +1,7 @@
 // The forward-path bench's own logic (bench/forward-path.ts): what it installs
 // and how it reduces rounds to figures. No timing is tested here.
 import { describe, expect, it } from 'vitest';
-import { forwardElements } from '../../src/host/nft-script.js';
+import { forwardElements, portElements } from '../../src/host/nft-script.js';
 import {
   MEASURED_PORT, benchForwards, forwardPorts, iptablesRules, medianInterval, pairedRatios, parseArgs, roundOrder,
 } from '../../bench/forward-path.js';
@@ -20,9 +20,14 @@ describe('forward-path bench', () => {
   });
 
   it('gives virtwire valid forwards (one map element each) and iptables one DNAT rule each, in the same order', () => {
-    const elements = forwardElements(benchForwards(1000, path), 4);
+    const elements = forwardElements(benchForwards(1000, path, true), 4);
     expect(elements).toHaveLength(1000);
     expect(elements.at(-1)).toBe(`${MEASURED_PORT} . tcp . 198.51.100.65 . 0.0.0.0/0 : 203.0.113.66 . 8080`);
+    // On every address: the port map's, the same forwards.
+    const anyAddress = benchForwards(1000, path, false);
+    expect(forwardElements(anyAddress, 4)).toEqual([]);
+    expect(portElements(anyAddress, 4)).toHaveLength(1000);
+    expect(portElements(anyAddress, 4).at(-1)).toBe(`${MEASURED_PORT} . tcp : 203.0.113.66 . 8080`);
     const rules = iptablesRules(1000, path).split('\n').filter((l) => l.startsWith('-A PREROUTING'));
     expect(rules).toHaveLength(1000);
     expect(rules.at(-1)).toBe(`-A PREROUTING -d 198.51.100.65/32 -p tcp -m tcp --dport ${MEASURED_PORT} -j DNAT --to-destination 203.0.113.66:8080`);

@@ -79,10 +79,10 @@ describe.skipIf(!canNetns && !mustRunEverything)('host against ledger, on real n
   });
 
   it('an element deleted by hand is named, with its forward and NIC', async () => {
-    await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'fwd4', '{ 8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80 }']);
+    await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'port4', '{ 8080 . tcp : 192.168.122.10 . 80 }']);
     await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'fwd4', '{ 5001 . udp . 0.0.0.0/0 . 192.0.2.7/32 : 192.168.122.10 . 5001 }']);
     expect(await status()).toEqual({ state: 'not matching', problems: [
-      `${WHO} NIC ${MAC}: forward tcp *:8080 -> 192.168.122.10:80 is missing from nft map fwd4; run "virtwire reconcile"`,
+      `${WHO} NIC ${MAC}: forward tcp *:8080 -> 192.168.122.10:80 is missing from nft map port4; run "virtwire reconcile"`,
       `${WHO} NIC ${MAC}: forward udp *:5000-5001 -> 192.168.122.10:5000-5001 from 10.0.0.0/8,192.0.2.7/32 is missing from nft map fwd4 (1 of its 4 elements); run "virtwire reconcile"`,
     ] });
     await apply();
@@ -91,19 +91,19 @@ describe.skipIf(!canNetns && !mustRunEverything)('host against ledger, on real n
 
   it('a hairpin pair deleted, and an element added by hand, are named', async () => {
     await mustRun(ns.run, ['nft', 'delete', 'element', 'inet', 'virtwire', 'hairpin6', '{ fd00:77::/64 . fd00:77::10 }']);
-    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'fwd4', '{ 9999 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 22 }']);
-    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'fwd4', '{ 9998 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.99 . 22 }']);
+    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'port4', '{ 9999 . tcp : 192.168.122.10 . 22 }']);
+    await mustRun(ns.run, ['nft', 'add', 'element', 'inet', 'virtwire', 'port4', '{ 9998 . tcp : 192.168.122.99 . 22 }']);
     expect((await status()).problems).toEqual([
       `${WHO}: hairpin pair fd00:77::/64 . fd00:77::10 is missing from nft set hairpin6 (neighbour guests get no reply through its host ports); run "virtwire reconcile"`,
-      `${WHO}: nft map fwd4 holds 9999 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 22, which its ledger entry does not have; run "virtwire reconcile"`,
+      `${WHO}: nft map port4 holds 9999 . tcp : 192.168.122.10 . 22, which its ledger entry does not have; run "virtwire reconcile"`,
     ]);
     expect(strayElements(await readHostView(ns.run, ledger, configFile))).toEqual([
-      'nft map fwd4 holds 9998 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.99 . 22, which no ledger entry has (left behind, or added by hand); run "virtwire reconcile"',
+      'nft map port4 holds 9998 . tcp : 192.168.122.99 . 22, which no ledger entry has (left behind, or added by hand); run "virtwire reconcile"',
     ]);
   });
 
   it('a chain deleted or flushed by hand is named', async () => {
-    expect([...tableChains()]).toEqual([['prerouting', 2], ['output', 2], ['postrouting', 2]]);
+    expect([...tableChains()]).toEqual([['prerouting', 4], ['output', 4], ['postrouting', 2]]);
     await mustRun(ns.run, ['nft', 'delete', 'chain', 'inet', 'virtwire', 'output']);
     await mustRun(ns.run, ['nft', 'flush', 'chain', 'inet', 'virtwire', 'postrouting']);
     expect((await status()).problems).toEqual([

@@ -2,7 +2,7 @@
 // the conflict check let through) into a script the real nft accepts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { forwardElements, renderTable } from '../../src/host/nft-script.js';
+import { forwardElements, portElements, renderTable } from '../../src/host/nft-script.js';
 import { bigIntToIp, minimalCidrs, parseCidr, type Cidr, type Family } from '../../src/model/addr.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
@@ -59,7 +59,9 @@ describe('nft rendering properties', () => {
     await holds(fc.property(forwards, (fs) => {
       for (const family of [4, 6] as const) {
         const expected = fs.filter((f) => f.family === family).reduce((n, f) => n + (f.host.hi - f.host.lo + 1) * Math.max(1, f.from.length), 0);
-        expect(forwardElements(fs, family)).toHaveLength(expected);
+        expect(forwardElements(fs, family).length + portElements(fs, family).length).toBe(expected);
+        // Every element of the port map is a forward on every address from every source.
+        expect(portElements(fs, family)).toHaveLength(fs.filter((f) => f.family === family && f.listen === undefined && f.from.length === 0).reduce((n, f) => n + f.host.hi - f.host.lo + 1, 0));
       }
       expect(renderTable(fs, MARK)).toContain('table inet virtwire {');
     }), 200);

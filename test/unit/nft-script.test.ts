@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderTable, renderTeardown, renderAdditions, countElements, forwardElements, hairpinElements, tableLayout } from '../../src/host/nft-script.js';
+import { renderTable, renderTeardown, renderAdditions, countElements, forwardElements, hairpinElements, portElements, tableLayout } from '../../src/host/nft-script.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 import { ROOT } from './helpers.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
@@ -26,9 +26,15 @@ describe('nft table rendering', () => {
     expect(script).toBe(readFileSync(EXPECTED, 'utf8'));
   });
 
-  it('expands a remapped range port by port and one element per source', () => {
+  it('puts a forward on every address from every source in the port map, keyed by port and proto alone', () => {
+    expect(portElements(SAMPLE, 4)).toEqual(['8080 . tcp : 192.168.122.10 . 80']);
+    expect(portElements(SAMPLE, 6)).toEqual(['8080 . tcp : fd00:77::10 . 80']);
+    expect(forwardElements(SAMPLE, 6)).toEqual([]);
+    expect(portElements([{ ...SAMPLE[2]!, listen: undefined }], 4)).toEqual(['9000 . tcp : 192.168.122.11 . 3000', '9001 . tcp : 192.168.122.11 . 3001', '9002 . tcp : 192.168.122.11 . 3002']);
+  });
+
+  it('expands a remapped range port by port and one element per source in the forward map', () => {
     expect(forwardElements(SAMPLE, 4)).toEqual([
-      '8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80',
       '5353 . udp . 0.0.0.0/0 . 198.51.100.0/24 : 192.168.122.10 . 5353',
       '5353 . udp . 0.0.0.0/0 . 203.0.113.0/25 : 192.168.122.10 . 5353',
       '9000 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3000',
@@ -60,7 +66,7 @@ describe('one VM\'s elements added to the table as it is (qemu prepare)', () => 
     expect(renderAdditions(VM2, countElements([VM1, VM2]))).toBe([
       'add element inet virtwire fwd4 { 9000 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3000, 9001 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3001, 9002 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3002 }',
       'add element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.11 }',
-      'add element inet virtwire fwd6 { 8080 . tcp . ::/0 . ::/0 : fd00:77::10 . 80 }',
+      'add element inet virtwire port6 { 8080 . tcp : fd00:77::10 . 80 }',
       'add element inet virtwire hairpin6 { fd00:77::/64 . fd00:77::10 }',
       '',
     ].join('\n'));
@@ -82,7 +88,7 @@ describe('a VM\'s teardown script (run by the qemu shim at stopped/release)', ()
       `# virtwire teardown of VM ${UUID}`,
       'delete element inet virtwire fwd4 { 9000 . tcp . 192.0.2.1 . 0.0.0.0/0, 9001 . tcp . 192.0.2.1 . 0.0.0.0/0, 9002 . tcp . 192.0.2.1 . 0.0.0.0/0 }',
       'delete element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.11 }',
-      'delete element inet virtwire fwd6 { 8080 . tcp . ::/0 . ::/0 }',
+      'delete element inet virtwire port6 { 8080 . tcp }',
       'delete element inet virtwire hairpin6 { fd00:77::/64 . fd00:77::10 }',
       '',
     ].join('\n'));
@@ -106,8 +112,8 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft accepts the script (real n
   it('loads, and replaces itself atomically when applied twice', async () => {
     await mustRun(ns.run, ['nft', '-f', '-'], renderTable(SAMPLE, 0x10000000));
     await mustRun(ns.run, ['nft', '-f', '-'], renderTable(SAMPLE.slice(0, 1), 0x10000000));
-    const listing = await mustRun(ns.run, ['nft', 'list', 'map', 'inet', 'virtwire', 'fwd4']);
-    expect(listing).toContain('8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80');
+    const listing = await mustRun(ns.run, ['nft', 'list', 'table', 'inet', 'virtwire']);
+    expect(listing).toContain('8080 . tcp : 192.168.122.10 . 80');
     expect(listing).not.toContain('5353');
   });
 
@@ -118,7 +124,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft accepts the script (real n
     const left = await mustRun(ns.run, ['nft', 'list', 'table', 'inet', 'virtwire']);
     expect(left).not.toContain('192.168.122.10');
     expect(left).toContain('9002 . tcp . 192.0.2.1 . 0.0.0.0/0 : 192.168.122.11 . 3002');
-    expect(left).toContain('8080 . tcp . ::/0 . ::/0 : fd00:77::10 . 80');
+    expect(left).toContain('8080 . tcp : fd00:77::10 . 80');
     // What the shim relies on to hand a changed table to Node: nothing is half-deleted.
     expect((await ns.run(['nft', '-f', '-'], { input: script })).exitCode).not.toBe(0);
     expect(await mustRun(ns.run, ['nft', 'list', 'table', 'inet', 'virtwire'])).toBe(left);

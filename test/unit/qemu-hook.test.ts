@@ -57,12 +57,12 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
   it('prepare reserves and applies (start does nothing), stopped removes exactly it, release finds nothing left', async () => {
     expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
     expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8'))).toMatchObject({ name: NAME_A, state: 'applied' });
-    expect(await table()).toContain('8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80');
+    expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
     expect(await forwardRule()).toHaveLength(1);
     // The teardown the shim runs at stopped/release with no Node: exactly this VM's elements.
     expect(readFileSync(teardownFile(UUID_A), 'utf8')).toBe([
       `# virtwire teardown of VM ${UUID_A}`,
-      'delete element inet virtwire fwd4 { 8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0, 5353 . udp . 0.0.0.0/0 . 0.0.0.0/0 }',
+      'delete element inet virtwire port4 { 8080 . tcp, 5353 . udp }',
       'delete element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.10 }',
       '',
     ].join('\n'));
@@ -127,7 +127,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
       runs('web-new', xml);
       const { moved } = await rewireVm(ctx, parseDomain(xml));
       expect(moved).toContain('+tcp *:8080 -> 192.168.122.99:80');
-      expect(await table()).toContain('8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.99 . 80');
+      expect(await table()).toContain('8080 . tcp : 192.168.122.99 . 80');
     } finally {
       watcher.kill();
     }
@@ -141,7 +141,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
       </vw:nic></vw:applied></vw:wiring>`;
     const xml = domainXml('web-stale', [{ mac: '52:54:00:77:00:10' }], record, UUID_A);
     expect(await hook('prepare', xml)).toEqual({ exitCode: 0 });
-    expect(await table()).toContain('8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80');
+    expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
     expect(await table()).not.toContain('8081');
     const warning = readFileSync(paths.logFile, 'utf8').split('\n').find((l) => l.includes(' warning: '));
     expect(warning).toContain('VM "web-stale": the wiring recorded in its <metadata> is stale, the templates now give: NIC 52:54:00:77:00:10: +tcp *:8080 -> 192.168.122.10:80, +udp *:5353 -> 192.168.122.10:5353, -tcp *:8081 -> 192.168.122.10:80; starting with what the templates give — run "virtwire apply web-stale" to record it');
@@ -163,7 +163,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8090, guest: 80}\n' });
     const moved = await rewireVm(ctx, parseDomain(vmA()));
     expect(moved.moved).toEqual(['+tcp *:8090 -> 192.168.122.10:80', '-tcp *:8080 -> 192.168.122.10:80', '-udp *:5353 -> 192.168.122.10:5353']);
-    expect(await table()).toContain('8090 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80');
+    expect(await table()).toContain('8090 . tcp : 192.168.122.10 . 80');
     expect(await table()).not.toContain('8080');
     // web-b runs with 8090 too (its entry applied); a second rewire of A must be refused and leave A's forward.
     writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 5\nbinding: nat\naddress: 192.168.122.11\nforwards:\n  - {proto: tcp, host: 9000, guest: 80}\n' });
@@ -171,8 +171,8 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     await rewireVm(ctx, parseDomain(vmB()));
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9000, guest: 80}\n' });
     await expect(rewireVm(ctx, parseDomain(vmA()))).rejects.toThrow(/tcp port 9000 .* already forwarded to running VM "web-b"/);
-    expect(await table()).toContain('8090 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80');
-    expect(await table()).toContain('9000 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.11 . 80');
+    expect(await table()).toContain('8090 . tcp : 192.168.122.10 . 80');
+    expect(await table()).toContain('9000 . tcp : 192.168.122.11 . 80');
   });
 
   it('a second VM claiming the same host port is refused at prepare; the first keeps its forward', async () => {
@@ -270,12 +270,12 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
       return (await hook('prepare', v.xml)).exitCode;
     }));
     const t = await table();
-    for (let i = 0; i < 8; i++) if (i !== 3) expect(t).toContain(`${9100 + i} . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.${60 + i} . 80`);
+    for (let i = 0; i < 8; i++) if (i !== 3) expect(t).toContain(`${9100 + i} . tcp : 192.168.122.${60 + i} . 80`);
     expect(results.filter((r, i) => i !== 3 && i !== 8)).toEqual([0, 0, 0, 0, 0, 0, 0]);
     expect([results[3], results[8]].sort()).toEqual([0, 1]);
     const winner = results[3] === 0 ? vms[3]! : vms[8]!;
-    expect(t).toContain(`9103 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : ${winner.addr} . 80`);
-    expect(t).not.toContain(`9103 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : ${(winner === vms[3] ? vms[8] : vms[3])!.addr} . 80`);
+    expect(t).toContain(`9103 . tcp : ${winner.addr} . 80`);
+    expect(t).not.toContain(`9103 . tcp : ${(winner === vms[3] ? vms[8] : vms[3])!.addr} . 80`);
     expect(readdirSync(join(paths.runDir, 'vms')).filter((f) => f.endsWith('.json'))).toHaveLength(8);
     recordFigure('concurrency', '9 VM starts at once through the qemu hook, two of them wanting one port', 'unit', 9);
   });
@@ -370,7 +370,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
       expect(await teardownVm(ctx, UUID_B, 'release', session)).toBe(false);
       // Its elements deleted under the ledger: nft refuses the script, the entry stays for the hook to converge.
       writeFileSync(teardownFile(UUID_B), script);
-      await mustRun(ns.run, ['nft', 'flush', 'map', 'inet', 'virtwire', 'fwd4']);
+      await mustRun(ns.run, ['nft', 'flush', 'map', 'inet', 'virtwire', 'port4']);
       expect(await teardownVm(ctx, UUID_B, 'release', session)).toBe(false);
       expect([existsSync(entryFile(UUID_B)), existsSync(teardownFile(UUID_B))]).toEqual([true, true]);
       expect(readFileSync(paths.logFile, 'utf8')).toMatch(/VM "web-b" teardown: nft refused it \(.*Error: Could not process rule: No such file or directory.*\); the hook converges instead/);
@@ -391,8 +391,8 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
     runs('web-b', vmB());
     const whole = 'table inet virtwire {}';
-    expect(await startA()).toEqual(['add element inet virtwire fwd4 { 8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80, 5353 . udp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 5353 }']);
-    expect(scripts[0]).toBe('add element inet virtwire fwd4 { 8080 . tcp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 80, 5353 . udp . 0.0.0.0/0 . 0.0.0.0/0 : 192.168.122.10 . 5353 }\nadd element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.10 }\n');
+    expect(await startA()).toEqual(['add element inet virtwire port4 { 8080 . tcp : 192.168.122.10 . 80, 5353 . udp : 192.168.122.10 . 5353 }']);
+    expect(scripts[0]).toBe('add element inet virtwire port4 { 8080 . tcp : 192.168.122.10 . 80, 5353 . udp : 192.168.122.10 . 5353 }\nadd element inet virtwire hairpin4 { 192.168.122.0/24 . 192.168.122.10 }\n');
     // nft lists elements in the order they came: compare the sets of elements.
     const elementsSorted = (t: string): string => t.replace(/elements = \{([^}]*)\}/g, (_m, body: string) => `elements = { ${body.split(',').map((e) => e.trim()).sort().join(', ')} }`);
     const added = elementsSorted(await table());
