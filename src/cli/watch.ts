@@ -3,7 +3,7 @@
 // virt-manager path). Events are triggers only: every sync re-reads the
 // domains by UUID from libvirt and acts on what changed since the last one.
 import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { LibvirtClient, type Domain } from '../libvirt/client.js';
 import { LibvirtEvents, type EventTrigger } from '../libvirt/events.js';
 import { loadConfig } from '../policy/config.js';
@@ -70,11 +70,12 @@ export class Watcher {
   private readonly state: WatchState;
   private readonly deps: WatcherDeps;
   private prepareServer: PrepareServer | undefined;
-  /** Served teardowns' nft (started on first use). */
-  private readonly nft = new NftSession();
+  /** The nft that served prepares and teardowns run their scripts through (started on first use). */
+  private readonly nft: NftSession;
 
   constructor(private readonly o: WatcherOptions) {
     this.log = new Log(o.paths.logFile, 'watch');
+    this.nft = new NftSession(join(o.paths.runDir, 'nft-session.nft'));
     this.deps = {
       newClient: () => new LibvirtClient({ uri: o.uri }),
       applyDomain: (client, d, templates) => applyDomain(client, o.paths, () => this.context(), templates, d),
@@ -135,13 +136,13 @@ export class Watcher {
     const server = new PrepareServer({
       runDir: paths.runDir,
       prepare: (xml, early) => {
-        const ctx = makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook');
+        const ctx = this.hookContext();
         return handleQemuHook(ctx, [domainNameIn(xml), 'prepare', 'begin', '-'], () => Promise.resolve(xml), {
           claimed: (uuid) => early.claimed(uuid),
           settled: (refusal) => early.settled(refusal === undefined ? undefined : refusalLine(ctx, refusal)),
         });
       },
-      teardown: (uuid, op) => teardownVm(makeContext(paths, run, { hostSockets: () => hostSockets() }, 'qemu-hook'), uuid, op, this.nft),
+      teardown: (uuid, op) => teardownVm(this.hookContext(), uuid, op),
       mustRunNode: () => pluginFiles(paths.pluginsDir).length > 0,
       log: this.log,
     });
@@ -168,8 +169,13 @@ export class Watcher {
     this.work = this.work.then(job).catch((err: unknown) => this.note(`${what}: error: ${errorMessage(err)}`, true));
   }
 
+  /** A fresh context for one served hook operation, as the hook's own run would make, with the long-lived nft. */
+  private hookContext(): HookContext {
+    return { ...makeContext(this.o.paths, this.o.run, { hostSockets: () => hostSockets() }, 'qemu-hook'), nft: this.nft };
+  }
+
   private context(): HookContext {
-    return (this.ctx ??= makeContext(this.o.paths, this.o.run, { hostSockets: () => hostSockets() }, 'watch'));
+    return (this.ctx ??= { ...makeContext(this.o.paths, this.o.run, { hostSockets: () => hostSockets() }, 'watch'), nft: this.nft });
   }
 
   /** Start-up and after every reconnect: every domain applied, what undefined ones held released, the host made to match the ledger. */

@@ -1,3 +1,4 @@
+import type { NftSession } from '../host/nft-session.js';
 import { networkInterfaces } from 'node:os';
 import type { Paths } from '../paths.js';
 import type { Runner } from '../host/run.js';
@@ -19,7 +20,8 @@ export interface HookContext {
   run: Runner;
   ledger: Ledger;
   log: Log;
-  hostSockets: () => HostSocket[];
+  /** The host's sockets that receive connections: read concurrently (see host/listening.ts), never failing. */
+  hostSockets: () => Promise<HostSocket[]>;
   /** The host's own addresses (every interface of this network namespace). */
   hostAddresses: () => string[];
   /** The live network from libvirt's status file — never the libvirt API (the daemon is waiting for us). */
@@ -30,12 +32,14 @@ export interface HookContext {
   runningUuids: () => Set<string>;
   /** DHCP leases on a live network. */
   leases: (network: string) => Lease[];
+  /** The watcher's long-lived nft (host/nft-session.ts): nft scripts go through it when it is there. */
+  nft?: NftSession;
   /** Host ports `virtwire apply` allocated to a VM's NIC under a key (the allocation store, read without a lock). */
   allocated: (uuid: string, mac: string, key: string) => PortRange | undefined;
 }
 
 export interface HostProbes {
-  hostSockets: () => HostSocket[];
+  hostSockets: () => Promise<HostSocket[]>;
   hostAddresses?: () => string[];
 }
 

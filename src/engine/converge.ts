@@ -8,6 +8,7 @@ import { convergeLinks } from './links.js';
 import { convergeVfs } from './vfs.js';
 import { entryIsLive } from '../state/liveness.js';
 import { quoted } from '../errors.js';
+import type { NftSession } from '../host/nft-session.js';
 
 export interface HostDeps {
   run: Runner;
@@ -21,6 +22,8 @@ export interface HostDeps {
    * an entry that is still "reserved" and nothing applied that is not tracked.
    */
   include?: VmEntry;
+  /** The watcher's long-lived nft: the table's scripts go through it (no process to start, no RCU wait at its exit). */
+  nft?: NftSession;
 }
 
 /**
@@ -61,14 +64,14 @@ export async function converge(deps: HostDeps): Promise<string[]> {
     // The table and the read of libvirt's chains at once: they are independent, and each takes
     // several processes' time (a whole write, which deletes the old table, also waits out an RCU
     // grace period when its nft exits: host/nft-session.ts).
-    const [written, probes] = await Promise.all([writeTable(run, forwards, mark, additions), probeTargets(run)]);
+    const [written, probes] = await Promise.all([writeTable(deps, forwards, additions), probeTargets(run)]);
     done.push(written);
     for (const p of probes) if (await setAccept(run, p.target, mark, p.listing)) done.push(`accept placed first in ${targetName(p.target)}`);
     ledger.putHost({ ...ledger.getHost(), schema: LEDGER_SCHEMA, table: true, mark, layout, accepts: probes.map((p) => p.target), updatedAt: new Date().toISOString() });
   } else {
     // The live ruleset decides, not host.json: a hook killed after nft and before
     // recording it must not leave the table behind.
-    done.push(...(await removeFromHost(run, ledger, await detectTargets(run), true)));
+    done.push(...(await removeFromHost(deps, await detectTargets(run), true)));
   }
   // Links of reserved entries too: prepare makes them before QEMU runs, and the entry is still "reserved" then.
   done.push(...(await convergeLinks(run, ledger, [...entries, ...(include ? [include] : [])].flatMap(entryLinks))));
@@ -82,13 +85,10 @@ export async function converge(deps: HostDeps): Promise<string[]> {
  * others' already there) when given, else — or when nft refuses them (the
  * table flushed or changed under us) — written whole. Returns the note.
  */
-async function writeTable(run: Runner, forwards: readonly ResolvedForward[], mark: number, additions: string | undefined): Promise<string> {
+async function writeTable(deps: HostDeps, forwards: readonly ResolvedForward[], additions: string | undefined): Promise<string> {
   if (additions === '') return `nft table inet virtwire: ${forwards.length} forward(s), nothing to add`;
-  if (additions !== undefined) {
-    const r = await run(['nft', '-f', '-'], { input: additions, timeoutMs: 15_000 });
-    if (r.exitCode === 0) return `nft table inet virtwire: ${forwards.length} forward(s), this VM's added`;
-  }
-  await mustRun(run, ['nft', '-f', '-'], renderTable(forwards, mark));
+  if (additions !== undefined && (await nftScript(deps, additions)).ok) return `nft table inet virtwire: ${forwards.length} forward(s), this VM's added`;
+  await mustNftScript(deps, renderTable(forwards, deps.mark));
   return `nft table inet virtwire: ${forwards.length} forward(s)${additions === undefined ? '' : ' (written whole: nft refused adding this VM\'s alone)'}`;
 }
 
@@ -123,7 +123,27 @@ export async function purgeHost(run: Runner, ledger: Ledger): Promise<string[]> 
   const done = ledger.listVms().map((e) => { ledger.removeVm(e.uuid); return `dropped ${quoted(e.name)}`; });
   dropStaleTeardowns(ledger, undefined);
   done.push(...(await convergeLinks(run, ledger, [])), ...(await convergeVfs(run, ledger, [])));
-  return [...done, ...(await removeFromHost(run, ledger, await detectTargets(run), true))];
+  return [...done, ...(await removeFromHost({ run, ledger }, await detectTargets(run), true))];
+}
+
+/**
+ * An nft script run as one transaction: through the watcher's long-lived nft
+ * when there is one (no process to start; host/nft-session.ts), else `nft -f -`.
+ */
+async function nftScript(deps: Pick<HostDeps, 'run' | 'nft'>, script: string): Promise<{ ok: boolean; errors: string }> {
+  if (deps.nft) return deps.nft.run(script);
+  const r = await deps.run(['nft', '-f', '-'], { input: script, timeoutMs: 15_000 });
+  return { ok: r.exitCode === 0, errors: r.exitCode === 0 ? '' : r.stderr.trim() || `exit ${r.exitCode}` };
+}
+
+/** nftScript, throwing with nft's own first lines when it fails. */
+async function mustNftScript(deps: Pick<HostDeps, 'run' | 'nft'>, script: string): Promise<void> {
+  if (!deps.nft) {
+    await mustRun(deps.run, ['nft', '-f', '-'], script);
+    return;
+  }
+  const r = await deps.nft.run(script);
+  if (!r.ok) throw new Error(`nft -i (the watcher's) failed: ${r.errors.split('\n').slice(0, 3).join(' | ')}`);
 }
 
 /**
@@ -131,14 +151,15 @@ export async function purgeHost(run: Runner, ledger: Ledger): Promise<string[]> 
  * otherwise trust the ledger's record of the table (a hook with nothing to
  * remove then runs no nft command).
  */
-async function removeFromHost(run: Runner, ledger: Ledger, present: AcceptTarget[], always: boolean): Promise<string[]> {
+async function removeFromHost(deps: Pick<HostDeps, 'run' | 'ledger' | 'nft'>, present: AcceptTarget[], always: boolean): Promise<string[]> {
+  const { run, ledger } = deps;
   const done: string[] = [];
   const before = ledger.getHost();
   const hasTable = always
     ? (await run(['nft', 'list', 'table', 'inet', TABLE], { timeoutMs: 15_000 })).exitCode === 0
     : before.table || before.accepts.length > 0;
   if (hasTable) {
-    await mustRun(run, ['nft', '-f', '-'], renderDeleteTable());
+    await mustNftScript(deps, renderDeleteTable());
     done.push(`nft table inet ${TABLE} removed`);
   }
   // setAccept(…, null) deletes every rule matching virtwire's comment, whatever its mark.

@@ -26,7 +26,6 @@ import type { VmPlan } from '../plan/types.js';
 import { UserError, errorMessage, oneLine, quoted, shellWord } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { TEARDOWN_HEADER } from '../host/nft-script.js';
-import type { NftSession } from '../host/nft-session.js';
 
 /**
  * qemu prepare: plan the VM, check and reserve what it will hold, and apply
@@ -59,7 +58,9 @@ export async function prepareVm(context: HookContext, domain: DomainInfo, early?
     const why = !link?.bridge ? `the host has no bridge ${tapVlan.bridge}` : vlanFilteringRefusal(tapVlan.bridge, link.vlanFiltering);
     if (why) throw new UserError(`VM ${quoted(domain.name)} NIC ${nic}: ${why}`);
   }
-  // Read before the lock, each status file once: parsing them is the slow part.
+  // Read before the lock, each status file once: parsing them is the slow part. The host's
+  // sockets are read on libuv's threads meanwhile, and while the lock is being taken.
+  const sockets = forwards.length ? ctx.hostSockets() : Promise.resolve([]);
   const { domains: running, uuids: runningUuids } = forwards.length ? ctx.running() : { domains: [], uuids: ctx.runningUuids() };
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate(); // under the lock: one rotating process at a time
@@ -75,23 +76,23 @@ export async function prepareVm(context: HookContext, domain: DomainInfo, early?
       // A leftover entry (e.g. a crash skipped release) must not linger, nor what it applied.
       const dropped = ctx.ledger.removeVm(domain.uuid);
       if (!dropped && !ctx.ledger.hasTeardown(domain.uuid)) return notes;
-      return [...notes, dropped ? 'dropped a stale ledger entry' : 'dropped a stale teardown', ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids }))];
+      return [...notes, dropped ? 'dropped a stale ledger entry' : 'dropped a stale teardown', ...(await converge({ run: ctx.run, nft: ctx.nft, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids }))];
     }
     const reserved = claim(domain, planned.plan, planned.config, {
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
-      hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
+      hostSockets: await sockets, log: (m) => ctx.log.info(m),
     }, 'reserved');
     ctx.ledger.putVm(reserved); // a full disk refuses here, before anything is applied
     const applied = { ...reserved, state: 'applied' as const };
     const mark = planned.config.firewall.mark;
     try {
       early?.claimed(domain.uuid);
-      notes.push(...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids, include: applied })));
+      notes.push(...(await converge({ run: ctx.run, nft: ctx.nft, ledger: ctx.ledger, mark, running: runningUuids, include: applied })));
       ctx.ledger.putVm(applied);
     } catch (err) {
       // All or nothing: the start is refused, so take back what it added.
       ctx.ledger.removeVm(domain.uuid);
-      await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids })
+      await converge({ run: ctx.run, nft: ctx.nft, ledger: ctx.ledger, mark, running: runningUuids })
         .catch((undo: unknown) => ctx.log.error(`VM ${quoted(domain.name)} prepare: could not take back what it added (${errorMessage(undo)}); its release or "virtwire reconcile" removes it`));
       const refusal = err instanceof UserError ? new UserError(`VM ${quoted(domain.name)}: ${err.message}`) : err;
       early?.settled(refusal);
@@ -164,13 +165,15 @@ export async function startVm(context: HookContext, domain: DomainInfo): Promise
  * qemu stopped/release served by the watcher: the VM's teardown script (what
  * its start added: converge.ts writeTeardowns) run under the lock, and its
  * entry, teardown and start marker removed — what the shim does itself
- * (hooks/qemu vw_teardown), through the watcher's long-lived nft, which does
- * not wait out an RCU grace period as an nft that deletes does at its exit
- * (host/nft-session.ts). True: done, or nothing was left to do. False: the
- * shim goes on as it would without the watcher (no teardown while an entry
- * is there, another VM's header, nft refused it).
+ * (hooks/qemu vw_teardown), through the watcher's long-lived nft (ctx.nft),
+ * which does not wait out an RCU grace period as an nft that deletes does at
+ * its exit (host/nft-session.ts). True: done, or nothing was left to do.
+ * False: the shim goes on as it would without the watcher (no long-lived
+ * nft, no teardown while an entry is there, another VM's header, nft refused it).
  */
-export async function teardownVm(ctx: HookContext, uuid: string, op: 'stopped' | 'release', session: NftSession): Promise<boolean> {
+export async function teardownVm(ctx: HookContext, uuid: string, op: 'stopped' | 'release'): Promise<boolean> {
+  const session = ctx.nft;
+  if (!session) return false;
   return withLock(ctx.ledger.lockFile, async () => {
     const file = ctx.ledger.teardownFile(uuid);
     let head: string | undefined;
@@ -215,11 +218,12 @@ export async function rewireVm(context: HookContext, domain: DomainInfo): Promis
   const { domains: running, uuids } = ctx.running();
   const runningUuids = new Set([...uuids, domain.uuid]);
   const mark = loadConfig(ctx.paths.configFile).firewall.mark;
+  const sockets = forwards.length ? ctx.hostSockets() : Promise.resolve([]);
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate();
     const entry = planned && forwards.length + planned.plan.links.length ? claim(domain, planned.plan, planned.config, {
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
-      hostSockets: ctx.hostSockets, log: (m) => ctx.log.info(m),
+      hostSockets: await sockets, log: (m) => ctx.log.info(m),
     }, 'applied') : undefined;
     const held = ctx.ledger.getVm(domain.uuid);
     const before = new Set(entryForwards(held ?? { nics: [] }).map(describeForward));
@@ -231,7 +235,7 @@ export async function rewireVm(context: HookContext, domain: DomainInfo): Promis
     // Nothing to move (the watcher asks after every event): no nft transaction. Drift is reconcile's to mend.
     if (moved.length === 0 && !linksMoved && (held ? held.state === 'applied' : !entry)) return { moved, notes: [] };
     if (!entry) ctx.ledger.removeVm(domain.uuid);
-    const notes = [...recoverLedger(ctx, runningUuids), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark, running: runningUuids, include: entry }))];
+    const notes = [...recoverLedger(ctx, runningUuids), ...(await converge({ run: ctx.run, nft: ctx.nft, ledger: ctx.ledger, mark, running: runningUuids, include: entry }))];
     if (entry) ctx.ledger.putVm(entry);
     return { moved, notes };
   });
@@ -260,7 +264,7 @@ export async function settleVm(context: HookContext, domain: DomainInfo, how: 'r
       ctx.ledger.removeVm(domain.uuid);
     }
     const recovered = recoverLedger(ctx, running, how === 'reconnect' ? domain : undefined);
-    return [...dropped, ...recovered, ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
+    return [...dropped, ...recovered, ...(await converge({ run: ctx.run, nft: ctx.nft, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
   });
 }
 
@@ -278,7 +282,7 @@ export async function reassertNetwork(context: HookContext, net: NetworkInfo | u
   return withLock(ctx.ledger.lockFile, async () => {
     ctx.log.rotate();
     const withdrawn = net ? withdrawUnfit(ctx, net) : [];
-    return [...withdrawn, ...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
+    return [...withdrawn, ...recoverLedger(ctx, running), ...(await converge({ run: ctx.run, nft: ctx.nft, ledger: ctx.ledger, mark: markForCleanup(ctx), running }))];
   });
 }
 
@@ -323,7 +327,7 @@ export async function reconcile(context: HookContext): Promise<{ notes: string[]
     } catch (err) {
       unresolved.push(errorMessage(err));
     }
-    notes.push(...(await converge({ run: ctx.run, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids })));
+    notes.push(...(await converge({ run: ctx.run, nft: ctx.nft, ledger: ctx.ledger, mark: markForCleanup(ctx), running: runningUuids })));
     return { notes, unresolved };
   });
 }

@@ -88,7 +88,8 @@ export interface ClaimSources {
   running: readonly RunningDomain[];
   runningUuids: ReadonlySet<string>;
   leases: (network: string) => readonly Lease[];
-  hostSockets: () => HostSocket[];
+  /** The host's listening sockets, read before the lock was taken (engine/lifecycle.ts). */
+  hostSockets: readonly HostSocket[];
   log: (msg: string) => void;
 }
 
@@ -123,7 +124,7 @@ export function rebuildCorrupt(ctx: EngineContext, readRunning: () => readonly R
         const entry = claim(vm.domain, planned.plan, planned.config, {
           ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
           // It already runs with these ports: the host's own sockets were checked at its start.
-          hostSockets: () => [], log: (m) => ctx.log.info(m),
+          hostSockets: [], log: (m) => ctx.log.info(m),
         }, 'applied');
         ctx.ledger.putVm(entry);
       }
@@ -154,7 +155,7 @@ export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, sr
     others.push(e);
   }
   checkOwnership(domain, plan.forwards, otherViews(domain.uuid, src.running, others, src.network), src.leases);
-  checkConflicts(domain.name, plan.forwards, others.map((e) => ({ ...e, forwards: entryForwards(e) })), src.hostSockets());
+  checkConflicts(domain.name, plan.forwards, others.map((e) => ({ ...e, forwards: entryForwards(e) })), src.hostSockets);
   checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap(entryForwards)), config.limits);
   checkLinks(domain.name, plan.links.map((l) => l.link), others);
   checkVfs(domain.name, plan.vfs.map((v) => v.vf), others);

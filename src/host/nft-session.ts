@@ -14,6 +14,7 @@
 // exist, named by this session and a counter: nft echoes that command back in
 // its error, which nothing else prints.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 
 export interface NftSessionResult {
@@ -43,13 +44,30 @@ export class NftSession {
   private queue: Promise<unknown> = Promise.resolve();
   private pending: Pending | undefined;
 
-  /** `command`: the nft to run, ['nft', '-i'] on the host (a test runs it in its netns). */
-  constructor(private readonly command: readonly string[] = ['nft', '-i']) {}
+  /**
+   * `scratch`: the file `run` writes each script to (root's, in virtwire's
+   * run directory). `command`: the nft to run, ['nft', '-i'] on the host (a
+   * test runs it in its netns).
+   */
+  constructor(private readonly scratch: string, private readonly command: readonly string[] = ['nft', '-i']) {}
 
   /** Runs FILE as one nft transaction; one at a time, in call order. */
   include(file: string, timeoutMs = 15_000): Promise<NftSessionResult> {
     if (!SAFE_PATH.test(file)) return Promise.reject(new Error(`nft session: not a path it includes: ${JSON.stringify(file)}`));
-    const run = this.queue.then(() => this.runOne(file, timeoutMs));
+    return this.enqueue(() => this.runOne(file, timeoutMs));
+  }
+
+  /** Runs a script as one nft transaction (as `nft -f -` would), through the scratch file; in call order with include. */
+  run(script: string, timeoutMs = 15_000): Promise<NftSessionResult> {
+    if (!SAFE_PATH.test(this.scratch)) return Promise.reject(new Error(`nft session: not a path it includes: ${JSON.stringify(this.scratch)}`));
+    return this.enqueue(() => {
+      writeFileSync(this.scratch, script, { mode: 0o600 });
+      return this.runOne(this.scratch, timeoutMs);
+    });
+  }
+
+  private enqueue(job: () => Promise<NftSessionResult>): Promise<NftSessionResult> {
+    const run = this.queue.then(job);
     this.queue = run.catch(() => undefined);
     return run;
   }

@@ -24,7 +24,7 @@ export function describeListen(f: ResolvedForward): string {
  * Refuses a VM's forwards that another VM already holds, that collide among
  * themselves, or that hit a port the host itself listens on.
  */
-export function checkConflicts(vmName: string, forwards: ResolvedForward[], others: OtherVm[], sockets: HostSocket[]): void {
+export function checkConflicts(vmName: string, forwards: ResolvedForward[], others: OtherVm[], sockets: readonly HostSocket[]): void {
   const vm = quoted(vmName);
   for (let i = 0; i < forwards.length; i++) {
     const f = forwards[i] as ResolvedForward;

@@ -42,7 +42,7 @@ describe.skipIf(!isRoot && process.env.CI !== 'true')('binding drop-ins', () => 
     // Drop-ins run for real; everything else (nft, iptables) is recorded, never run on this host.
     const run: Runner = async (argv, opts) => (argv[0]?.startsWith(paths.hooksDir) ? runCommand(argv, opts)
       : argv[0] === 'nft' && argv.includes('list') ? { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' } : { exitCode: 0, stdout: '', stderr: '' });
-    ctx = makeContext(paths, run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');
+    ctx = makeContext(paths, run, { hostSockets: async () => [], hostAddresses: () => [] }, 'test');
   });
 
   it('start gets the NIC, its tap and its settings in the environment; release runs when the VM stops, once', async () => {

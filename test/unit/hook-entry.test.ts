@@ -23,7 +23,7 @@ describe('hook entry: nothing escapes, and only prepare/migrate/restore may fail
     const paths: Paths = testPaths(root);
     const lines: string[] = [];
     const deps = {
-      makeContext: (): HookContext => makeContext(paths, noCommands, { hostSockets: () => [] }, 'test'),
+      makeContext: (): HookContext => makeContext(paths, noCommands, { hostSockets: async () => [] }, 'test'),
       fallbackLog: () => new Log(paths.logFile, 'fallback'),
       stderr: (l: string) => { lines.push(l); },
     };

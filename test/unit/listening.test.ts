@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseProcNet } from '../../src/host/listening.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { hostSockets, parseProcNet } from '../../src/host/listening.js';
+import { tempDir } from './helpers.js';
 import { checkConflicts } from '../../src/plan/conflicts.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 
@@ -19,6 +23,32 @@ describe('host listening sockets', () => {
       { proto: 'tcp', family: 4, address: '127.0.0.1', port: 3000 },
     ]);
     expect(parseProcNet(TCP6, 'tcp', 6)).toEqual([{ proto: 'tcp', family: 6, address: '::1', port: 8081 }]);
+  });
+
+  it('reads tcp, tcp6, udp and udp6 of a /proc/net, leaving out a file that is not there (IPv6 disabled)', async () => {
+    const dir = join(tempDir(), 'net');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'tcp'), TCP);
+    writeFileSync(join(dir, 'tcp6'), TCP6);
+    writeFileSync(join(dir, 'udp'), '  sl  local_address rem_address   st\n   0: 00000000:0035 00000000:0000 07 00000000:00000000\n');
+    expect(await hostSockets(dir)).toEqual([
+      { proto: 'tcp', family: 4, address: '0.0.0.0', port: 8080 },
+      { proto: 'tcp', family: 4, address: '127.0.0.1', port: 3000 },
+      { proto: 'tcp', family: 6, address: '::1', port: 8081 },
+      { proto: 'udp', family: 4, address: '0.0.0.0', port: 53 },
+    ]);
+    expect(await hostSockets(join(dir, 'missing'))).toEqual([]);
+  });
+
+  it('finds a socket this process listens on in the real /proc/net', async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
+    try {
+      const { port } = server.address() as { port: number };
+      expect(await hostSockets()).toContainEqual({ proto: 'tcp', family: 4, address: '0.0.0.0', port });
+    } finally {
+      server.close();
+    }
   });
 
   const f = (over: Partial<ResolvedForward> = {}): ResolvedForward => ({

@@ -19,7 +19,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft session', () => {
   beforeAll(async () => {
     ns = new ScratchNetns();
     await mustRun(ns.run, ['nft', '-f', '-'], 'table inet t {\n\tmap m {\n\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service\n\t}\n}\n');
-    session = new NftSession(['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    session = new NftSession(join(dir, 'scratch.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
   });
   afterAll(async () => {
     session.close();
@@ -48,6 +48,22 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft session', () => {
     const runs = Array.from({ length: 5 }, (_, i) => session.include(file(`n${i}.nft`, `${i % 2 ? 'delete' : 'add'} element inet t m { 10.0.0.5 . 80 : 10.1.1.5 . 80 }\n`)));
     expect((await Promise.all(runs)).map((r) => r.ok)).toEqual([true, true, true, true, true]);
     expect(await elements()).toContain('10.0.0.5 . 80');
+  });
+
+  it('runs a script given as text through its scratch file, in order with the included files', async () => {
+    const both = [
+      session.run('add element inet t m { 10.0.0.6 . 80 : 10.1.1.6 . 80 }\n'),
+      session.include(file('del6.nft', 'delete element inet t m { 10.0.0.6 . 80 : 10.1.1.6 . 80 }\n')),
+      session.run('add element inet t m { 10.0.0.7 . 80 : 10.1.1.7 . 80 }\n'),
+    ];
+    expect((await Promise.all(both)).map((r) => r.ok)).toEqual([true, true, true]);
+    expect(await elements()).not.toContain('10.0.0.6');
+    expect(await elements()).toContain('10.0.0.7 . 80');
+    expect(statSync(join(dir, 'scratch.nft')).mode & 0o777).toBe(0o600);
+    const bad = await session.run('delete element inet t m { 10.0.0.9 . 80 : 10.1.1.9 . 80 }\n');
+    expect(bad.ok).toBe(false);
+    expect(bad.errors).toMatch(/scratch\.nft:1:\d+-\d+: Error: Could not process rule: No such file or directory/);
+    await expect(new NftSession('/tmp/a b.nft').run('')).rejects.toThrow(/not a path it includes/);
   });
 
   it('refuses a path nft would read otherwise than as one string, before nft sees it', async () => {

@@ -36,7 +36,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('virtwire purge', () => {
     paths = testPaths(root);
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n' });
     writeFiles(join(paths.libvirtRunDir, 'network'), { 'default.xml': fixture('network-default.xml') });
-    ctx = makeContext(paths, ns.run, { hostSockets: () => [] }, 'test');
+    ctx = makeContext(paths, ns.run, { hostSockets: async () => [] }, 'test');
     // libvirt 9's iptables shape, and libvirt 11's nftables table, side by side.
     await mustRun(ns.run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
     await mustRun(ns.run, ['iptables', '-w', '-A', 'LIBVIRT_FWI', '-o', 'virbr0', '-j', 'REJECT']);

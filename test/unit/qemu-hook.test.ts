@@ -37,7 +37,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     paths = testPaths(root);
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n  - {proto: udp, host: 5353}\n' });
     writeFiles(join(paths.libvirtRunDir, 'network'), { 'default.xml': fixture('network-default.xml') });
-    ctx = makeContext(paths, ns.run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');
+    ctx = makeContext(paths, ns.run, { hostSockets: async () => [], hostAddresses: () => [] }, 'test');
     await mustRun(ns.run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
     await mustRun(ns.run, ['iptables', '-w', '-A', 'LIBVIRT_FWI', '-o', 'virbr0', '-j', 'REJECT']);
     await mustRun(ns.run, ['iptables', '-w', '-A', 'FORWARD', '-j', 'LIBVIRT_FWI']);
@@ -356,22 +356,25 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     const onlyB = await table();
     expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
     expect(await table()).not.toBe(onlyB);
-    const session = new NftSession(['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
     try {
-      expect(await teardownVm(ctx, UUID_A, 'stopped', session)).toBe(true);
+      expect(await teardownVm(ctx, UUID_A, 'stopped'), 'no long-lived nft (not the watcher): the shim does it').toBe(false);
+      expect(await table()).not.toBe(onlyB);
+      ctx = { ...ctx, nft: session };
+      expect(await teardownVm(ctx, UUID_A, 'stopped')).toBe(true);
       expect(await table()).toBe(onlyB);
       expect([existsSync(entryFile(UUID_A)), existsSync(teardownFile(UUID_A)), existsSync(join(paths.runDir, 'start', UUID_A))]).toEqual([false, false, false]);
       expect(readFileSync(paths.logFile, 'utf8')).toContain(`VM ${quoted(NAME_A)} (${UUID_A}) stopped: removed its forwards`);
-      expect(await teardownVm(ctx, UUID_A, 'stopped', session), 'nothing left: done').toBe(true);
+      expect(await teardownVm(ctx, UUID_A, 'stopped'), 'nothing left: done').toBe(true);
 
       // B's teardown under A's name: not run.
       const script = readFileSync(teardownFile(UUID_B), 'utf8');
       writeFileSync(teardownFile(UUID_B), script.replace(UUID_B, UUID_A));
-      expect(await teardownVm(ctx, UUID_B, 'release', session)).toBe(false);
+      expect(await teardownVm(ctx, UUID_B, 'release')).toBe(false);
       // Its elements deleted under the ledger: nft refuses the script, the entry stays for the hook to converge.
       writeFileSync(teardownFile(UUID_B), script);
       await mustRun(ns.run, ['nft', 'flush', 'map', 'inet', 'virtwire', 'port4']);
-      expect(await teardownVm(ctx, UUID_B, 'release', session)).toBe(false);
+      expect(await teardownVm(ctx, UUID_B, 'release')).toBe(false);
       expect([existsSync(entryFile(UUID_B)), existsSync(teardownFile(UUID_B))]).toEqual([true, true]);
       expect(readFileSync(paths.logFile, 'utf8')).toMatch(/VM "web-b" teardown: nft refused it \(.*Error: Could not process rule: No such file or directory.*\); the hook converges instead/);
     } finally {
@@ -416,6 +419,35 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     writeFileSync(host, JSON.stringify({ ...JSON.parse(readFileSync(host, 'utf8')), layout: '0123456789abcdef' }));
     expect(await startA()).toEqual([whole]);
     expect(elementsSorted(await table())).toBe(added);
+  });
+
+  it('with the watcher\'s long-lived nft, the table\'s scripts go through it, not through nft processes: the same table, added to or written whole', async () => {
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
+    expect(await hook('prepare', vmB(), 'web-b')).toEqual({ exitCode: 0 });
+    runs('web-b', vmB());
+    expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+    const byProcesses = await table();
+    expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
+    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    const nftRuns: string[] = [];
+    ctx = { ...ctx, nft: session, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') nftRuns.push(o?.input ?? ''); return ns.run(argv, o); } };
+    try {
+      // Added to the table as it is.
+      expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+      expect(await table()).toBe(byProcesses);
+      expect(readFileSync(paths.logFile, 'utf8')).toContain("1 forward(s)");
+      expect(readFileSync(join(paths.runDir, 'nft-session.nft'), 'utf8')).toMatch(/^add element inet virtwire port4 \{ 8080 \. tcp : 192\.168\.122\.10 \. 80/);
+      expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
+      // The table gone behind the ledger's back: written whole, through the session too.
+      await mustRun(ns.run, ['nft', 'delete', 'table', 'inet', 'virtwire']);
+      expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+      expect(readFileSync(paths.logFile, 'utf8')).toContain("(written whole: nft refused adding this VM's alone)");
+      expect(await table()).toContain('9090 . tcp : 192.168.122.11 . 80');
+      expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
+      expect(nftRuns, 'no nft process ran a table script').toEqual([]);
+    } finally {
+      session.close();
+    }
   });
 
   it('reconnect re-asserts after libvirt put its rules back on top, and never fails', async () => {
@@ -472,7 +504,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
 describe('operations with nothing to do', () => {
   it('exit 0 without reading stdin', async () => {
-    const ctx = makeContext(testPaths(join(tempDir(), 'nonexistent')), async () => { throw new Error('no command expected'); }, { hostSockets: () => [] }, 't');
+    const ctx = makeContext(testPaths(join(tempDir(), 'nonexistent')), async () => { throw new Error('no command expected'); }, { hostSockets: async () => [] }, 't');
     for (const op of ['started', 'attach', 'detach']) {
       expect(await handleQemuHook(ctx, ['vm', op, 'begin', '-'], async () => { throw new Error('stdin read'); })).toEqual({ exitCode: 0 });
     }
@@ -481,14 +513,14 @@ describe('operations with nothing to do', () => {
   it('migrate/restore of a VM no template concerns: exit 0, no output (the XML stays as it came)', async () => {
     const root = tempDir();
     mkdirSync(join(root, 'templates'));
-    const ctx = makeContext(testPaths(root), async () => { throw new Error('no command expected'); }, { hostSockets: () => [] }, 't');
+    const ctx = makeContext(testPaths(root), async () => { throw new Error('no command expected'); }, { hostSockets: async () => [] }, 't');
     for (const op of ['migrate', 'restore']) expect(await handleQemuHook(ctx, ['db', op, 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
   });
 
   it('a VM no template matches exits 0 and touches nothing', async () => {
     const root = tempDir();
     mkdirSync(join(root, 'templates'));
-    const ctx = makeContext(testPaths(root), async () => { throw new Error('no command expected'); }, { hostSockets: () => [] }, 't');
+    const ctx = makeContext(testPaths(root), async () => { throw new Error('no command expected'); }, { hostSockets: async () => [] }, 't');
     expect(await handleQemuHook(ctx, ['db', 'prepare', 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
     expect(await handleQemuHook(ctx, ['db', 'start', 'begin', '-'], async () => domainXml('db'))).toEqual({ exitCode: 0 });
     expect(existsSync(join(root, 'run'))).toBe(false);

@@ -95,7 +95,7 @@ describe('VF settings: set at qemu start, reset at release (recording runner)', 
       if (argv[0] === 'nft' && argv.includes('list')) return { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' };
       return { exitCode: 0, stdout: '', stderr: '' };
     };
-    ctx = makeContext(paths, run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');
+    ctx = makeContext(paths, run, { hostSockets: async () => [], hostAddresses: () => [] }, 'test');
     writeFiles(paths.runDir, {});
   });
 

@@ -47,7 +47,7 @@ describe('tap VLANs at qemu start', () => {
       if (argv[0] === 'nft' && argv.includes('list')) return { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' };
       return { exitCode: 0, stdout: '', stderr: '' };
     };
-    ctx = makeContext(paths, run, { hostSockets: () => [], hostAddresses: () => [] }, 'test');
+    ctx = makeContext(paths, run, { hostSockets: async () => [], hostAddresses: () => [] }, 'test');
     template('100');
     sysfs('1');
   });
