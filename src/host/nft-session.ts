@@ -1,4 +1,5 @@
-// One long-lived `nft -i` for the watcher, fed one `include "FILE"` at a time.
+// One long-lived `nft -i` for the watcher, fed one `include "FILE"` at a time
+// (a script given as text is written to the session's scratch file first).
 //
 // Why not `nft -f FILE` per change: a transaction that deletes anything (a
 // VM's teardown deletes its elements) leaves nf_tables work to free them
@@ -6,7 +7,9 @@
 // grace period — when a netfilter netlink socket closes (NETLINK_URELEASE).
 // So every short-lived nft that deletes waits ~12 ms here at its exit, more
 // than the rest of its run. A socket that stays open never waits: the
-// kernel's worker frees the elements in the background.
+// kernel's worker frees the elements in the background. And a start's
+// additions cost no process: ~0.4 ms for one element here, against ~4 ms
+// for an nft process.
 //
 // Each interactive line is one nft run: an included file is one transaction.
 // Success prints nothing; errors go to stderr (merged into stdout here). The
