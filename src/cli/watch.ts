@@ -131,7 +131,7 @@ export class Watcher {
    * Locks go through long-lived helpers from then on (state/lock.ts).
    */
   private servePrepare(): void {
-    const { paths, run } = this.o;
+    const { paths } = this.o;
     holdLocksThroughHelpers();
     const server = new PrepareServer({
       runDir: paths.runDir,

@@ -1,8 +1,8 @@
-import type { NftSession } from '../host/nft-session.js';
 import { networkInterfaces } from 'node:os';
 import type { Paths } from '../paths.js';
 import type { Runner } from '../host/run.js';
 import type { HostSocket } from '../host/listening.js';
+import type { NftSession } from '../host/nft-session.js';
 import { Ledger } from '../state/ledger.js';
 import { Log } from '../log.js';
 import type { NetworkInfo } from '../xml/network.js';

@@ -10,7 +10,7 @@ export const TABLE = 'virtwire';
  *    these, and a hash map adds and deletes an element in constant time: 200
  *    deleted cost ~1 ms here, against ~12 ms from an interval map (pipapo
  *    rebuilds its lookup tables for each element it drops), so a VM's
- *    start and stop cost the same with 1 forward or 200.
+ *    teardown costs the same with 1 forward or 200.
  *  - fwd: forwards limited to a listen address or to sources: an interval map.
  *  - hairpin: guest subnet . guest address pairs, to masquerade.
  * No packet can match in both forward maps: a forward on every address
