@@ -121,18 +121,28 @@ setInterval(send, 500); // UDP: resend until an answer or the deadline
 setTimeout(() => { console.error('no UDP answer within ' + ms + ' ms'); process.exit(2); }, Number(ms));
 `;
 
-const live = new Set<Sandbox>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Synchronous last resort when a test run ends without stop() (crash,
-  // forgotten afterAll). A SIGKILLed runner is handled by --kill-child /
-  // pdeathsig (the sandbox dies with it) and cleanupStale() (its netns).
-  process.on('exit', () => {
-    for (const s of live) s.stopSync();
-  });
+/**
+ * The sandboxes of this process not yet stopped, and one synchronous 'exit'
+ * listener that stops them: the last resort when a test run ends without
+ * stop() (crash, forgotten afterAll). A SIGKILLed runner is handled by
+ * --kill-child / pdeathsig (the sandbox dies with it) and cleanupStale()
+ * (its netns). Kept on `process`, not in this module: the e2e files run one
+ * after another in one forked process, each with its own copy of this module
+ * (vitest isolates files), and a listener per copy piled up
+ * (MaxListenersExceededWarning at the 11th file).
+ */
+export function liveSandboxes(): Set<{ stopSync(): void }> {
+  const holder = process as unknown as Record<symbol, Set<{ stopSync(): void }> | undefined>;
+  const key = Symbol.for('virtwire.sandbox.live');
+  let live = holder[key];
+  if (!live) {
+    const set = new Set<{ stopSync(): void }>();
+    holder[key] = live = set;
+    process.on('exit', () => {
+      for (const s of set) s.stopSync();
+    });
+  }
+  return live;
 }
 
 const OWNER_FILE = 'OWNER';
@@ -277,8 +287,7 @@ export class Sandbox {
       hostNetns: sb.hostNetns, clientNetns: sb.clientNetns,
     };
     await fs.writeFile(path.join(dir, OWNER_FILE), JSON.stringify(owner));
-    live.add(sb);
-    installExitHook();
+    liveSandboxes().add(sb);
     try {
       await sb.setupNetns();
       await sb.launchInit();
@@ -580,7 +589,7 @@ export class Sandbox {
     }
     if (this.keep) await fs.writeFile(path.join(this.dir, KEPT_MARK), '');
     else await fs.rm(this.dir, { recursive: true, force: true });
-    live.delete(this);
+    liveSandboxes().delete(this);
   }
 
   /** exec for teardown: never throws, returns stdout. */
@@ -616,7 +625,7 @@ export class Sandbox {
     }
     if (this.keep) writeFileSync(path.join(this.dir, KEPT_MARK), '');
     else rmSync(this.dir, { recursive: true, force: true });
-    live.delete(this);
+    liveSandboxes().delete(this);
   }
 
   /**
