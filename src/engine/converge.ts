@@ -2,7 +2,7 @@ import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
 import { renderTable, renderAdditions, renderDeleteTable, renderTeardown, countElements, tableLayout, TABLE, type ElementCounts } from '../host/nft-script.js';
 import type { ResolvedForward } from '../model/forward.js';
-import { detectTargets, probeTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
+import { acceptsInPlace, detectTargets, probeTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { LEDGER_SCHEMA, entryForwards, entryHasStartWork, entryLinks, entryVfs, type Ledger, type VmEntry } from '../state/ledger.js';
 import { convergeLinks } from './links.js';
 import { convergeVfs } from './vfs.js';
@@ -61,13 +61,12 @@ export async function converge(deps: HostDeps): Promise<string[]> {
     const othersAsRecorded = include !== undefined && !droppedAny && entries.every((e) => e.state === 'applied')
       && ledger.getVm(include.uuid)?.state !== 'applied' && host.table && host.layout === layout;
     const additions = othersAsRecorded ? renderAdditions(entryForwards(include as VmEntry), counts) : undefined;
-    // The table and the read of libvirt's chains at once: they are independent, and each takes
-    // several processes' time (a whole write, which deletes the old table, also waits out an RCU
-    // grace period when its nft exits: host/nft-session.ts).
-    const [written, probes] = await Promise.all([writeTable(deps, forwards, additions), probeTargets(run)]);
-    done.push(written);
-    for (const p of probes) if (await setAccept(run, p.target, mark, p.listing)) done.push(`accept placed first in ${targetName(p.target)}`);
-    ledger.putHost({ ...ledger.getHost(), schema: LEDGER_SCHEMA, table: true, mark, layout, accepts: probes.map((p) => p.target), updatedAt: new Date().toISOString() });
+    // The table and libvirt's chains at once: they are independent, and each may take several
+    // processes' time (a whole write, which deletes the old table, also waits out an RCU grace
+    // period when its nft exits: host/nft-session.ts).
+    const [written, accepts] = await Promise.all([writeTable(deps, forwards, additions), placeAccepts(deps)]);
+    done.push(written, ...accepts.notes);
+    ledger.putHost({ ...ledger.getHost(), schema: LEDGER_SCHEMA, table: true, mark, layout, accepts: accepts.targets, updatedAt: new Date().toISOString() });
   } else {
     // The live ruleset decides, not host.json: a hook killed after nft and before
     // recording it must not leave the table behind.
@@ -90,6 +89,21 @@ async function writeTable(deps: HostDeps, forwards: readonly ResolvedForward[], 
   if (additions !== undefined && (await nftScript(deps, additions)).ok) return `nft table inet virtwire: ${forwards.length} forward(s), this VM's added`;
   await mustNftScript(deps, renderTable(forwards, deps.mark));
   return `nft table inet virtwire: ${forwards.length} forward(s)${additions === undefined ? '' : ' (written whole: nft refused adding this VM\'s alone)'}`;
+}
+
+/**
+ * virtwire's accept first in every libvirt firewall chain present. With the
+ * watcher's session, a start whose accepts are all in place (the usual one)
+ * only looks, with no process (acceptsInPlace); anything else is read and
+ * placed with processes. Returns the chains present and what was done.
+ */
+async function placeAccepts(deps: Pick<HostDeps, 'run' | 'mark' | 'nft'>): Promise<{ targets: AcceptTarget[]; notes: string[] }> {
+  const inPlace = deps.nft ? await acceptsInPlace(deps.nft, deps.mark) : undefined;
+  if (inPlace) return { targets: inPlace, notes: [] };
+  const probes = await probeTargets(deps.run);
+  const notes: string[] = [];
+  for (const p of probes) if (await setAccept(deps.run, p.target, deps.mark, p.listing)) notes.push(`accept placed first in ${targetName(p.target)}`);
+  return { targets: probes.map((p) => p.target), notes };
 }
 
 /**

@@ -1,3 +1,5 @@
+import { realpathSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Runner } from './run.js';
 import { mustRun } from './run.js';
 
@@ -87,6 +89,113 @@ export async function probeTargets(run: Runner): Promise<TargetProbe[]> {
 /** Which libvirt firewall chains exist right now. */
 export async function detectTargets(run: Runner): Promise<AcceptTarget[]> {
   return (await probeTargets(run)).map((p) => p.target);
+}
+
+// ---- the quick look through the watcher's nft session -----------------------
+
+/** What lists nft tables and chains with no process: the watcher's session (host/nft-session.ts). */
+export interface NftLister {
+  list(command: string): Promise<{ ok: boolean; output: string }>;
+}
+
+/** Where the hooks' PATH finds iptables and ip6tables (host/run.ts). */
+const SBIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/**
+ * Which iptables the hooks' PATH runs: 'nft' (iptables-nft, whose rules nft
+ * lists too), 'absent' (none: no iptables backend can be in use, as
+ * probeTargets also finds), 'other' (iptables-legacy, which nft cannot see).
+ */
+export function xtablesVariant(tool: 'iptables' | 'ip6tables', dirs: readonly string[] = SBIN_DIRS): 'nft' | 'absent' | 'other' {
+  for (const dir of dirs) {
+    let real: string;
+    try { real = realpathSync(join(dir, tool)); } catch { continue; }
+    return basename(real) === 'xtables-nft-multi' ? 'nft' : 'other';
+  }
+  return 'absent';
+}
+
+/**
+ * The rule lines of CHAIN in nft's text listing of its table or chain, in
+ * order (the chain's own declarations left out); undefined when the chain is
+ * not in the listing.
+ */
+export function chainRuleLines(listing: string, chain: string): string[] | undefined {
+  const lines = listing.split('\n');
+  const start = lines.findIndex((l) => l === `\tchain ${chain} {`);
+  if (start < 0) return undefined;
+  const rules: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (!line.startsWith('\t\t')) break; // "\t}": the chain's end
+    const text = line.trim();
+    if (text && !/^(?:type|policy|comment|devices) /.test(text)) rules.push(text);
+  }
+  return rules;
+}
+
+/** iptables-nft's form of iptablesAcceptSpec in nft's listing (the comment match is not shown): the mark it is for. */
+const IPTABLES_ACCEPT_AS_NFT = /^ct mark (?:and|&) 0x([0-9a-f]+) == 0x([0-9a-f]+) ct status dnat .*\baccept\b/;
+
+function iptablesNftAcceptMark(rule: string): number | undefined {
+  const m = IPTABLES_ACCEPT_AS_NFT.exec(rule);
+  return m && m[1] === m[2] ? Number.parseInt(m[1] as string, 16) : undefined;
+}
+
+/** Whether RULES hold virtwire's accept for MARK alone and first; `markOf` reads the mark a rule is virtwire's accept for. */
+function firstAndAlone(rules: readonly string[], mark: number, markOf: (rule: string) => number | undefined): boolean {
+  return markOf(rules[0] ?? '') === mark && rules.filter((r) => markOf(r) !== undefined).length === 1;
+}
+
+const NFT_ACCEPT_COMMENT = /comment "virtwire:mark=0x([0-9a-f]{8})"/;
+
+/** The mark a guest_input rule is virtwire's accept for (by its comment, as readAccept tells). */
+function nftAcceptMark(rule: string): number | undefined {
+  const m = NFT_ACCEPT_COMMENT.exec(rule);
+  return m ? Number.parseInt(m[1] as string, 16) : undefined;
+}
+
+/**
+ * Whether every libvirt firewall chain present already has virtwire's accept
+ * for MARK alone and first, read through the watcher's nft session: no
+ * process, where probeTargets starts five. Returns the targets present when
+ * so (what setAccept would leave as it is); undefined when anything is to
+ * place or move, or cannot be told this way — legacy iptables (nft does not
+ * see its rules), an error other than "not there" — and the caller then
+ * reads and places them with processes (probeTargets, setAccept). So this
+ * look only ever skips work those would not do.
+ */
+export async function acceptsInPlace(nft: NftLister, mark: number, variant = xtablesVariant): Promise<AcceptTarget[] | undefined> {
+  const present: AcceptTarget[] = [];
+  // In probeTargets's order (ALL_TARGETS): host.json records them so.
+  for (const family of [4, 6] as const) {
+    const guestInput = await listed(nft, `list chain ${family === 4 ? 'ip' : 'ip6'} libvirt_network guest_input`);
+    if (guestInput === undefined) return undefined;
+    if (guestInput === false) continue;
+    const rules = chainRuleLines(guestInput, 'guest_input');
+    if (!rules || !firstAndAlone(rules, mark, nftAcceptMark)) return undefined;
+    present.push({ backend: 'nftables', family });
+  }
+  for (const family of [4, 6] as const) {
+    const kind = variant(family === 4 ? 'iptables' : 'ip6tables');
+    if (kind === 'other') return undefined;
+    if (kind === 'absent') continue;
+    const filter = await listed(nft, `list table ${family === 4 ? 'ip' : 'ip6'} filter`);
+    if (filter === undefined) return undefined;
+    // No filter table, or no LIBVIRT_FWI in it: libvirt's iptables rules are not there (probeTargets's test).
+    if (filter === false || chainRuleLines(filter, 'LIBVIRT_FWI') === undefined) continue;
+    const forward = chainRuleLines(filter, 'FORWARD');
+    if (!forward || !firstAndAlone(forward, mark, iptablesNftAcceptMark)) return undefined;
+    present.push({ backend: 'iptables', family });
+  }
+  return present;
+}
+
+/** A listing through the session: its text, false when nft says the table or chain is not there, undefined on anything else. */
+async function listed(nft: NftLister, command: string): Promise<string | false | undefined> {
+  const r = await nft.list(command).catch(() => undefined);
+  if (!r) return undefined;
+  if (r.ok) return r.output;
+  return /Error: No such file or directory/.test(r.output) ? false : undefined;
 }
 
 // ---- nftables backend -------------------------------------------------------

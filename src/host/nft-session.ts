@@ -15,7 +15,9 @@
 // Success prints nothing; errors go to stderr (merged into stdout here). The
 // end of a run is marked by the next line, a list of a table that does not
 // exist, named by this session and a counter: nft echoes that command back in
-// its error, which nothing else prints.
+// its error, which nothing else prints. A `list` line is read the same way:
+// its output is the listing (how a start checks libvirt's chains with no
+// process: host/libvirt-firewall.ts acceptsInPlace).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -26,17 +28,25 @@ export interface NftSessionResult {
   errors: string;
 }
 
+export interface NftListResult {
+  ok: boolean;
+  /** The listing, or nft's error. */
+  output: string;
+}
+
 // HOME: `nft -i` keeps its command history in $HOME/.nft.history (in / with no
 // HOME); under /dev/null it can write none.
 const ENV = { LC_ALL: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/dev/null' };
 /** What `include` can take here: an absolute path nft's parser reads as one string. */
 const SAFE_PATH = /^\/[A-Za-z0-9._/+-]+$/;
+/** What `list` runs: a table or chain named by identifiers. */
+const LIST_COMMAND = /^list (?:table|chain) (?:ip|ip6|inet) [A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z_][A-Za-z0-9_]*)?$/;
 
 interface Pending {
   child: ChildProcess;
   sentinel: string;
   /** Called with nft's output for the run, or undefined when nft went away. */
-  done: (errors: string | undefined) => void;
+  done: (output: string | undefined) => void;
 }
 
 export class NftSession {
@@ -57,7 +67,21 @@ export class NftSession {
   /** Runs FILE as one nft transaction; one at a time, in call order. */
   include(file: string, timeoutMs = 15_000): Promise<NftSessionResult> {
     if (!SAFE_PATH.test(file)) return Promise.reject(new Error(`nft session: not a path it includes: ${JSON.stringify(file)}`));
-    return this.enqueue(() => this.runOne(file, timeoutMs));
+    return this.enqueue(() => this.runFile(file, timeoutMs));
+  }
+
+  /**
+   * nft's text listing of one table or chain (`list table ip filter`), in call
+   * order with the runs: `ok` false when nft answered with an error (`output`
+   * then holds it: "No such file or directory" for a table or chain that is
+   * not there). Only a plain `list` of names: nothing else goes in the line.
+   */
+  list(command: string, timeoutMs = 15_000): Promise<NftListResult> {
+    if (!LIST_COMMAND.test(command)) return Promise.reject(new Error(`nft session: not a listing it runs: ${JSON.stringify(command)}`));
+    return this.enqueue(async () => {
+      const output = await this.runLine(command, command, timeoutMs);
+      return { ok: !/^Error: /m.test(output), output };
+    });
   }
 
   /** Runs a script as one nft transaction (as `nft -f -` would), through the scratch file; in call order with include. */
@@ -65,11 +89,11 @@ export class NftSession {
     if (!SAFE_PATH.test(this.scratch)) return Promise.reject(new Error(`nft session: not a path it includes: ${JSON.stringify(this.scratch)}`));
     return this.enqueue(() => {
       writeFileSync(this.scratch, script, { mode: 0o600 });
-      return this.runOne(this.scratch, timeoutMs);
+      return this.runFile(this.scratch, timeoutMs);
     });
   }
 
-  private enqueue(job: () => Promise<NftSessionResult>): Promise<NftSessionResult> {
+  private enqueue<T>(job: () => Promise<T>): Promise<T> {
     const run = this.queue.then(job);
     this.queue = run.catch(() => undefined);
     return run;
@@ -82,26 +106,32 @@ export class NftSession {
     child?.stdin?.end();
   }
 
-  private runOne(file: string, timeoutMs: number): Promise<NftSessionResult> {
+  private async runFile(file: string, timeoutMs: number): Promise<NftSessionResult> {
+    const errors = (await this.runLine(`include "${file}"`, file, timeoutMs)).trim();
+    return { ok: errors === '', errors };
+  }
+
+  /** One interactive line, then the sentinel: resolves with nft's output for the line. */
+  private runLine(line: string, what: string, timeoutMs: number): Promise<string> {
     const child = this.alive();
     const sentinel = `vw-end-${this.id}-${++this.seq}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending = undefined;
         child.kill('SIGKILL');
-        reject(new Error(`nft session: no end of run within ${timeoutMs} ms (${file})`));
+        reject(new Error(`nft session: no end of run within ${timeoutMs} ms (${what})`));
       }, timeoutMs);
       this.pending = {
         child,
         sentinel,
-        done: (errors) => {
+        done: (output) => {
           clearTimeout(timer);
           this.pending = undefined;
-          if (errors === undefined) reject(new Error(`nft session: nft exited (${file})`));
-          else resolve({ ok: errors.trim() === '', errors: errors.trim() });
+          if (output === undefined) reject(new Error(`nft session: nft exited (${what})`));
+          else resolve(output);
         },
       };
-      child.stdin?.write(`include "${file}"\nlist table inet ${sentinel}\n`);
+      child.stdin?.write(`${line}\nlist table inet ${sentinel}\n`);
     });
   }
 

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 export async function withLock<T>(file: string, fn: () => Promise<T>, timeoutSec = 60): Promise<T> {
   if (helpersOn) {
     let helper = helpers.get(file);
-    if (!helper?.alive) helpers.set(file, (helper = new LockHelper(file)));
+    if (!helper?.alive) helpers.set(file, (helper = new LockHelper(file, helperKind)));
     const held = await helper.with(fn, timeoutSec);
     if (held.ran) return held.value as T;
     // The helper is gone (killed): this call takes the lock the usual way; the next starts a new helper.
@@ -49,28 +49,69 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, timeoutSec
 
 let helpersOn = false;
 const helpers = new Map<string, LockHelper>();
+export type HelperKind = 'perl' | 'sh';
+let helperKind: HelperKind = 'sh';
+const PERL = '/usr/bin/perl';
 
 /**
  * For a long-lived process (the watcher, which serves the qemu hook's
- * prepare): each lock file gets one small shell that takes and drops the
+ * prepare): each lock file gets one small helper that takes and drops the
  * flock on request. Starting a `flock` child from a big Node process costs
- * it ~3 ms of its own time per lock; the shell's fork of `flock` costs far
- * less, off Node's thread. Off again (and the shells ended) with `false`.
+ * it ~3 ms of its own time per lock. The helper is Perl where it is there
+ * (Debian's perl-base is Essential): its flock(2) is a call, not a process,
+ * so taking and dropping the lock costs no fork at all; else a shell that
+ * forks `flock` each time, still off Node's thread. Off again (and the
+ * helpers ended) with `false`.
  */
-export function holdLocksThroughHelpers(on = true): void {
+export function holdLocksThroughHelpers(on = true, kind: HelperKind = existsSync(PERL) ? 'perl' : 'sh'): void {
   helpersOn = on;
+  helperKind = kind;
   if (on) return;
   for (const h of helpers.values()) h.close();
   helpers.clear();
 }
 
 /*
- * The helper holds the lock file open as fd 9 and runs `flock -w N 9` or
- * `flock -u 9` per request: the lock belongs to that open file, so it stays
- * after `flock` exits, and goes when the shell does (its stdin closed when
- * this process exits or dies). A fixed script; N is checked to be a number.
+ * Both helpers hold the lock file open and answer one line per request line:
+ * "L<N>" takes the lock waiting at most N seconds ("locked" or "failed"),
+ * "U" drops it ("unlocked"). The lock belongs to that open file, so it goes
+ * when the helper does (its stdin closed when this process exits or dies).
+ * Fixed scripts: the file is an argument, N is checked to be a number.
+ *
+ * Perl: flock(2) itself; a wait is bounded by alarm(2), whose signal
+ * interrupts the call (Perl's handlers are not SA_RESTART).
  */
-const HELPER = [
+const PERL_HELPER = [
+  'use Fcntl qw(:flock);',
+  'open(my $fh, ">>", $ARGV[1]) or exit 1;',
+  '$| = 1;',
+  'while (my $op = <STDIN>) {',
+  '  chomp $op;',
+  '  if ($op =~ /^L([0-9]+)$/) {',
+  '    my $wait = $1;',
+  '    my $ok = $wait == 0 ? flock($fh, LOCK_EX | LOCK_NB) : eval {',
+  '      local $SIG{ALRM} = sub { die "timeout\\n" };',
+  '      alarm($wait);',
+  '      my $r = flock($fh, LOCK_EX);',
+  '      alarm(0);',
+  '      $r;',
+  '    };',
+  '    alarm(0);',
+  '    print($ok ? "locked\\n" : "failed\\n");',
+  '  } elsif ($op eq "U") {',
+  '    flock($fh, LOCK_UN);',
+  '    print("unlocked\\n");',
+  '  } else {',
+  '    exit 2;',
+  '  }',
+  '}',
+].join('\n');
+
+/*
+ * The shell holds the lock file open as fd 9 and runs `flock -w N 9` or
+ * `flock -u 9` per request: the lock stays after `flock` exits.
+ */
+const SH_HELPER = [
   'exec 9>>"$1" || exit 1',
   'while IFS= read -r op; do',
   '  case "$op" in',
@@ -88,10 +129,12 @@ class LockHelper {
   private waiting: ((line: string | undefined) => void) | undefined;
   private buffered = '';
 
-  constructor(private readonly file: string) {
+  constructor(private readonly file: string, kind: HelperKind) {
     mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
     closeSync(openSync(file, 'a', 0o600));
-    this.child = spawn('sh', ['-c', HELPER, 'virtwire-lock', file], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' } });
+    // The last two arguments name it (virtwire-lock FILE) for ps, and for the tests.
+    const argv = kind === 'perl' ? [PERL, '-e', PERL_HELPER, 'virtwire-lock', file] : ['sh', '-c', SH_HELPER, 'virtwire-lock', file];
+    this.child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' } });
     this.child.stdout.setEncoding('utf8');
     this.child.stdout.on('data', (d: string) => {
       this.buffered += d;

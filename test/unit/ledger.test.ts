@@ -87,9 +87,9 @@ describe('ledger', () => {
     expect(await withLock(lock, async () => 42, 5)).toBe(42);
   });
 
-  it('through the helpers: holders in this process take turns, another process is kept out meanwhile, a killed helper is replaced', async () => {
+  it.each(['perl', 'sh'] as const)('through the helpers (%s): holders in this process take turns, another process is kept out meanwhile, a killed helper is replaced', async (kind) => {
     const lock = join(tempDir(), 'lock');
-    holdLocksThroughHelpers();
+    holdLocksThroughHelpers(true, kind);
     try {
       const order: string[] = [];
       const held = (tag: string) => withLock(lock, async () => {
@@ -106,9 +106,10 @@ describe('ledger', () => {
       // A failing holder releases it too.
       await expect(withLock(lock, async () => { throw new Error('boom'); })).rejects.toThrow('boom');
       expect(spawnSync('flock', ['-n', lock, 'true']).status).toBe(0);
-      // The helper shell killed: the next caller still gets the lock.
+      // The helper killed: the next caller still gets the lock.
       const helpers = lockHelpers(lock);
       expect(helpers).toHaveLength(1);
+      expect(readFileSync(`/proc/${helpers[0]}/cmdline`, 'utf8').split('\0')[0]).toBe(kind === 'perl' ? '/usr/bin/perl' : 'sh');
       process.kill(helpers[0] as number, 'SIGKILL');
       await new Promise((r) => setTimeout(r, 100));
       expect(await withLock(lock, async () => 7, 5)).toBe(7);
@@ -116,7 +117,10 @@ describe('ledger', () => {
       const holder = spawn('flock', ['-o', lock, 'sleep', '30'], { detached: true, stdio: 'ignore' });
       await new Promise((r) => setTimeout(r, 200));
       await expect(withLock(lock, async () => 1, 1)).rejects.toThrow(`could not lock ${lock} within 1 s`);
+      await expect(withLock(lock, async () => 1, 0), 'no wait at all').rejects.toThrow(`could not lock ${lock} within 0 s`);
       process.kill(-(holder.pid as number), 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await withLock(lock, async () => 8, 0), 'free again, taken with no wait').toBe(8);
     } finally {
       holdLocksThroughHelpers(false);
     }

@@ -1,7 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { iptablesAcceptScript, nftAcceptScript, detectTargets, setAccept, acceptComment } from '../../src/host/libvirt-firewall.js';
-import { mustRun } from '../../src/host/run.js';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { iptablesAcceptScript, nftAcceptScript, detectTargets, setAccept, acceptComment, acceptsInPlace, chainRuleLines, xtablesVariant, type AcceptTarget } from '../../src/host/libvirt-firewall.js';
+import { NftSession } from '../../src/host/nft-session.js';
+import { mustRun, type Runner } from '../../src/host/run.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
+import { tempDir } from './helpers.js';
 
 const M = 0x10000000;
 const OURS = `-A FORWARD -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate DNAT -m comment --comment ${acceptComment(M)} -j ACCEPT`;
@@ -62,5 +66,125 @@ describe.skipIf(!canNetns && !mustRunEverything)('accepts against real iptables-
     expect(rules.filter((l) => l.includes('virtwire'))).toHaveLength(1);
     expect(await setAccept(run, { backend: 'nftables', family: 4 }, null)).toBe(true);
     expect(await mustRun(run, ['nft', 'list', 'chain', 'ip', 'libvirt_network', 'guest_input'])).not.toContain('virtwire');
+  });
+});
+
+describe('which iptables the hooks run (a bin tree in a temp dir)', () => {
+  const bin = (links: Record<string, string>): string[] => {
+    const root = tempDir('vw-xt-');
+    for (const dir of ['sbin', 'bin']) mkdirSync(join(root, dir));
+    for (const multi of ['xtables-nft-multi', 'xtables-legacy-multi']) writeFileSync(join(root, 'sbin', multi), '');
+    for (const [tool, target] of Object.entries(links)) symlinkSync(target, join(root, tool));
+    return [join(root, 'sbin'), join(root, 'bin')];
+  };
+  it('nft, legacy or none, by what the first one found resolves to', () => {
+    expect(xtablesVariant('iptables', bin({ 'sbin/iptables': 'xtables-nft-multi', 'sbin/ip6tables': 'xtables-legacy-multi' }))).toBe('nft');
+    expect(xtablesVariant('ip6tables', bin({ 'sbin/iptables': 'xtables-nft-multi', 'sbin/ip6tables': 'xtables-legacy-multi' }))).toBe('other');
+    // Through a chain of links, as Debian's alternatives make it.
+    expect(xtablesVariant('iptables', bin({ 'bin/alt': '../sbin/xtables-nft-multi', 'bin/iptables': 'alt' }))).toBe('nft');
+    expect(xtablesVariant('iptables', bin({}))).toBe('absent');
+    expect(xtablesVariant('iptables', bin({ 'sbin/iptables': 'nowhere' })), 'a dangling link: none to run').toBe('absent');
+  });
+  it('this host\'s (Debian 12 defaults to iptables-nft)', () => {
+    expect(xtablesVariant('iptables')).toBe('nft');
+  });
+});
+
+describe('chain rule lines of nft\'s text listing', () => {
+  it('the rules of the named chain only, its declarations left out', () => {
+    const listing = '# Warning: table ip filter is managed by iptables-nft, do not touch!\ntable ip filter {\n\tchain LIBVIRT_FWI {\n\t\tcounter reject\n\t}\n\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tcomment "x"\n\t\tct mark and 0x1 == 0x1 accept\n\t\tjump LIBVIRT_FWI\n\t}\n}\n';
+    expect(chainRuleLines(listing, 'FORWARD')).toEqual(['ct mark and 0x1 == 0x1 accept', 'jump LIBVIRT_FWI']);
+    expect(chainRuleLines(listing, 'LIBVIRT_FWI')).toEqual(['counter reject']);
+    expect(chainRuleLines(listing, 'LIBVIRT_FWO')).toBeUndefined();
+  });
+});
+
+describe.skipIf(!canNetns && !mustRunEverything)('the quick look through the watcher\'s nft session, against real iptables-nft and nft chains shaped like libvirt\'s', () => {
+  let ns: ScratchNetns;
+  let session: NftSession;
+  const M2 = 0x20000000;
+  beforeEach(() => {
+    ns = new ScratchNetns();
+    session = new NftSession(join(tempDir('vw-look-'), 'scratch.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+  });
+  afterEach(() => { session.close(); ns.delete(); });
+
+  /**
+   * The look, checked against the process path it stands for: whenever it
+   * says "in place", probeTargets finds the same chains and setAccept has
+   * nothing to do in any of them.
+   */
+  async function look(run: Runner, mark = M): Promise<AcceptTarget[] | undefined> {
+    const quick = await acceptsInPlace(session, mark);
+    if (quick) {
+      expect(await detectTargets(run)).toEqual(quick);
+      for (const t of quick) expect(await setAccept(run, t, mark), `${t.backend} ${t.family}: nothing left to do`).toBe(false);
+    }
+    return quick;
+  }
+  const ipt4: AcceptTarget = { backend: 'iptables', family: 4 };
+
+  it('iptables backend: in place only while ours is first and alone, for this mark', async () => {
+    const run = ns.run;
+    expect(await look(run), 'no libvirt chains: none to place').toEqual([]);
+    await mustRun(run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
+    await mustRun(run, ['iptables', '-w', '-A', 'LIBVIRT_FWI', '-o', 'virbr0', '-j', 'REJECT']);
+    await mustRun(run, ['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
+    expect(await look(run), 'no accept yet').toBeUndefined();
+    await setAccept(run, ipt4, M);
+    expect(await look(run)).toEqual([ipt4]);
+    expect(await look(run, M2), 'an accept for another mark').toBeUndefined();
+    // libvirt reloads and puts its jump back on top.
+    await mustRun(run, ['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
+    expect(await look(run)).toBeUndefined();
+    await setAccept(run, ipt4, M);
+    expect(await look(run)).toEqual([ipt4]);
+    // A stale accept of another mark further down: setAccept would delete it.
+    await mustRun(run, ['iptables', '-w', '-A', 'FORWARD', ...['-m', 'connmark', '--mark', '0x20000000/0x20000000', '-m', 'conntrack', '--ctstate', 'DNAT', '-m', 'comment', '--comment', acceptComment(M2), '-j', 'ACCEPT']]);
+    expect(await look(run)).toBeUndefined();
+    await setAccept(run, ipt4, M);
+    expect(await look(run)).toEqual([ipt4]);
+    // IPv6 too, in probeTargets's order.
+    await mustRun(run, ['ip6tables', '-w', '-N', 'LIBVIRT_FWI']);
+    await mustRun(run, ['ip6tables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
+    expect(await look(run)).toBeUndefined();
+    await setAccept(run, { backend: 'iptables', family: 6 }, M);
+    expect(await look(run)).toEqual([ipt4, { backend: 'iptables', family: 6 }]);
+  });
+
+  it('iptables it cannot see or does not run: legacy is never judged, no iptables means no iptables chains', async () => {
+    await mustRun(ns.run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
+    await setAccept(ns.run, ipt4, M);
+    expect(await acceptsInPlace(session, M)).toEqual([ipt4]);
+    expect(await acceptsInPlace(session, M, () => 'other')).toBeUndefined();
+    expect(await acceptsInPlace(session, M, () => 'absent')).toEqual([]);
+  });
+
+  it('nftables backend: in place only while ours is first and alone in guest_input, both families', async () => {
+    const run = ns.run;
+    const table = (fam: string) => `table ${fam} libvirt_network {\n chain guest_input {\n  oifname "virbr0" reject\n }\n chain forward {\n  type filter hook forward priority filter; policy accept;\n  jump guest_input\n }\n}\n`;
+    await mustRun(run, ['nft', '-f', '-'], table('ip'));
+    expect(await look(run)).toBeUndefined();
+    await setAccept(run, { backend: 'nftables', family: 4 }, M);
+    expect(await look(run)).toEqual([{ backend: 'nftables', family: 4 }]);
+    expect(await look(run, M2)).toBeUndefined();
+    await mustRun(run, ['nft', 'insert', 'rule', 'ip', 'libvirt_network', 'guest_input', 'oifname', 'virbr0', 'reject']);
+    expect(await look(run), 'libvirt\'s reject put back ahead of it').toBeUndefined();
+    await setAccept(run, { backend: 'nftables', family: 4 }, M);
+    expect(await look(run)).toEqual([{ backend: 'nftables', family: 4 }]);
+    await mustRun(run, ['nft', 'add', 'rule', 'ip', 'libvirt_network', 'guest_input', 'accept', 'comment', `"${acceptComment(M2)}"`]);
+    expect(await look(run), 'a stale accept of another mark').toBeUndefined();
+    await setAccept(run, { backend: 'nftables', family: 4 }, M);
+    await mustRun(run, ['nft', '-f', '-'], table('ip6'));
+    expect(await look(run)).toBeUndefined();
+    await setAccept(run, { backend: 'nftables', family: 6 }, M);
+    expect(await look(run)).toEqual([{ backend: 'nftables', family: 4 }, { backend: 'nftables', family: 6 }]);
+  });
+
+  it('an nft that cannot answer: not judged', async () => {
+    const broken = { list: async () => ({ ok: false, output: 'Error: Operation not permitted\n' }) };
+    expect(await acceptsInPlace(broken, M)).toBeUndefined();
+    const gone = { list: () => Promise.reject(new Error('nft session: nft exited')) };
+    expect(await acceptsInPlace(gone, M)).toBeUndefined();
   });
 });

@@ -66,6 +66,22 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft session', () => {
     await expect(new NftSession('/tmp/a b.nft').run('')).rejects.toThrow(/not a path it includes/);
   });
 
+  it('lists a table or chain, in order with the runs, and tells one that is not there; runs no other command', async () => {
+    const runs = [session.run('add element inet t m { 10.0.0.8 . 80 : 10.1.1.8 . 80 }\n'), session.list('list table inet t')];
+    const [added, listed] = await Promise.all(runs);
+    expect(added?.ok).toBe(true);
+    expect(listed).toMatchObject({ ok: true });
+    expect((listed as { output: string }).output).toMatch(/^table inet t \{\n\tmap m \{\n[\s\S]*10\.0\.0\.8 \. 80 : 10\.1\.1\.8 \. 80[\s\S]*\n\}\n$/);
+    expect((listed as { output: string }).output).not.toMatch(/vw-end-|Error/);
+    const gone = await session.list('list chain ip libvirt_network guest_input');
+    expect(gone.ok).toBe(false);
+    expect(gone.output).toMatch(/^Error: No such file or directory\nlist chain ip libvirt_network guest_input\n/);
+    for (const bad of ['list table inet t; flush ruleset', 'flush ruleset', 'list table inet t\nflush ruleset', 'list ruleset', 'list table inet "t"']) {
+      await expect(session.list(bad), bad).rejects.toThrow(/not a listing it runs/);
+    }
+    expect(await elements()).toContain('10.0.0.8 . 80');
+  });
+
   it('refuses a path nft would read otherwise than as one string, before nft sees it', async () => {
     await expect(session.include('/tmp/a"; flush ruleset; "')).rejects.toThrow(/not a path it includes/);
     await expect(session.include('relative.nft')).rejects.toThrow(/not a path it includes/);

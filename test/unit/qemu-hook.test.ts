@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync
 import { execFileSync, spawn } from 'node:child_process';
 import { reconcile, rewireVm, teardownVm } from '../../src/engine/lifecycle.js';
 import { NftSession } from '../../src/host/nft-session.js';
+import { acceptComment } from '../../src/host/libvirt-firewall.js';
 import { parseDomain } from '../../src/xml/domain.js';
 import { quoted } from '../../src/errors.js';
 import { recordFigure } from '../support/figures.js';
@@ -445,6 +446,34 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
       expect(await table()).toContain('9090 . tcp : 192.168.122.11 . 80');
       expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
       expect(nftRuns, 'no nft process ran a table script').toEqual([]);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('with the watcher\'s long-lived nft, a start looks at libvirt\'s chains through it: no process while the accept is in place, placed again with processes once libvirt moved it', async () => {
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
+    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    const commands: string[] = [];
+    ctx = { ...ctx, nft: session, run: async (argv, o) => { commands.push(argv[0] === 'sh' ? 'sh (the probe)' : argv[0] as string); return ns.run(argv, o); } };
+    try {
+      // The first start places the accept: read and placed with processes.
+      expect(await hook('prepare', vmB(), 'web-b')).toEqual({ exitCode: 0 });
+      expect(commands).toEqual(['sh (the probe)', 'iptables-restore']);
+      runs('web-b', vmB());
+      // The next finds it in place: no process at all.
+      commands.length = 0;
+      expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+      expect(commands).toEqual([]);
+      expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
+      expect(JSON.parse(readFileSync(join(paths.runDir, 'host.json'), 'utf8')).accepts).toEqual([{ backend: 'iptables', family: 4 }]);
+      expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
+      // libvirt reloads its rules and puts its jump back on top: the look sees it, processes put the accept first again.
+      await mustRun(ns.run, ['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'LIBVIRT_FWI']);
+      commands.length = 0;
+      expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
+      expect(commands).toEqual(['sh (the probe)', 'iptables-restore']);
+      expect((await mustRun(ns.run, ['iptables', '-w', '-S', 'FORWARD'])).split('\n')[1]).toContain(acceptComment(JSON.parse(readFileSync(join(paths.runDir, 'host.json'), 'utf8')).mark));
     } finally {
       session.close();
     }
