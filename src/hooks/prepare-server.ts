@@ -17,14 +17,16 @@
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
 //   UUID.applying  the start goes on before the host has the VM's forwards:
-//             "ok" is sent once the checks passed and the claim is recorded,
-//             with this file there, empty; the watcher goes on applying under
-//             the ledger lock, then removes it, or writes into it the line a
+//             "ok" is sent once the checks against the other VMs passed and
+//             the claim is recorded, with this file there, empty; the watcher
+//             goes on under the ledger lock — the host's sockets checked, then
+//             applied — then removes it, or writes into it the line a
 //             refusal shows. The shim's `start` (right before QEMU runs) waits
 //             for the lock if it is empty and fails the start on a line, or on
 //             a file still empty once the lock is free (the watcher died).
-//             So the nft commit and the read of libvirt's firewall overlap
-//             libvirt's own work between prepare and start.
+//             So the read of the host's sockets, the nft commit and the look
+//             at libvirt's firewall overlap libvirt's own work between prepare
+//             and start.
 // A teardown request runs the VM's teardown script (what its start added) as
 // the shim would, through the watcher's long-lived nft (host/nft-session.ts:
 // a short-lived nft that deletes waits out an RCU grace period at its exit),

@@ -24,6 +24,17 @@ describe('parse cache (hooks keep parsed templates and virtwire.yaml between run
     expect(decode(encode(parsed))).toEqual(parsed);
   });
 
+  it('decodes BigInts wherever they sit, and only the exact {"$bigint": digits} form', () => {
+    const value = { a: [1n, { b: -2n }, [3n]], c: { $bigint: 'x' }, d: { $bigint: '4', e: 1 }, f: '5', g: null, h: [null, true] };
+    expect(decode(encode(value))).toEqual(value);
+    expect(decode('[{"$bigint":"18446744073709551616"}]')).toEqual([18446744073709551616n]);
+    // A key named __proto__ stays the object's own data, as a plain JSON.parse leaves it.
+    const odd = decode('{"__proto__":{"$bigint":"7"},"k":{"__proto__":{"polluted":true}}}') as Record<string, unknown>;
+    expect(Object.getPrototypeOf(odd)).toBe(Object.prototype);
+    expect(Object.getPrototypeOf(odd.k)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it('reuses a parse while path and bytes are the same, parses again when the bytes change, keeps what was used recently, bounded', () => {
     const dir = tempDir();
     const templates = join(dir, 'templates');

@@ -28,17 +28,20 @@ function render(runDir: string, timeoutS?: number): string {
   expect(r.status, r.stderr).toBe(0);
   const file = join(dir, `qemu-${Math.random().toString(36).slice(2)}`);
   // A test may shorten the shim's wait for an answer (70 s) to see what follows it.
-  writeFileSync(file, timeoutS === undefined ? r.stdout : r.stdout.replace('timeout 70 ', `timeout ${timeoutS} `), { mode: 0o755 });
+  expect(r.stdout).toContain('vw_read_answer 70\n');
+  writeFileSync(file, timeoutS === undefined ? r.stdout : r.stdout.replace('vw_read_answer 70\n', `vw_read_answer ${timeoutS}\n`), { mode: 0o755 });
   return file;
 }
 
 const xmlOf = (name: string): string => `<domain type='qemu'>\n  <name>${name}</name>\n  <uuid>7e0b3a4c-1111-4222-8333-94445555aaaa</uuid>\n</domain>`;
 
 /** Runs the shim as libvirt does (no environment, XML on stdin), without blocking this process's event loop. */
-function runShim(shim: string, name: string, op = 'prepare'): Promise<{ status: number | null; stderr: string; ms: number }> {
+function runShim(shim: string, name: string, op = 'prepare', shell?: string, started?: (pid: number) => void): Promise<{ status: number | null; stderr: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const c: ChildProcess = spawn(shim, [name, op, 'begin', '-'], { env: {}, stdio: ['pipe', 'ignore', 'pipe'] });
+    const argv = [name, op, 'begin', '-'];
+    const c: ChildProcess = shell ? spawn(shell, [shim, ...argv], { env: {}, stdio: ['pipe', 'ignore', 'pipe'] }) : spawn(shim, argv, { env: {}, stdio: ['pipe', 'ignore', 'pipe'] });
+    if (c.pid !== undefined) started?.(c.pid);
     let stderr = '';
     c.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     c.on('error', reject);
@@ -142,10 +145,56 @@ describe('qemu prepare served by the watcher', () => {
     const { errors } = await serve(runDir, () => new Promise((resolve) => { finish = () => resolve(OK); }));
     const r = await runShim(render(runDir, 1), 'web-1').finally(() => setTimeout(() => finish(), 100));
     expect(r.status).toBe(0);
+    expect(r.ms, 'the clock ran out, not sooner').toBeGreaterThanOrEqual(1000);
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
     expect(errors.join('\n')).toMatch(/could not answer request \d+/);
+  });
+
+  /** A process's descendants' command lines, depth first. */
+  const descendants = (pid: number): string[] => {
+    let kids: number[] = [];
+    try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number); } catch { /* gone */ }
+    return kids.flatMap((k) => {
+      let cmd = '';
+      try { cmd = readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' '); } catch { /* gone */ }
+      return [cmd, ...descendants(k)];
+    });
+  };
+
+  it.each([
+    ['dash: its read, woken by the clock\'s SIGCHLD', undefined, ['sleep 70']],
+    // bash's subshell for $(…), and timeout's child.
+    ['bash, whose read does not wake: timeout + head', 'bash', [expect.stringMatching(/^bash \/.* web-1 prepare begin -$/), 'timeout 70 head -n 1', 'head -n 1']],
+  ])('waits for its answer with no process on the way of it (%s), and leaves none behind', async (_how, shell, waiting) => {
+    const runDir = join(dir, `run-wait-${shell ?? 'dash'}`);
+    let shimPid = 0;
+    let seen: string[] = [];
+    await serve(runDir, async () => {
+      await new Promise((r) => setTimeout(r, 150));
+      seen = descendants(shimPid);
+      return OK;
+    });
+    const r = await runShim(render(runDir), 'web-1', 'prepare', shell, (pid) => { shimPid = pid; });
+    expect(r).toMatchObject({ status: 0, stderr: '' });
+    expect(seen, 'what the shim runs while it waits').toEqual(waiting);
+    expect(ran()).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const clocks = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'sleep\u000070\u0000'; } catch { return false; }
+    });
+    expect(clocks, 'no clock left running').toEqual([]);
+  });
+
+  it('no answer in time, under bash too (timeout + head): the shim runs Node', async () => {
+    const runDir = join(dir, 'run-slow-bash');
+    let finish: () => void = () => undefined;
+    await serve(runDir, () => new Promise((resolve) => { finish = () => resolve(OK); }));
+    const r = await runShim(render(runDir, 1), 'web-1', 'prepare', 'bash').finally(() => setTimeout(() => finish(), 100));
+    expect(r.status).toBe(0);
+    expect(r.ms).toBeGreaterThanOrEqual(1000);
+    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
   });
 
   it('concurrent starts: each shim gets its own answer', async () => {

@@ -141,7 +141,11 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
         <vw:forward proto="tcp" host="8081" to="192.168.122.10" guest="80"/>
       </vw:nic></vw:applied></vw:wiring>`;
     const xml = domainXml('web-stale', [{ mac: '52:54:00:77:00:10' }], record, UUID_A);
-    expect(await hook('prepare', xml)).toEqual({ exitCode: 0 });
+    // Served by the watcher: the warning is written after its early "ok", not on the way to it.
+    let logAtOk = '';
+    const early = { claimed: () => { logAtOk = existsSync(paths.logFile) ? readFileSync(paths.logFile, 'utf8') : ''; }, settled: () => undefined };
+    expect(await handleQemuHook(ctx, ['web-stale', 'prepare', 'begin', '-'], async () => xml, early)).toEqual({ exitCode: 0 });
+    expect(logAtOk).not.toContain(' warning: ');
     expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
     expect(await table()).not.toContain('8081');
     const warning = readFileSync(paths.logFile, 'utf8').split('\n').find((l) => l.includes(' warning: '));
@@ -349,6 +353,24 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     writeFileSync(applyingMarker(paths.runDir, UUID_B), '');
     expect(await hook('start', vmB(), 'web-b')).toMatchObject({ exitCode: 1, stderr: `virtwire: VM "web-b" (${UUID_B}): the watcher stopped before its forwards were in place; start the VM again, and see ${paths.logFile} for why the watcher stopped` });
     expect(await hook('start', vmB(), 'web-b')).toEqual({ exitCode: 0 });
+  });
+
+  it('answered early: a port a host service holds refuses the start after the "ok", with nothing applied and the claim taken back; the hook\'s own run refuses it at prepare, with the same line', async () => {
+    const before = await table();
+    const held: HookContext = { ...ctx, hostSockets: async () => [{ proto: 'tcp', family: 4, address: '0.0.0.0', port: 8080 }] };
+    const nftRuns: string[] = [];
+    const events: string[] = [];
+    const r = await handleQemuHook({ ...held, run: async (argv, o) => { if (argv[0] === 'nft') nftRuns.push(argv.join(' ')); return ns.run(argv, o); } }, ['vm', 'prepare', 'begin', '-'], async () => vmA(), {
+      claimed: (uuid) => events.push(`claimed ${uuid} ${JSON.parse(readFileSync(entryFile(uuid), 'utf8')).state}`),
+      settled: (refusal) => events.push(`settled ${existsSync(entryFile(UUID_A)) ? 'entry still there' : 'taken back'}: ${refusalLine(ctx, refusal)}`),
+    });
+    expect(r).toEqual({ exitCode: 1, stderr: `virtwire: VM ${quoted(NAME_A)}: tcp port 8080 on every host IPv4 address is in use by the host itself (0.0.0.0:8080); stop that service, use another host port, or set allowHostConflict: true on the forward (${join(paths.templatesDir, 'web.yaml')}:4:5)` });
+    expect(events).toEqual([`claimed ${UUID_A} reserved`, `settled taken back: ${r.stderr}`]);
+    expect(nftRuns, 'nothing applied').toEqual([]);
+    expect(await table()).toBe(before);
+    expect(existsSync(teardownFile(UUID_A))).toBe(false);
+    expect(await handleQemuHook(held, ['vm', 'prepare', 'begin', '-'], async () => vmA())).toEqual(r);
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
   });
 
   it('a teardown served by the watcher (its long-lived nft): the table as if the VM never started, its entry, teardown and start marker gone; nothing left is done; another header or a refused script leaves it to the hook', async () => {
