@@ -89,7 +89,7 @@ async function prepareFromPlan(ctx: HookContext, domain: DomainInfo, planned: Re
     }
     const reserved = claim(domain, planned.plan, planned.config, {
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
-      hostSockets: early ? [] : await sockets, log: (m) => ctx.log.info(m),
+      hostSockets: early ? [] : await sockets,
     }, 'reserved');
     ctx.ledger.putVm(reserved); // a full disk refuses here, before anything is applied
     if (early) {
@@ -247,7 +247,7 @@ export async function rewireVm(context: HookContext, domain: DomainInfo): Promis
     ctx.log.rotate();
     const entry = planned && forwards.length + planned.plan.links.length ? claim(domain, planned.plan, planned.config, {
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
-      hostSockets: await sockets, log: (m) => ctx.log.info(m),
+      hostSockets: await sockets,
     }, 'applied') : undefined;
     const held = ctx.ledger.getVm(domain.uuid);
     const before = new Set(entryForwards(held ?? { nics: [] }).map(describeForward));

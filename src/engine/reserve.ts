@@ -90,7 +90,6 @@ export interface ClaimSources {
   leases: (network: string) => readonly Lease[];
   /** The host's listening sockets, read before the lock was taken (engine/lifecycle.ts). */
   hostSockets: readonly HostSocket[];
-  log: (msg: string) => void;
 }
 
 /** What rebuilding a lost entry needs: planning's sources and claim's. */
@@ -124,7 +123,7 @@ export function rebuildCorrupt(ctx: EngineContext, readRunning: () => readonly R
         const entry = claim(vm.domain, planned.plan, planned.config, {
           ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
           // It already runs with these ports: the host's own sockets were checked at its start.
-          hostSockets: [], log: (m) => ctx.log.info(m),
+          hostSockets: [],
         }, 'applied');
         ctx.ledger.putVm(entry);
       }
@@ -140,20 +139,14 @@ export function rebuildCorrupt(ctx: EngineContext, readRunning: () => readonly R
 /**
  * Under the lock: refuses a plan that would reach another VM, take a port
  * another VM or the host holds, or exceed the host-wide bound; otherwise
- * returns the entry to record. Entries of VMs that no longer run are
- * dropped first, so they never block a start.
+ * returns the entry to record. Entries of VMs that no longer run never
+ * block a start (converge drops them). Reads only.
  */
 export function claim(domain: DomainInfo, plan: VmPlan, config: GlobalConfig, src: ClaimSources, state: VmEntry['state']): VmEntry {
-  const others: VmEntry[] = [];
-  for (const e of src.ledger.listVms()) {
-    if (e.uuid === domain.uuid) continue;
-    if (!entryIsLive(e, src.runningUuids)) {
-      src.ledger.removeVm(e.uuid);
-      src.log(`VM ${quoted(e.name)}: dropped its ledger entry, the VM no longer runs`);
-      continue;
-    }
-    others.push(e);
-  }
+  // Entries of VMs that no longer run block nothing. They are left to converge, which drops them
+  // together with their elements (a table that held them is written whole): dropped here, the
+  // table would keep their elements, since a start only adds its own to what the ledger lists.
+  const others = src.ledger.listVms().filter((e) => e.uuid !== domain.uuid && entryIsLive(e, src.runningUuids));
   checkOwnership(domain, plan.forwards, otherViews(domain.uuid, src.running, others, src.network), src.leases);
   checkConflicts(domain.name, plan.forwards, others.map((e) => ({ ...e, forwards: entryForwards(e) })), src.hostSockets);
   checkHostLimit(domain.name, plan.forwards, totalElements(others.flatMap(entryForwards)), config.limits);

@@ -64,12 +64,20 @@ function takesWholePort(f: ResolvedForward): boolean {
  */
 function mapElements(forwards: readonly ResolvedForward[], family: 4 | 6, kind: 'port' | 'fwd'): string[] {
   const any = family === 4 ? '0.0.0.0/0' : '::/0';
+  // A VM's forwards mostly share one guest address (and listen address): each is checked and
+  // written once, not once per forward (parsing one is most of an element's cost).
+  const checked = new Map<string, string>();
+  const address = (a: string): string => {
+    let text = checked.get(a);
+    if (text === undefined) checked.set(a, (text = addr(a, family)));
+    return text;
+  };
   const out: string[] = [];
   for (const f of forwards) {
     if (f.family !== family || takesWholePort(f) !== (kind === 'port')) continue;
     if (f.proto !== 'tcp' && f.proto !== 'udp') throw new Error(`invalid proto in ledger: ${String(f.proto)}`);
-    const guestAddr = addr(f.guestAddr, family);
-    const narrowing = kind === 'port' ? [''] : (f.from.length ? f.from.map((c) => cidr(c, family).text) : [any]).map((s) => ` . ${f.listen ? addr(f.listen, family) : any} . ${s}`);
+    const guestAddr = address(f.guestAddr);
+    const narrowing = kind === 'port' ? [''] : (f.from.length ? f.from.map((c) => cidr(c, family).text) : [any]).map((s) => ` . ${f.listen ? address(f.listen) : any} . ${s}`);
     for (let p = f.host.lo; p <= f.host.hi; p++) {
       const guestPort = f.guest.lo + (p - f.host.lo);
       for (const n of narrowing) out.push(`${port(p)} . ${f.proto}${n} : ${guestAddr} . ${port(guestPort)}`);

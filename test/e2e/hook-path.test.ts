@@ -110,14 +110,27 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
 
     // db-1 runs with host port 5432: db-2's start is refused, by the watcher, in the hook's words.
-    const refusal = async (): Promise<string> => {
-      const r = await sb.virsh('start', '--domain', DB2.name).then(() => undefined, (err: Error) => err.message);
+    const refusal = async (name = DB2.name): Promise<string> => {
+      const r = await sb.virsh('start', '--domain', name).then(() => undefined, (err: Error) => err.message);
       expect(r, 'the start is refused').toBeDefined();
+      expect((await sb.virsh('domstate', '--domain', name)).stdout.trim()).toBe('shut off');
       return /virtwire: [^\n]*/.exec(r as string)?.[0] ?? (r as string);
     };
     const served = await refusal();
     expect(served).toMatch(/^virtwire: VM "db-2": tcp port 5432 on every host IPv4 address is already forwarded to running VM "db-1"/);
     expect(await nodeRuns()).toEqual([]);
+
+    // A host service on web-1's port 8080: the watcher answered before it read the host's sockets,
+    // so libvirt's `start` refuses it, in the hook's words, with nothing applied.
+    await sb.destroyGuest(WEB1.name);
+    const idle = await table();
+    const listener = (await sh('setsid node -e "require(\'net\').createServer().listen({port: 8080, host: \'0.0.0.0\'})" >/dev/null 2>&1 & echo $!')).stdout.trim();
+    await sh('for i in $(seq 50); do grep -qi ":1F90 .* 0A " /proc/net/tcp && exit 0; sleep 0.1; done; exit 1');
+    const hostHeld = await refusal(WEB1.name);
+    expect(hostHeld).toMatch(/^virtwire: VM "web-1": tcp port 8080 on every host IPv4 address is in use by the host itself \(0\.0\.0\.0:8080\)/);
+    expect(await nodeRuns()).toEqual([]);
+    expect(await table()).toBe(idle);
+    expect((await sb.exec(['ls', '/run/virtwire/vms', '/run/virtwire/prepare'])).stdout).not.toContain((await sb.virsh('domuuid', '--domain', WEB1.name)).stdout.trim());
 
     // Killed (no clean exit: its FIFO stays, the kernel drops its lock): Node runs, and says the same.
     await sb.exec(['start-stop-daemon', '--stop', '--signal', 'KILL', '--pidfile', WATCH_PID, '--remove-pidfile']);
@@ -125,8 +138,11 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect((await sb.exec(['test', '-p', '/run/virtwire/prepare/requests'], { reject: false })).exitCode).toBe(0);
     expect(await refusal()).toBe(served);
     expect(await nodeRuns()).toEqual(['qemu-hook db-2 prepare']);
-    await sb.destroyGuest(WEB1.name);
-    expect(await nodeRuns()).toEqual([]);
-    await expect(sb.clientHttpGet(sb.hostAddress, 8080, 2000)).rejects.toThrow();
+    // Node refuses the host service's port at prepare, with the same line.
+    expect(await refusal(WEB1.name)).toBe(hostHeld);
+    expect(await nodeRuns()).toEqual(['qemu-hook web-1 prepare']);
+    await sh('kill "$1"', listener);
+    await sh('for i in $(seq 50); do grep -qi ":1F90 .* 0A " /proc/net/tcp || exit 0; sleep 0.1; done; exit 1');
+    expect(await table()).toBe(idle);
   }, 300_000);
 });

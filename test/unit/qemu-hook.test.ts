@@ -199,6 +199,18 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await hook('prepare', vmB())).toEqual({ exitCode: 0 });
   });
 
+  it('a VM that died without release: the next start drops its entry and its elements with it, even when it shares no key with them', async () => {
+    writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
+    await hook('prepare', vmA());
+    expect(await table()).toContain('192.168.122.10');
+    age(UUID_A); // no status file for A: libvirt no longer runs it
+    expect(await hook('prepare', vmB(), 'web-b')).toEqual({ exitCode: 0 });
+    expect(await table()).toContain('9090 . tcp : 192.168.122.11 . 80');
+    expect(await table(), 'nothing of A is left in the table').not.toContain('192.168.122.10');
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
+    expect(existsSync(teardownFile(UUID_A))).toBe(false);
+  });
+
   it('liveness is decided by UUID, not by a name: a VM named with a trailing space keeps its forwards through reconcile', async () => {
     const name = 'web-a ';
     const xml = domainXml(name, [{ mac: '52:54:00:77:00:10' }], '', UUID_A);
