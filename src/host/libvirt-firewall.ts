@@ -133,7 +133,11 @@ export function chainRuleLines(listing: string, chain: string): string[] | undef
   return rules;
 }
 
-/** iptables-nft's form of iptablesAcceptSpec in nft's listing (the comment match is not shown): the mark it is for. */
+/**
+ * iptables-nft's form of iptablesAcceptSpec in nft's listing: the mark it is
+ * for. nft does not show the comment match, so a rule is known by its match
+ * alone — one that accepts exactly what virtwire's does counts as it.
+ */
 const IPTABLES_ACCEPT_AS_NFT = /^ct mark (?:and|&) 0x([0-9a-f]+) == 0x([0-9a-f]+) ct status dnat .*\baccept\b/;
 
 function iptablesNftAcceptMark(rule: string): number | undefined {
@@ -162,7 +166,8 @@ function nftAcceptMark(rule: string): number | undefined {
  * place or move, or cannot be told this way — legacy iptables (nft does not
  * see its rules), an error other than "not there" — and the caller then
  * reads and places them with processes (probeTargets, setAccept). So this
- * look only ever skips work those would not do.
+ * look only ever skips work those would not do, but for a rule that does
+ * exactly what virtwire's iptables accept does (IPTABLES_ACCEPT_AS_NFT).
  */
 export async function acceptsInPlace(nft: NftLister, mark: number, variant = xtablesVariant): Promise<AcceptTarget[] | undefined> {
   const present: AcceptTarget[] = [];

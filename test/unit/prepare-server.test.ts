@@ -7,7 +7,7 @@
 import { ROOT, tempDir } from './helpers.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PrepareServer, applyingMarker, prepareChannel, processStamp, type EarlyOk } from '../../src/hooks/prepare-server.js';
@@ -171,14 +171,19 @@ describe('qemu prepare served by the watcher', () => {
     const runDir = join(dir, `run-wait-${shell ?? 'dash'}`);
     let shimPid = 0;
     let seen: string[] = [];
+    let clockFds: string[] = [];
     await serve(runDir, async () => {
       await new Promise((r) => setTimeout(r, 150));
       seen = descendants(shimPid);
+      // What the clock holds open: not the answer FIFO (a clock left behind must not look like a shim waiting).
+      const kids = readFileSync(`/proc/${shimPid}/task/${shimPid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+      clockFds = kids.flatMap((k) => readdirSync(`/proc/${k}/fd`).map((fd) => { try { return readlinkSync(`/proc/${k}/fd/${fd}`); } catch { return ''; } }));
       return OK;
     });
     const r = await runShim(render(runDir), 'web-1', 'prepare', shell, (pid) => { shimPid = pid; });
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(seen, 'what the shim runs while it waits').toEqual(waiting);
+    if (!shell) expect(clockFds.filter((f) => f.endsWith('.answer'))).toEqual([]);
     expect(ran()).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const clocks = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
