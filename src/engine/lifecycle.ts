@@ -20,7 +20,7 @@ import { BINDINGS } from '../bindings/registry.js';
 import { describeForward } from '../plan/describe.js';
 import { converge } from './converge.js';
 import { planVm, claim, rebuildCorrupt } from './reserve.js';
-import { checkConflicts } from '../plan/conflicts.js';
+import { checkHostSockets } from '../plan/conflicts.js';
 import { forOneOperation, markForCleanup, recoverLedger, type HookContext } from './context.js';
 import { staleRecord } from './record.js';
 import type { VmPlan } from '../plan/types.js';
@@ -98,7 +98,7 @@ async function prepareFromPlan(ctx: HookContext, domain: DomainInfo, planned: Re
       // `start`, before QEMU runs, and nothing is applied before that check.
       try {
         early.claimed(domain.uuid);
-        checkConflicts(domain.name, forwards, [], await sockets);
+        checkHostSockets(domain.name, forwards, await sockets);
       } catch (err) {
         ctx.ledger.removeVm(domain.uuid);
         early.settled(err);
