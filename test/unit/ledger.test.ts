@@ -29,6 +29,31 @@ describe('ledger', () => {
     expect(() => l.getVm('../../etc/passwd')).toThrow('invalid uuid');
   });
 
+  it('parses an entry once per text of its file: the same object while the file holds the same bytes, never one it no longer holds', () => {
+    const a = new Ledger(tempDir());
+    const b = new Ledger(a.dir); // another operation (the watcher makes a ledger per request): the same parsed entry
+    const e = { schema: 2, uuid: '6f1f6a0e-0000-4000-8000-000000000009', name: 'vm-9', state: 'reserved' as const, nics: [], updatedAt: 'now' };
+    a.putVm(e);
+    expect(a.getVm(e.uuid)).toBe(e);
+    expect(b.listVms()[0]).toBe(e);
+    const file = join(a.dir, 'vms', `${e.uuid}.json`);
+    // Rewritten in place by another process, the same size, within the same clock tick: read anew.
+    const text = readFileSync(file, 'utf8');
+    writeFileSync(file, text.replace('"vm-9"', '"vm-8"'));
+    const reread = b.getVm(e.uuid);
+    expect(reread).not.toBe(e);
+    expect(reread?.name).toBe('vm-8');
+    expect(a.listVms()[0]).toBe(reread);
+    writeFileSync(file, text.replace('"reserved"', '"gibbrsh"'));
+    expect(a.getVm(e.uuid)).toBeUndefined();
+    expect(a.readVms().corrupt.map((c) => c.reason)).toEqual(['bad state']);
+    writeFileSync(file, text);
+    expect(a.getVm(e.uuid)).toEqual(e);
+    expect(a.getVm(e.uuid)).not.toBe(e); // parsed again: the text was another in between
+    expect(a.removeVm(e.uuid)).toBe(true);
+    expect(a.getVm(e.uuid)).toBeUndefined();
+  });
+
   it("reads the port-forward release's entries (schema 1: one binding per VM, forwards flat) as per-NIC entries", () => {
     const l = new Ledger(tempDir());
     const uuid = '6f1f6a0e-0000-4000-8000-000000000003';
