@@ -3,7 +3,7 @@
 import type { VmPlan } from '../plan/types.js';
 import type { DomainInfo } from '../xml/domain.js';
 import { bindingNamed } from '../bindings/registry.js';
-import { forwardText, recordDifferences, recordedForward, type RecordedNic } from '../model/record.js';
+import { forwardText, recordDifferences, recordedForward, type RecordedForward, type RecordedNic } from '../model/record.js';
 
 /** One record per wired NIC, forwards in a stable order (so an unchanged plan records byte-identical XML). */
 export function recordOf(plan: VmPlan): RecordedNic[] {
@@ -15,9 +15,15 @@ export function recordOf(plan: VmPlan): RecordedNic[] {
     ...(n.network === undefined ? {} : { network: n.network }),
     ...(n.from === undefined ? {} : { from: n.from }),
     ...(n.attached === undefined ? {} : { attached: n.attached }),
-    forwards: plan.forwards.filter((f) => f.nic === n.mac).map(recordedForward)
-      .sort((a, b) => (forwardText(a) < forwardText(b) ? -1 : forwardText(a) > forwardText(b) ? 1 : 0)),
+    forwards: byText(plan.forwards.filter((f) => f.nic === n.mac).map(recordedForward)),
   }));
+}
+
+/** Forwards sorted by their text, each text made once (a 400-forward sort compares ~3,500 times). */
+function byText(forwards: RecordedForward[]): RecordedForward[] {
+  return forwards.map((f) => ({ f, key: forwardText(f) }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map(({ f }) => f);
 }
 
 /**

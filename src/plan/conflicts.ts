@@ -21,20 +21,41 @@ export function describeListen(f: ResolvedForward): string {
 }
 
 /**
+ * Whether two forwards collide: any two of `a`, or, given `b`, one of `a`
+ * with one of `b`. Sorted by family, protocol and first port, a forward can
+ * only collide with those before it whose range still reaches its first port.
+ */
+function anyCollision(a: readonly ResolvedForward[], b?: readonly ResolvedForward[]): boolean {
+  const items = [...a.map((f) => ({ f, side: 0 })), ...(b ?? []).map((f) => ({ f, side: 1 }))];
+  items.sort((x, y) => x.f.family - y.f.family || (x.f.proto < y.f.proto ? -1 : x.f.proto > y.f.proto ? 1 : 0) || x.f.host.lo - y.f.host.lo);
+  let reaching: typeof items = [];
+  for (const it of items) {
+    reaching = reaching.filter(({ f }) => f.family === it.f.family && f.proto === it.f.proto && f.host.hi >= it.f.host.lo);
+    if (reaching.some((g) => (b === undefined || g.side !== it.side) && forwardsCollide(g.f, it.f))) return true;
+    reaching.push(it);
+  }
+  return false;
+}
+
+/**
  * Refuses a VM's forwards that another VM already holds, that collide among
  * themselves, or that hit a port the host itself listens on.
  */
 export function checkConflicts(vmName: string, forwards: ResolvedForward[], others: OtherVm[], sockets: readonly HostSocket[]): void {
   const vm = quoted(vmName);
+  // The pairwise loops below name the first collision exactly; a sort and sweep tells first whether
+  // there is any (at 200 forwards on both families, 80,000 pairs against ~3,500 comparisons).
+  const amongThemselves = anyCollision(forwards);
+  const withOthers = others.length > 0 && anyCollision(forwards, others.flatMap((o) => o.forwards));
   for (let i = 0; i < forwards.length; i++) {
     const f = forwards[i] as ResolvedForward;
-    for (let j = 0; j < i; j++) {
+    for (let j = 0; amongThemselves && j < i; j++) {
       const g = forwards[j] as ResolvedForward;
       if (forwardsCollide(f, g)) {
         throw new UserError(`VM ${vm}: forward ${f.proto} ${formatRange(f.host)} (${f.origin}) collides with forward ${g.proto} ${formatRange(g.host)} (${g.origin}) of the same VM; remove one`);
       }
     }
-    for (const o of others) {
+    for (const o of withOthers ? others : []) {
       const g = o.forwards.find((x) => forwardsCollide(f, x));
       if (g) {
         throw new UserError(`VM ${vm}: ${f.proto} port ${formatRange(f.host)} on ${describeListen(f)} is already forwarded to running VM ${quoted(o.name)} (${g.origin}); use another host port or stop ${quoted(o.name)}`);

@@ -4,8 +4,9 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { hostSockets, parseProcNet } from '../../src/host/listening.js';
 import { tempDir } from './helpers.js';
-import { checkConflicts } from '../../src/plan/conflicts.js';
+import { checkConflicts, forwardsCollide } from '../../src/plan/conflicts.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
+import { formatRange } from '../../src/model/ports.js';
 
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
@@ -71,5 +72,44 @@ describe('host listening sockets', () => {
     expect(() => checkConflicts('web-b', [f({ host: { lo: 9000, hi: 9000 }, listen: '192.0.2.2' })], [specific], [])).not.toThrow();
     expect(() => checkConflicts('web-b', [f({ host: { lo: 9000, hi: 9000 } })], [specific], [])).toThrow('already forwarded');
     expect(() => checkConflicts('web-b', [f({ host: { lo: 9000, hi: 9000 }, proto: 'udp' })], [specific], [])).not.toThrow();
+  });
+
+  it('refuses exactly what checking every pair refuses, with the same first collision named (random sets of ranges, listens, families)', () => {
+    // The pairwise check, as it was written before the sort and sweep that skips it when nothing collides.
+    const naive = (vm: string, fs: ResolvedForward[], others: { uuid: string; name: string; forwards: ResolvedForward[] }[]): string | undefined => {
+      for (let i = 0; i < fs.length; i++) {
+        const a = fs[i] as ResolvedForward;
+        for (let j = 0; j < i; j++) if (forwardsCollide(a, fs[j] as ResolvedForward)) return `self ${i} ${j}`;
+        for (const o of others) if (o.forwards.some((x) => forwardsCollide(a, x))) return `other ${i} ${o.uuid}`;
+      }
+      return undefined;
+    };
+    let seed = 12345;
+    const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+    const randomForward = (): ResolvedForward => {
+      const lo = 1000 + rnd(60);
+      return f({ family: rnd(2) === 0 ? 4 : 6, proto: rnd(3) === 0 ? 'udp' : 'tcp', host: { lo, hi: lo + (rnd(4) === 0 ? rnd(8) : 0) }, ...(rnd(3) === 0 ? { listen: `192.0.2.${rnd(3)}` } : {}), origin: `o${rnd(1000)}` });
+    };
+    let refused = 0;
+    for (let round = 0; round < 400; round++) {
+      const mine = Array.from({ length: 1 + rnd(12) }, randomForward);
+      const others = Array.from({ length: rnd(3) }, (_, k) => ({ uuid: `u${k}`, name: `vm-${k}`, forwards: Array.from({ length: rnd(6) }, randomForward) }));
+      const expected = naive('web-r', mine, others);
+      let got: string | undefined;
+      try { checkConflicts('web-r', mine, others, []); } catch (err) { got = (err as Error).message; }
+      if (expected === undefined) { expect(got, JSON.stringify(mine)).toBeUndefined(); continue; }
+      refused++;
+      const [kind, i, j] = expected.split(' ');
+      const a = mine[Number(i)] as ResolvedForward;
+      if (kind === 'self') {
+        const b = mine[Number(j)] as ResolvedForward;
+        expect(got).toBe(`VM "web-r": forward ${a.proto} ${formatRange(a.host)} (${a.origin}) collides with forward ${b.proto} ${formatRange(b.host)} (${b.origin}) of the same VM; remove one`);
+      } else {
+        expect(got).toContain(`VM "web-r": ${a.proto} port ${formatRange(a.host)} on `);
+        expect(got).toContain(`already forwarded to running VM "${others.find((o) => o.uuid === j)?.name}"`);
+      }
+    }
+    expect(refused, 'the random sets collide often enough to test both ways').toBeGreaterThan(100);
+    expect(refused).toBeLessThan(380);
   });
 });
