@@ -23,7 +23,6 @@ import { writeWatchState, type WatchState } from '../state/watch-state.js';
 import { PrepareServer } from '../hooks/prepare-server.js';
 import { NftSession } from '../host/nft-session.js';
 import { holdLocksThroughHelpers } from '../state/lock.js';
-import { Ledger } from '../state/ledger.js';
 import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
 
@@ -136,9 +135,13 @@ export class Watcher {
     holdLocksThroughHelpers();
     const server = new PrepareServer({
       runDir: paths.runDir,
-      prepare: (xml) => handleQemuHook(this.hookContext(), [domainNameIn(xml), 'prepare', 'begin', '-'], () => Promise.resolve(xml), { ledgerLockHeld: true }),
-      ledgerLock: new Ledger(paths.runDir).lockFile,
-      refusalLine: (err) => refusalLine(this.hookContext(), err),
+      prepare: (xml, early) => {
+        const ctx = this.hookContext();
+        return handleQemuHook(ctx, [domainNameIn(xml), 'prepare', 'begin', '-'], () => Promise.resolve(xml), {
+          claimed: (uuid) => early.claimed(uuid),
+          settled: (refusal) => early.settled(refusal === undefined ? undefined : refusalLine(ctx, refusal)),
+        });
+      },
       teardown: (uuid, op) => teardownVm(this.hookContext(), uuid, op),
       mustRunNode: () => pluginFiles(paths.pluginsDir).length > 0,
       log: this.log,

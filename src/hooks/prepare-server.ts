@@ -16,17 +16,17 @@
 //   ID.xml    the domain XML, written by the shim
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
-//   UUID.applying  the start goes on before the watcher has even read the
-//             XML: "ok" is sent as soon as the watcher holds the ledger lock,
-//             with this file there, empty; the watcher then runs the hook's
-//             prepare under that lock (parse, plan, checks, claim, apply) and
-//             removes the file, or writes into it the line a refusal shows.
-//             The shim's `start` (right before QEMU runs) waits for the lock
-//             if it is empty and fails the start on a line, or on a file still
-//             empty once the lock is free (the watcher died). So all of the
-//             watcher's work overlaps libvirt's own between prepare and start,
-//             and every refusal of a served start comes at `start`, with the
-//             line the hook gives at `prepare` when it runs Node itself.
+//   UUID.applying  the start goes on before the host has the VM's forwards:
+//             "ok" is sent once the checks against the other VMs passed and
+//             the claim is recorded, with this file there, empty; the watcher
+//             goes on under the ledger lock — the host's sockets checked, then
+//             applied — then removes it, or writes into it the line a
+//             refusal shows. The shim's `start` (right before QEMU runs) waits
+//             for the lock if it is empty and fails the start on a line, or on
+//             a file still empty once the lock is free (the watcher died).
+//             So the read of the host's sockets, the nft commit and the look
+//             at libvirt's firewall overlap libvirt's own work between prepare
+//             and start.
 // A teardown request runs the VM's teardown script (what its start added) as
 // the shim would, through the watcher's long-lived nft (host/nft-session.ts:
 // a short-lived nft that deletes waits out an RCU grace period at its exit),
@@ -68,18 +68,20 @@ export function applyingMarker(runDir: string, uuid: string): string {
 /** What the shim reads back: its first line decides. */
 export type PrepareAnswer = 'ok' | 'node' | `refused ${string}`;
 
+/** The handler's side of an early "ok" (see EarlyAnswer in src/engine/lifecycle.ts): `settled` gets the refusal's line. */
+export interface EarlyOk {
+  claimed(uuid: string): void;
+  settled(refusalLine: string | undefined): void;
+}
+
 export interface PrepareServerOptions {
   runDir: string;
   /**
    * The hook's handler for `prepare` with this XML on stdin (the watcher:
-   * handleQemuHook on a fresh hook context), run holding `ledgerLock`,
-   * after the shim was answered.
+   * handleQemuHook on a fresh hook context), with `early` to answer before
+   * the host has the VM's forwards.
    */
-  prepare: (xml: string) => Promise<HookResult>;
-  /** The ledger's lock file (state/ledger.ts): the shim's `start` waits for it. */
-  ledgerLock: string;
-  /** The one line a start refused by this error shows (a handler that threw, a lock not had in time). */
-  refusalLine: (err: unknown) => string;
+  prepare: (xml: string, early: EarlyOk) => Promise<HookResult>;
   /** A VM's teardown at stopped/release (lifecycle.ts teardownVm); false: not done, the shim does it. */
   teardown?: (uuid: string, op: 'stopped' | 'release') => Promise<boolean>;
   /** Whether the hook must run Node itself this time (plugins: Node loads them afresh on every run). */
@@ -89,18 +91,6 @@ export interface PrepareServerOptions {
 
 /** "PID" (prepare, its XML in PID.xml) or "PID stopped|release UUID" (a teardown). */
 const REQUEST = /^([1-9][0-9]{0,9})(?: (stopped|release) ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))?$/;
-
-/**
- * The domain's UUID: its first <uuid> element, as the shim reads it at
- * `start` (only <name> comes before it in libvirt's XML, and XML escapes a
- * "<" in a name). Undefined: none in the usual form.
- */
-function domainUuidIn(xml: string): string | undefined {
-  return /<uuid>([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})<\/uuid>/.exec(xml.slice(0, 4096))?.[1];
-}
-
-/** How long a served prepare waits for the ledger lock (the hook's own run waits as long). */
-const LOCK_WAIT_S = 60;
 
 interface Teardown { op: 'stopped' | 'release'; uuid: string }
 
@@ -200,11 +190,6 @@ export class PrepareServer {
       return;
     }
     let answered = false;
-    // The request's files go once it is answered: a served prepare goes on after that.
-    const removeFiles = (): void => {
-      rmSync(xmlFile, { force: true });
-      rmSync(answerFile, { force: true });
-    };
     try {
       let answer: PrepareAnswer = 'node';
       try {
@@ -215,13 +200,14 @@ export class PrepareServer {
           const st = lstatSync(xmlFile);
           if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error(`${xmlFile} is not a regular file of this user`);
           const xml = readFileSync(xmlFile, 'utf8');
-          const uuid = domainUuidIn(xml);
-          // No UUID where libvirt puts it: the hook's own run decides (and says what is wrong).
-          if (uuid !== undefined && !this.o.mustRunNode?.()) answer = await this.answerAtOnce(fd, uuid, xml, () => { answered = true; removeFiles(); }) ?? answer;
+          if (!this.o.mustRunNode?.()) {
+            const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; }));
+            answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
+          }
         }
       } catch (err) {
         if (!answered) this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);
-        else this.o.log.error(`serving qemu prepare: after its "ok": ${errorMessage(err)}`);
+        else this.o.log.error(`serving qemu prepare: after the early "ok": ${errorMessage(err)}`);
       }
       if (!answered) writeSync(fd, `${answer}\n`);
     } catch (err) {
@@ -229,54 +215,43 @@ export class PrepareServer {
       this.o.log.error(`serving qemu prepare: could not answer request ${id}: ${errorMessage(err)}`);
     } finally {
       closeSync(fd);
-      if (!answered) removeFiles();
+      rmSync(xmlFile, { force: true });
+      rmSync(answerFile, { force: true });
     }
   }
 
   /**
-   * Under the ledger lock: the marker, then "ok" (the shim may reach `start`
-   * at once, and waits for this lock there), then the hook's prepare; once
-   * it is done the marker goes, or carries the refusal's line. The lock not
-   * had in time: the answer is the refusal, as the hook's own run would refuse.
+   * "ok" before the host has the VM's forwards: the marker first (the shim
+   * may reach `start` at once), then the answer; settled, the marker goes or
+   * carries the refusal's line. Both run under the ledger lock (prepareVm),
+   * which is what the shim's `start` waits for.
    */
-  private async answerAtOnce(fd: number, uuid: string, xml: string, onAnswered: () => void): Promise<PrepareAnswer | undefined> {
-    const marker = applyingMarker(this.o.runDir, uuid);
-    let locked = false;
-    try {
-      await withLock(this.o.ledgerLock, () => this.prepareAnswered(fd, marker, xml, () => { locked = true; }, onAnswered), LOCK_WAIT_S);
-    } catch (err) {
-      if (locked) throw err;
-      return `refused ${oneLine(this.o.refusalLine(err))}`;
-    }
-    return undefined;
-  }
-
-  /** Holding the ledger lock: the marker, "ok", the hook's prepare, the marker settled. */
-  private async prepareAnswered(fd: number, marker: string, xml: string, onLocked: () => void, onAnswered: () => void): Promise<void> {
-    onLocked();
-    writeFileSync(marker, '', { mode: 0o600 });
-    try {
-      writeSync(fd, 'ok\n');
-    } catch (err) {
-      rmSync(marker, { force: true }); // the shim gave up waiting: it runs Node, and nothing may refuse its start
-      throw err;
-    }
-    onAnswered();
-    let line: string | undefined;
-    try {
-      const r = await this.o.prepare(xml);
-      if (r.exitCode !== 0) line = r.stderr ?? 'virtwire: refused';
-    } catch (err) {
-      this.o.log.error(`serving qemu prepare: after its "ok": ${errorMessage(err)}`);
-      line = this.o.refusalLine(err);
-    }
-    try {
-      if (line === undefined) rmSync(marker, { force: true });
-      else writeTextAtomic(marker, `${oneLine(line)}\n`, 'a refused start\'s line', this.o.runDir);
-    } catch (err) {
-      // The marker stays empty: the shim's start refuses all the same, with a less precise line.
-      this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`);
-    }
+  private earlyOk(fd: number, onAnswered: () => void): EarlyOk {
+    let marker: string | undefined;
+    return {
+      claimed: (uuid) => {
+        const file = applyingMarker(this.o.runDir, uuid);
+        writeFileSync(file, '', { mode: 0o600 });
+        try {
+          writeSync(fd, 'ok\n');
+        } catch (err) {
+          rmSync(file, { force: true }); // the shim gave up waiting: it runs Node, and nothing may refuse its start
+          throw err;
+        }
+        marker = file;
+        onAnswered();
+      },
+      settled: (line) => {
+        if (marker === undefined) return; // not answered early: the refusal goes back as the answer
+        try {
+          if (line === undefined) rmSync(marker, { force: true });
+          else writeTextAtomic(marker, `${oneLine(line)}\n`, 'a refused start\'s line', this.o.runDir);
+        } catch (err) {
+          // The marker stays empty: the shim's start refuses all the same, with a less precise line.
+          this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`);
+        }
+      },
+    };
   }
 
   /**

@@ -1,5 +1,5 @@
 import { parseDomain, type DomainInfo } from '../xml/domain.js';
-import { prepareVm, settleVm, startVm } from '../engine/lifecycle.js';
+import { prepareVm, settleVm, startVm, type EarlyAnswer } from '../engine/lifecycle.js';
 import { filterIncoming } from '../engine/filter.js';
 import { UserError, errorMessage, oneLine, quoted } from '../errors.js';
 import type { HookContext } from '../engine/context.js';
@@ -34,10 +34,8 @@ export function qemuOpIsActive(op: string | undefined): boolean {
  * leaving nothing), stopped/release remove exactly the ledger's entry and
  * never fail (the shim does that itself when the VM's teardown is
  * prepared: hooks/qemu), reconnect converges and never fails.
- * `ledgerLockHeld`: the caller holds the ledger lock (the watcher serving
- * prepare, which answered the shim before: src/hooks/prepare-server.ts).
  */
-export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin: () => Promise<string>, opts: { ledgerLockHeld?: boolean } = {}): Promise<HookResult> {
+export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin: () => Promise<string>, early?: EarlyAnswer): Promise<HookResult> {
   const op = argv[1];
   if (!qemuOpIsActive(op)) return { exitCode: 0 };
   if (op === 'prepare' || op === 'start' || op === 'migrate' || op === 'restore') {
@@ -45,7 +43,7 @@ export async function handleQemuHook(ctx: HookContext, argv: string[], readStdin
       const xml = await readStdin();
       if (op === 'migrate' || op === 'restore') return filter(ctx, op, xml);
       if (op === 'start') return await start(ctx, xml);
-      return await prepare(ctx, xml, opts.ledgerLockHeld === true);
+      return await prepare(ctx, xml, early);
     } catch (err) {
       const line = refusalLine(ctx, err);
       ctx.log.error(`qemu ${op} ${quoted(argv[0] ?? '')}: ${err instanceof UserError ? err.message : String((err as Error)?.stack ?? err)}`);
@@ -68,11 +66,11 @@ function filter(ctx: HookContext, op: string, xml: string): HookResult {
   return out === undefined ? { exitCode: 0 } : { exitCode: 0, stdout: out };
 }
 
-async function prepare(ctx: HookContext, xml: string, served: boolean): Promise<HookResult> {
+async function prepare(ctx: HookContext, xml: string, early: EarlyAnswer | undefined): Promise<HookResult> {
   const domain = parseDomain(xml, 'the domain XML on stdin');
   // Run by Node itself: a watcher's word on an earlier start of this VM must not refuse this one.
-  if (!served) rmSync(applyingMarker(ctx.paths.runDir, domain.uuid), { force: true });
-  const notes = await prepareVm(ctx, domain, served);
+  if (!early) rmSync(applyingMarker(ctx.paths.runDir, domain.uuid), { force: true });
+  const notes = await prepareVm(ctx, domain, early);
   if (notes?.length) ctx.log.info(`VM ${quoted(domain.name)} prepare: ${notes.join('; ')}`);
   return { exitCode: 0 };
 }
@@ -80,7 +78,7 @@ async function prepare(ctx: HookContext, xml: string, served: boolean): Promise<
 /** start: the NICs' tap VLANs (the shim runs Node only for a VM with a start marker). */
 async function start(ctx: HookContext, xml: string): Promise<HookResult> {
   const domain = parseDomain(xml, 'the domain XML on stdin');
-  const refused = await servedPrepareRefused(ctx, domain);
+  const refused = await earlyAnswerRefused(ctx, domain);
   if (refused) return { exitCode: 1, stderr: refused };
   const notes = await startVm(ctx, domain);
   if (notes?.length) ctx.log.info(`VM ${quoted(domain.name)} start: ${notes.join('; ')}`);
@@ -90,10 +88,9 @@ async function start(ctx: HookContext, xml: string): Promise<HookResult> {
 /**
  * What the shim's vw_await_apply does, for a start that reached Node without
  * it (a UUID the shim could not read): the watcher's line on a prepare it
- * answered before running it, or its silence once the ledger lock is free.
- * Undefined: done.
+ * answered early, or its silence once the ledger lock is free. Undefined: applied.
  */
-async function servedPrepareRefused(ctx: HookContext, domain: DomainInfo): Promise<string | undefined> {
+async function earlyAnswerRefused(ctx: HookContext, domain: DomainInfo): Promise<string | undefined> {
   const marker = applyingMarker(ctx.paths.runDir, domain.uuid);
   if (!existsSync(marker)) return undefined;
   await withLock(ctx.ledger.lockFile, async () => undefined, 70);

@@ -61,12 +61,26 @@ export function checkConflicts(vmName: string, forwards: ResolvedForward[], othe
         throw new UserError(`VM ${vm}: ${f.proto} port ${formatRange(f.host)} on ${describeListen(f)} is already forwarded to running VM ${quoted(o.name)} (${g.origin}); use another host port or stop ${quoted(o.name)}`);
       }
     }
-    if (f.allowHostConflict) continue;
-    const s = sockets.find((x) => x.proto === f.proto && x.port >= f.host.lo && x.port <= f.host.hi && socketReceives(x, f));
-    if (s) {
-      const where = s.family === 6 ? `[${s.address}]:${s.port}${s.address === '::' ? ', which also receives IPv4' : ''}` : `${s.address}:${s.port}`;
-      throw new UserError(`VM ${vm}: ${f.proto} port ${s.port} on ${describeListen(f)} is in use by the host itself (${where}); stop that service, use another host port, or set allowHostConflict: true on the forward (${f.origin})`);
-    }
+    refuseHostSocket(vm, f, sockets);
+  }
+}
+
+/**
+ * Refuses a VM's forwards that hit a port the host itself listens on: the
+ * last of checkConflicts's checks, alone (a served start makes it after its
+ * early answer: engine/lifecycle.ts).
+ */
+export function checkHostSockets(vmName: string, forwards: readonly ResolvedForward[], sockets: readonly HostSocket[]): void {
+  const vm = quoted(vmName);
+  for (const f of forwards) refuseHostSocket(vm, f, sockets);
+}
+
+function refuseHostSocket(vm: string, f: ResolvedForward, sockets: readonly HostSocket[]): void {
+  if (f.allowHostConflict) return;
+  const s = sockets.find((x) => x.proto === f.proto && x.port >= f.host.lo && x.port <= f.host.hi && socketReceives(x, f));
+  if (s) {
+    const where = s.family === 6 ? `[${s.address}]:${s.port}${s.address === '::' ? ', which also receives IPv4' : ''}` : `${s.address}:${s.port}`;
+    throw new UserError(`VM ${vm}: ${f.proto} port ${s.port} on ${describeListen(f)} is in use by the host itself (${where}); stop that service, use another host port, or set allowHostConflict: true on the forward (${f.origin})`);
   }
 }
 

@@ -110,8 +110,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
 
     // db-1 runs with host port 5432: db-2's start is refused, by the watcher, in the hook's words.
-    // The hook operation that refused it too (libvirt names the hook's command line): a served
-    // prepare is answered at once, so the watcher's refusal comes at `start`; Node's at `prepare`.
+    // The hook operation that refused it too (libvirt names the hook's command line).
     const refusedAt: string[] = [];
     const refusal = async (name = DB2.name): Promise<string> => {
       const r = await sb.virsh('start', '--domain', name).then(() => undefined, (err: Error) => err.message);
@@ -124,8 +123,8 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     expect(served).toMatch(/^virtwire: VM "db-2": tcp port 5432 on every host IPv4 address is already forwarded to running VM "db-1"/);
     expect(await nodeRuns()).toEqual([]);
 
-    // A host service on web-1's port 8080: refused, in the hook's words, with nothing applied (at
-    // libvirt's `start`: the watcher answers `prepare` at once).
+    // A host service on web-1's port 8080: the watcher answered before it read the host's sockets,
+    // so libvirt's `start` refuses it, in the hook's words, with nothing applied.
     await sb.destroyGuest(WEB1.name);
     const idle = await table();
     const listener = (await sh('setsid node -e "require(\'net\').createServer().listen({port: 8080, host: \'0.0.0.0\'})" >/dev/null 2>&1 & echo $!')).stdout.trim();
@@ -145,7 +144,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     // Node refuses the host service's port at prepare, with the same line.
     expect(await refusal(WEB1.name)).toBe(hostHeld);
     expect(await nodeRuns()).toEqual(['qemu-hook web-1 prepare']);
-    expect(refusedAt, 'served: at start; Node: at prepare').toEqual(['start', 'start', 'prepare', 'prepare']);
+    expect(refusedAt, 'served: another VM at prepare, a host service at start; Node: both at prepare').toEqual(['prepare', 'start', 'prepare', 'prepare']);
     await sh('kill "$1"', listener);
     await sh('for i in $(seq 50); do grep -qi ":1F90 .* 0A " /proc/net/tcp || exit 0; sleep 0.1; done; exit 1');
     expect(await table()).toBe(idle);

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { hostSockets, parseProcNet } from '../../src/host/listening.js';
 import { tempDir } from './helpers.js';
-import { checkConflicts, forwardsCollide } from '../../src/plan/conflicts.js';
+import { checkConflicts, checkHostSockets, forwardsCollide } from '../../src/plan/conflicts.js';
 import type { ResolvedForward } from '../../src/model/forward.js';
 import { formatRange } from '../../src/model/ports.js';
 
@@ -62,6 +62,9 @@ describe('host listening sockets', () => {
     expect(() => checkConflicts('web-1', [f()], [], sockets)).toThrow('VM "web-1": tcp port 8080 on every host IPv4 address is in use by the host itself (0.0.0.0:8080); stop that service, use another host port, or set allowHostConflict: true on the forward (/t/web.yaml:5:5)');
     expect(() => checkConflicts('web-1', [f({ allowHostConflict: true })], [], sockets)).not.toThrow();
     expect(() => checkConflicts('web-1', [f({ host: { lo: 3000, hi: 3000 } })], [], sockets)).not.toThrow();
+    // The host's sockets alone (a served start checks them after its answer): the same refusal, no other check.
+    expect(() => checkHostSockets('web-1', [f()], sockets)).toThrow('VM "web-1": tcp port 8080 on every host IPv4 address is in use by the host itself (0.0.0.0:8080)');
+    expect(() => checkHostSockets('web-1', [f(), f()], [])).not.toThrow();
   });
 
   it('refuses a port another running VM holds; a different listen address or proto is fine', () => {

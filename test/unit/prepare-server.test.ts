@@ -10,8 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PrepareServer, applyingMarker, prepareChannel, processStamp } from '../../src/hooks/prepare-server.js';
-import { errorMessage } from '../../src/errors.js';
+import { PrepareServer, applyingMarker, prepareChannel, processStamp, type EarlyOk } from '../../src/hooks/prepare-server.js';
 import { withLock } from '../../src/state/lock.js';
 import type { HookResult } from '../../src/hooks/qemu-handler.js';
 
@@ -34,11 +33,10 @@ function render(runDir: string, timeoutS?: number): string {
   return file;
 }
 
-const UUID = '7e0b3a4c-1111-4222-8333-94445555aaaa';
-const xmlOf = (name: string, uuid = UUID): string => `<domain type='qemu'>\n  <name>${name}</name>\n  <uuid>${uuid}</uuid>\n</domain>`;
+const xmlOf = (name: string): string => `<domain type='qemu'>\n  <name>${name}</name>\n  <uuid>7e0b3a4c-1111-4222-8333-94445555aaaa</uuid>\n</domain>`;
 
 /** Runs the shim as libvirt does (no environment, XML on stdin), without blocking this process's event loop. */
-function runShim(shim: string, name: string, op = 'prepare', shell?: string, started?: (pid: number) => void, uuid = UUID): Promise<{ status: number | null; stderr: string; ms: number }> {
+function runShim(shim: string, name: string, op = 'prepare', shell?: string, started?: (pid: number) => void): Promise<{ status: number | null; stderr: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
     const argv = [name, op, 'begin', '-'];
@@ -48,7 +46,7 @@ function runShim(shim: string, name: string, op = 'prepare', shell?: string, sta
     c.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     c.on('error', reject);
     c.on('close', (status) => resolve({ status, stderr, ms: Date.now() - t0 }));
-    c.stdin?.end(xmlOf(name, uuid));
+    c.stdin?.end(xmlOf(name));
   });
 }
 
@@ -57,18 +55,12 @@ const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8
 interface Served { xml: string[]; server: PrepareServer; errors: string[] }
 
 const servers: PrepareServer[] = [];
-const ledgerLock = (runDir: string): string => join(runDir, 'lock');
-/** Whether someone holds the ledger lock now (flock(1) cannot take it at once). */
-const lockHeld = (runDir: string): boolean => spawnSync('flock', ['-n', ledgerLock(runDir), 'true']).status !== 0;
-
-async function serve(runDir: string, prepare: (xml: string) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string, op: string) => Promise<boolean>): Promise<Served & { serving: boolean }> {
+async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string, op: string) => Promise<boolean>): Promise<Served & { serving: boolean }> {
   const xml: string[] = [];
   const errors: string[] = [];
   const server = new PrepareServer({
     runDir,
-    prepare: (x) => { xml.push(x); return prepare(x); },
-    ledgerLock: ledgerLock(runDir),
-    refusalLine: (err) => `virtwire: internal error: ${errorMessage(err)}`,
+    prepare: (x, early) => { xml.push(x); return prepare(x, early); },
     mustRunNode,
     teardown,
     log: { info: () => undefined, error: (m) => errors.push(m) },
@@ -86,37 +78,25 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const OK: HookResult = { exitCode: 0 };
 
 describe('qemu prepare served by the watcher', () => {
-  it('served: prepare and start exit 0 with no Node run, the handler got the XML holding the ledger lock, and no request files or marker are left', async () => {
+  it('served: the shim exits 0 with no Node run, the handler got the XML, and no request files are left', async () => {
     const runDir = join(dir, 'run-ok');
-    let heldThen: boolean | undefined;
-    const { xml, serving, errors } = await serve(runDir, async () => { heldThen = lockHeld(runDir); return OK; });
+    const { xml, serving, errors } = await serve(runDir, async () => OK);
     expect(serving).toBe(true);
-    const shim = render(runDir);
-    expect(await runShim(shim, 'web-1')).toMatchObject({ status: 0, stderr: '' });
-    expect(await runShim(shim, 'web-1', 'start')).toMatchObject({ status: 0, stderr: '' });
+    const r = await runShim(render(runDir), 'web-1');
+    expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(ran()).toEqual([]);
     expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
-    expect(heldThen, 'the handler runs under the ledger lock').toBe(true);
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
     expect(errors).toEqual([]);
   });
 
-  it('a refusal: prepare goes on, and the start fails with the handler\'s one line, as the hook would have failed prepare; Node never runs', async () => {
+  it('a refusal: the shim fails the start with the handler\'s one line, as the hook would, and Node never runs', async () => {
     const runDir = join(dir, 'run-refuse');
     const line = 'virtwire: VM "web-1": tcp port 8080 on every host IPv4 address is already forwarded to running VM "db-1" (template web); use another host port or stop "db-1"';
     await serve(runDir, async () => ({ exitCode: 1, stderr: line }));
-    const shim = render(runDir);
-    expect(await runShim(shim, 'web-1')).toMatchObject({ status: 0, stderr: '' });
-    expect(await runShim(shim, 'web-1', 'start')).toMatchObject({ status: 1, stderr: `${line}\n` });
+    const r = await runShim(render(runDir), 'web-1');
+    expect(r).toEqual({ status: 1, stderr: `${line}\n`, ms: r.ms });
     expect(ran()).toEqual([]);
-  });
-
-  it('a domain XML with no UUID where libvirt writes it: the watcher answers "node", and the hook decides', async () => {
-    const runDir = join(dir, 'run-no-uuid');
-    const { xml } = await serve(runDir, async () => OK);
-    expect((await runShim(render(runDir), 'web-1', 'prepare', undefined, undefined, 'not-a-uuid')).status).toBe(0);
-    expect(xml, 'the handler is not run').toEqual([]);
-    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
   });
 
   it('with plugins installed the watcher answers "node": the shim runs Node, which gets the XML', async () => {
@@ -128,31 +108,12 @@ describe('qemu prepare served by the watcher', () => {
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
   });
 
-  it('the handler throwing (after the "ok"): the start is refused with the internal error\'s line, which the log details', async () => {
+  it('the handler throwing: the shim runs Node, which decides', async () => {
     const runDir = join(dir, 'run-throw');
     const { errors } = await serve(runDir, async () => { throw new Error('boom'); });
-    const shim = render(runDir);
-    expect((await runShim(shim, 'web-1')).status).toBe(0);
-    expect(await runShim(shim, 'web-1', 'start')).toMatchObject({ status: 1, stderr: 'virtwire: internal error: boom\n' });
-    expect(ran()).toEqual([]);
-    expect(errors.join('\n')).toMatch(/serving qemu prepare: after its "ok": boom/);
-  });
-
-  it('the ledger lock not had in time: the start is refused at prepare with the lock\'s line, and the handler never runs', async () => {
-    const runDir = join(dir, 'run-lock-timeout');
-    const server = new PrepareServer({
-      runDir, prepare: async () => OK, ledgerLock: ledgerLock(runDir), refusalLine: (err) => `virtwire: internal error: ${errorMessage(err)}`,
-      log: { info: () => undefined, error: () => undefined },
-    });
-    servers.push(server);
-    await server.start();
-    // The server's wait is 60 s; a lock file it cannot open fails at once, as a timed-out wait does.
-    mkdirSync(ledgerLock(runDir), { recursive: true });
-    const r = await runShim(render(runDir), 'web-1');
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^virtwire: internal error: .*lock/);
-    expect(ran()).toEqual([]);
-    expect(existsSync(applyingMarker(runDir, UUID))).toBe(false);
+    expect((await runShim(render(runDir), 'web-1')).status).toBe(0);
+    expect(ran()).toHaveLength(1);
+    expect(errors.join('\n')).toMatch(/serving qemu prepare: boom; the hook runs it itself/);
   });
 
   it('no watcher, one stopped, or one killed (its files left: a dead pid, or its pid reused): Node runs at once, not after the wait', async () => {
@@ -178,26 +139,16 @@ describe('qemu prepare served by the watcher', () => {
     expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 
-  /** Runs `fn` while another holder (this process's own flock child) has the ledger lock: the server cannot answer meanwhile. */
-  async function whileLocked<T>(runDir: string, fn: () => Promise<T>, holdMs = 0): Promise<T> {
-    mkdirSync(runDir, { recursive: true });
-    return withLock(ledgerLock(runDir), async () => {
-      const out = await fn();
-      await new Promise((resolve) => setTimeout(resolve, holdMs));
-      return out;
-    });
-  }
-
-  it('no answer in time (the ledger lock held elsewhere): the shim runs Node and cleans up; the late answer goes nowhere, and no marker is left', async () => {
+  it('no answer in time: the shim runs Node and cleans up; the late answer goes nowhere', async () => {
     const runDir = join(dir, 'run-slow');
-    const { xml, errors } = await serve(runDir, async () => OK);
-    const r = await whileLocked(runDir, () => runShim(render(runDir, 1), 'web-1'), 100);
+    let finish: () => void = () => undefined;
+    const { errors } = await serve(runDir, () => new Promise((resolve) => { finish = () => resolve(OK); }));
+    const r = await runShim(render(runDir, 1), 'web-1').finally(() => setTimeout(() => finish(), 100));
     expect(r.status).toBe(0);
     expect(r.ms, 'the clock ran out, not sooner').toBeGreaterThanOrEqual(1000);
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
-    expect(xml, 'nothing served once the shim went on without it').toEqual([]);
     expect(errors.join('\n')).toMatch(/could not answer request \d+/);
   });
 
@@ -221,18 +172,15 @@ describe('qemu prepare served by the watcher', () => {
     let shimPid = 0;
     let seen: string[] = [];
     let clockFds: string[] = [];
-    await serve(runDir, async () => OK);
-    let shim: ReturnType<typeof runShim> | undefined;
-    // The answer waits for the ledger lock, held here while the shim waits.
-    await whileLocked(runDir, async () => {
-      shim = runShim(render(runDir), 'web-1', 'prepare', shell, (pid) => { shimPid = pid; });
-      await new Promise((r) => setTimeout(r, 300));
+    await serve(runDir, async () => {
+      await new Promise((r) => setTimeout(r, 150));
       seen = descendants(shimPid);
       // What the clock holds open: not the answer FIFO (a clock left behind must not look like a shim waiting).
       const kids = readFileSync(`/proc/${shimPid}/task/${shimPid}/children`, 'utf8').trim().split(' ').filter(Boolean);
       clockFds = kids.flatMap((k) => readdirSync(`/proc/${k}/fd`).map((fd) => { try { return readlinkSync(`/proc/${k}/fd/${fd}`); } catch { return ''; } }));
+      return OK;
     });
-    const r = await (shim as ReturnType<typeof runShim>);
+    const r = await runShim(render(runDir), 'web-1', 'prepare', shell, (pid) => { shimPid = pid; });
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(seen, 'what the shim runs while it waits').toEqual(waiting);
     if (!shell) expect(clockFds.filter((f) => f.endsWith('.answer'))).toEqual([]);
@@ -246,23 +194,21 @@ describe('qemu prepare served by the watcher', () => {
 
   it('no answer in time, under bash too (timeout + head): the shim runs Node', async () => {
     const runDir = join(dir, 'run-slow-bash');
-    await serve(runDir, async () => OK);
-    const r = await whileLocked(runDir, () => runShim(render(runDir, 1), 'web-1', 'prepare', 'bash'), 100);
+    let finish: () => void = () => undefined;
+    await serve(runDir, () => new Promise((resolve) => { finish = () => resolve(OK); }));
+    const r = await runShim(render(runDir, 1), 'web-1', 'prepare', 'bash').finally(() => setTimeout(() => finish(), 100));
     expect(r.status).toBe(0);
     expect(r.ms).toBeGreaterThanOrEqual(1000);
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
   });
 
-  it('concurrent starts: each shim gets its own answer, and each start its own word', async () => {
+  it('concurrent starts: each shim gets its own answer', async () => {
     const runDir = join(dir, 'run-many');
     await serve(runDir, async (x) => ({ exitCode: 1, stderr: `virtwire: refused ${/<name>(.*)<\/name>/.exec(x)?.[1]}` }));
     const shim = render(runDir);
     const names = ['a-1', 'b-2', 'c-3', 'd-4', 'e-5', 'f-6'];
-    const uuidOf = (i: number): string => `7e0b3a4c-1111-4222-8333-9444555500${i}0`;
-    const prepared = await Promise.all(names.map((n, i) => runShim(shim, n, 'prepare', undefined, undefined, uuidOf(i))));
-    expect(prepared.map((r) => [r.status, r.stderr])).toEqual(names.map(() => [0, '']));
-    const started = await Promise.all(names.map((n, i) => runShim(shim, n, 'start', undefined, undefined, uuidOf(i))));
-    expect(started.map((r) => [r.status, r.stderr])).toEqual(names.map((n) => [1, `virtwire: refused ${n}\n`]));
+    const results = await Promise.all(names.map((n) => runShim(shim, n)));
+    expect(results.map((r) => [r.status, r.stderr])).toEqual(names.map((n) => [1, `virtwire: refused ${n}\n`]));
     expect(ran()).toEqual([]);
   });
 
@@ -271,9 +217,8 @@ describe('qemu prepare served by the watcher', () => {
     const first = await serve(runDir, async () => ({ exitCode: 1, stderr: 'virtwire: from the first' }));
     const second = await serve(runDir, async () => ({ exitCode: 1, stderr: 'virtwire: from the second' }));
     expect([first.serving, second.serving]).toEqual([true, false]);
-    const shim = render(runDir);
-    expect((await runShim(shim, 'web-1')).status).toBe(0);
-    expect((await runShim(shim, 'web-1', 'start')).stderr).toBe('virtwire: from the first\n');
+    const r = await runShim(render(runDir), 'web-1');
+    expect(r.stderr).toBe('virtwire: from the first\n');
   });
 
   it('a request left by a dead watcher: the next one tells its shim to run Node and removes the files', async () => {
@@ -297,21 +242,24 @@ describe('qemu prepare served by the watcher', () => {
   });
 });
 
-describe('the "ok" at once: the start goes on while the watcher prepares, and the shim\'s start waits for its word', () => {
-  /** A handler that is done (applied, or refused) once `gate` opens; the server holds the ledger lock meanwhile. */
-  function applyLater(refusal?: string): { handler: () => Promise<HookResult>; open: () => void } {
+describe('an early "ok": the start goes on while the watcher applies, and the shim\'s start waits for its word', () => {
+  const UUID = '7e0b3a4c-1111-4222-8333-94445555aaaa';
+  /** A handler shaped like prepareVm's: under the ledger lock, claimed, then applied (or refused) once `gate` opens. */
+  function applyLater(runDir: string, refusal?: string): { handler: (xml: string, early: EarlyOk) => Promise<HookResult>; open: () => void } {
     let open: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => { open = resolve; });
-    const handler = async (): Promise<HookResult> => {
+    const handler = (_xml: string, early: EarlyOk): Promise<HookResult> => withLock(join(runDir, 'lock'), async () => {
+      early.claimed(UUID);
       await gate;
+      early.settled(refusal);
       return refusal === undefined ? OK : { exitCode: 1, stderr: refusal };
-    };
+    });
     return { handler, open: () => open() };
   }
 
-  it('applied: prepare returns before the handler is done, start waits for the lock and goes on with no Node run; the marker is gone', async () => {
+  it('applied: prepare returns at the claim, start waits for the lock and goes on with no Node run; the marker is gone', async () => {
     const runDir = join(dir, 'early-ok');
-    const { handler, open } = applyLater();
+    const { handler, open } = applyLater(runDir);
     await serve(runDir, handler);
     const shim = render(runDir);
     expect(await runShim(shim, 'web-1')).toMatchObject({ status: 0, stderr: '' });
@@ -329,7 +277,7 @@ describe('the "ok" at once: the start goes on while the watcher prepares, and th
   it('refused after the early "ok": start fails with the watcher\'s line, once; a later start is not refused by it', async () => {
     const runDir = join(dir, 'early-refused');
     const line = 'virtwire: VM "web-1": internal error: nft -f - failed (exit 1): Error: Could not process rule';
-    const { handler, open } = applyLater(line);
+    const { handler, open } = applyLater(runDir, line);
     await serve(runDir, handler);
     const shim = render(runDir);
     expect((await runShim(shim, 'web-1')).status).toBe(0);
@@ -366,6 +314,7 @@ describe('the "ok" at once: the start goes on while the watcher prepares, and th
 });
 
 describe('stopped/release served by the watcher (its teardown of the VM)', () => {
+  const UUID = '7e0b3a4c-1111-4222-8333-94445555aaaa';
   /** The VM's entry and teardown as prepare leaves them; `header` another VM's to make the shim's own teardown hand over to Node. */
   function ledger(runDir: string, header = `# virtwire teardown of VM ${UUID}`): string {
     mkdirSync(join(runDir, 'vms'), { recursive: true });

@@ -8,8 +8,7 @@ import { parseDomain } from '../../src/xml/domain.js';
 import { quoted } from '../../src/errors.js';
 import { recordFigure } from '../support/figures.js';
 import { join } from 'node:path';
-import { handleQemuHook } from '../../src/hooks/qemu-handler.js';
-import { withLock } from '../../src/state/lock.js';
+import { handleQemuHook, refusalLine } from '../../src/hooks/qemu-handler.js';
 import { applyingMarker } from '../../src/hooks/prepare-server.js';
 import { handleNetworkHook } from '../../src/hooks/network-handler.js';
 import { makeContext, type HookContext } from '../../src/engine/context.js';
@@ -142,7 +141,11 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
         <vw:forward proto="tcp" host="8081" to="192.168.122.10" guest="80"/>
       </vw:nic></vw:applied></vw:wiring>`;
     const xml = domainXml('web-stale', [{ mac: '52:54:00:77:00:10' }], record, UUID_A);
-    expect(await handleQemuHook(ctx, ['web-stale', 'prepare', 'begin', '-'], async () => xml)).toEqual({ exitCode: 0 });
+    // Served by the watcher: the warning is written after its early "ok", not on the way to it.
+    let logAtOk = '';
+    const early = { claimed: () => { logAtOk = existsSync(paths.logFile) ? readFileSync(paths.logFile, 'utf8') : ''; }, settled: () => undefined };
+    expect(await handleQemuHook(ctx, ['web-stale', 'prepare', 'begin', '-'], async () => xml, early)).toEqual({ exitCode: 0 });
+    expect(logAtOk).not.toContain(' warning: ');
     expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
     expect(await table()).not.toContain('8081');
     const warning = readFileSync(paths.logFile, 'utf8').split('\n').find((l) => l.includes(' warning: '));
@@ -329,31 +332,28 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(applies, 'the added elements, the whole table, the take-back').toBe(3);
   });
 
-  /** The handler run as the watcher runs it: holding the ledger lock itself (prepare-server.ts), which the handler must not take again. */
-  async function served(c: HookContext, name: string, xml: string): Promise<ReturnType<typeof handleQemuHook>> {
-    return withLock(c.ledger.lockFile, () => {
-      const run = handleQemuHook(c, [name, 'prepare', 'begin', '-'], async () => xml, { ledgerLockHeld: true });
-      const stuck = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the handler waits for the lock its caller holds')), 5000).unref());
-      return Promise.race([run, stuck]);
-    }, 5);
-  }
-
-  it('served by the watcher (the ledger lock held by it): applied under that lock without taking it again; a failing apply is taken back whole, and the start hook refuses with the line the watcher left', async () => {
-    const nftRuns: string[] = [];
-    const logged: HookContext = { ...ctx, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') nftRuns.push('nft'); return ns.run(argv, o); } };
-    expect(await served(logged, 'vm', vmA())).toEqual({ exitCode: 0 });
-    expect(nftRuns).toEqual(['nft']);
+  it('answered early (the watcher serving prepare): told once the claim is recorded and before nft runs, then once applied; a failing apply is settled with the refusal after all is taken back, and the start hook refuses with that line', async () => {
+    const events: string[] = [];
+    const logged: HookContext = { ...ctx, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') events.push('nft'); return ns.run(argv, o); } };
+    const early = {
+      claimed: (uuid: string) => events.push(`claimed ${uuid} ${JSON.parse(readFileSync(entryFile(uuid), 'utf8')).state}`),
+      settled: (refusal: unknown) => events.push(`settled ${refusal === undefined ? 'ok' : String(refusal)}`),
+    };
+    expect(await handleQemuHook(logged, ['vm', 'prepare', 'begin', '-'], async () => vmA(), early)).toEqual({ exitCode: 0 });
+    expect(events).toEqual([`claimed ${UUID_A} reserved`, 'nft', 'settled ok']);
     expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8')).state).toBe('applied');
-    expect(await table()).toContain('8080 . tcp : 192.168.122.10 . 80');
 
     writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
     const before = await table();
+    events.length = 0;
     let applies = 0;
     const failing: HookContext = { ...ctx, run: async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' && applies++ < 2 ? { exitCode: 1, stdout: '', stderr: 'Error: simulated' } : ns.run(argv, o)) };
-    const r = await served(failing, 'web-b', vmB());
+    const r = await handleQemuHook(failing, ['web-b', 'prepare', 'begin', '-'], async () => vmB(), {
+      claimed: early.claimed,
+      settled: (refusal) => events.push(`settled ${existsSync(entryFile(UUID_B)) ? 'entry still there' : 'taken back'}: ${refusalLine(ctx, refusal)}`),
+    });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^virtwire: internal error: nft -f - failed \(exit 1\): Error: simulated/);
-    expect(existsSync(entryFile(UUID_B))).toBe(false);
+    expect(events).toEqual([`claimed ${UUID_B} reserved`, `settled taken back: ${r.stderr}`]);
     expect(await table()).toBe(before);
 
     // The start hook when the shim could not read the UUID (Node decides): the watcher's line on this VM refuses it, once.
@@ -367,15 +367,19 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await hook('start', vmB(), 'web-b')).toEqual({ exitCode: 0 });
   });
 
-  it('a port a host service holds: refused with nothing applied and nothing recorded, served by the watcher or run by the hook itself, in the same words', async () => {
+  it('answered early: a port a host service holds refuses the start after the "ok", with nothing applied and the claim taken back; the hook\'s own run refuses it at prepare, with the same line', async () => {
     const before = await table();
     const held: HookContext = { ...ctx, hostSockets: async () => [{ proto: 'tcp', family: 4, address: '0.0.0.0', port: 8080 }] };
     const nftRuns: string[] = [];
-    const r = await served({ ...held, run: async (argv, o) => { if (argv[0] === 'nft') nftRuns.push(argv.join(' ')); return ns.run(argv, o); } }, 'vm', vmA());
+    const events: string[] = [];
+    const r = await handleQemuHook({ ...held, run: async (argv, o) => { if (argv[0] === 'nft') nftRuns.push(argv.join(' ')); return ns.run(argv, o); } }, ['vm', 'prepare', 'begin', '-'], async () => vmA(), {
+      claimed: (uuid) => events.push(`claimed ${uuid} ${JSON.parse(readFileSync(entryFile(uuid), 'utf8')).state}`),
+      settled: (refusal) => events.push(`settled ${existsSync(entryFile(UUID_A)) ? 'entry still there' : 'taken back'}: ${refusalLine(ctx, refusal)}`),
+    });
     expect(r).toEqual({ exitCode: 1, stderr: `virtwire: VM ${quoted(NAME_A)}: tcp port 8080 on every host IPv4 address is in use by the host itself (0.0.0.0:8080); stop that service, use another host port, or set allowHostConflict: true on the forward (${join(paths.templatesDir, 'web.yaml')}:4:5)` });
+    expect(events).toEqual([`claimed ${UUID_A} reserved`, `settled taken back: ${r.stderr}`]);
     expect(nftRuns, 'nothing applied').toEqual([]);
     expect(await table()).toBe(before);
-    expect(existsSync(entryFile(UUID_A))).toBe(false);
     expect(existsSync(teardownFile(UUID_A))).toBe(false);
     expect(await handleQemuHook(held, ['vm', 'prepare', 'begin', '-'], async () => vmA())).toEqual(r);
     expect(existsSync(entryFile(UUID_A))).toBe(false);
