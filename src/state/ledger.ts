@@ -253,11 +253,12 @@ export class Ledger {
 
   putVm(entry: VmEntry): void {
     const file = this.vmFile(entry.uuid);
-    // Compact: a 200-forward entry is ~90 KB so, ~160 KB indented, and a start writes its entry twice.
+    // Compact: 200 forwards on a dual-stack network make ~90 KB so, ~160 KB indented, and a start
+    // writes its entry twice.
     const text = `${JSON.stringify(entry)}\n`;
     writeTextAtomic(file, text, "virtwire's ledger", '/run');
     // As a read of this text would give it (the next read compares the text): one object fewer to parse.
-    parsed.set(file, { text, entry });
+    parsed.set(file, { text, entry: frozen(entry) });
   }
 
   removeVm(uuid: string): boolean {
@@ -298,9 +299,9 @@ function readJson(file: string): unknown {
  * its own fresh entry several times, and the watcher every running VM's on
  * every start. Parsing is most of a read (~1 ms for a 200-forward entry);
  * reading the bytes and comparing them is a small part of that, and never
- * hands out an entry the file no longer holds. Callers never change an
- * entry they got (they spread it into a new one), so one object may be
- * handed out again.
+ * hands out an entry the file no longer holds. One object is handed out
+ * again and again, so it is frozen, all the way down: a caller that changed
+ * it would change every later read (callers spread an entry into a new one).
  */
 const parsed = new Map<string, { text: string; entry: VmEntry }>();
 
@@ -322,9 +323,18 @@ function readEntry(file: string, uuid: string): VmEntry | 'gone' | string {
   const hit = parsed.get(file);
   if (hit?.text === text) return hit.entry;
   const r = entryOf(text, uuid);
-  if (typeof r === 'object') parsed.set(file, { text, entry: r });
+  if (typeof r === 'object') parsed.set(file, { text, entry: frozen(r) });
   else parsed.delete(file);
   return r;
+}
+
+/** `value`, frozen with everything it holds. */
+function frozen<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) frozen(v);
+  }
+  return value;
 }
 
 function entryOf(text: string, uuid: string): VmEntry | string {

@@ -36,6 +36,9 @@ describe('ledger', () => {
     a.putVm(e);
     expect(a.getVm(e.uuid)).toBe(e);
     expect(b.listVms()[0]).toBe(e);
+    // Handed out again and again: no caller can change it under the next.
+    expect(() => { (b.getVm(e.uuid) as { name: string }).name = 'other'; }).toThrow(TypeError);
+    expect(() => { (b.getVm(e.uuid)?.nics as unknown[]).push({}); }).toThrow(TypeError);
     const file = join(a.dir, 'vms', `${e.uuid}.json`);
     // Rewritten in place by another process, the same size, within the same clock tick: read anew.
     const text = readFileSync(file, 'utf8');
