@@ -25,7 +25,7 @@ import { release } from 'node:os';
 import { createInterface } from 'node:readline';
 import { FORWARD_MAP, PORT_MAP, renderTable } from '../src/host/nft-script.js';
 import type { ResolvedForward } from '../src/model/forward.js';
-import { median } from './lib.js';
+import { median, medianInterval } from './lib.js';
 
 const GOAL = 0.97;
 /** A linear reference keeping this share of its rate or more saw no slowdown: the generator, not the kernel path, set the rate. */
@@ -111,19 +111,6 @@ export function iptablesRules(n: number, path: Path): string {
 export function pairedRatios(one: readonly number[], many: readonly number[]): number[] {
   if (one.length !== many.length) throw new Error('unpaired rounds');
   return one.map((x, i) => many[i]! / x);
-}
-
-/**
- * A distribution-free ~95% confidence interval of the median: the order
- * statistics n/2 ∓ 1.96·√n/2 (normal approximation of the binomial). It
- * says whether a ratio near the goal is a verdict or noise.
- */
-export function medianInterval(xs: readonly number[]): [number, number] {
-  const s = [...xs].sort((a, b) => a - b);
-  const half = 1.96 * Math.sqrt(s.length) / 2;
-  const lo = Math.max(0, Math.floor(s.length / 2 - half));
-  const hi = Math.min(s.length - 1, Math.ceil(s.length / 2 + half) - 1);
-  return [s[lo]!, s[hi]!];
 }
 
 /** Round r's order of the case indexes: forwards, then backwards, so no case always comes first after a pause. */

@@ -25,6 +25,7 @@ import { NftSession } from '../host/nft-session.js';
 import { holdLocksThroughHelpers } from '../state/lock.js';
 import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
+import { setFlagsFromString } from 'node:v8';
 
 /** Template and virtwire.yaml edits come in bursts (an editor writes, renames, chmods): one reload per burst. */
 const FILE_DEBOUNCE_MS = 300;
@@ -105,7 +106,13 @@ export class Watcher {
     this.setState({});
     this.events.start();
     this.note(`watching libvirt at ${this.o.uri} and ${this.o.paths.templatesDir}`);
-    if (this.o.servePrepare) this.servePrepare();
+    if (this.o.servePrepare) {
+      // V8 drops the bytecode of functions idle for a few major GCs, and the
+      // code they were optimized to with it: on a host where VMs start now and
+      // then, each start would pay for compiling the served prepare again.
+      setFlagsFromString('--no-flush-bytecode');
+      this.servePrepare();
+    }
   }
 
   async stop(): Promise<void> {

@@ -3,9 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { forwardElements, portElements } from '../../src/host/nft-script.js';
 import {
-  MEASURED_PORT, benchForwards, forwardPorts, iptablesRules, medianInterval, pairedRatios, parseArgs, roundOrder,
+  MEASURED_PORT, benchForwards, forwardPorts, iptablesRules, pairedRatios, parseArgs, roundOrder,
 } from '../../bench/forward-path.js';
-import { median } from '../../bench/lib.js';
+import { goalVerdict, median, medianInterval } from '../../bench/lib.js';
 
 const path = { routerAddr: '198.51.100.65', serverAddr: '203.0.113.66', serverSubnet: '203.0.113.64/26' };
 
@@ -46,6 +46,13 @@ describe('forward-path bench', () => {
     // 100 values 1..100: the median's interval is the ranks 50 ∓ 9.8, i.e. 41 and 60.
     expect(medianInterval(Array.from({ length: 100 }, (_, i) => 100 - i))).toEqual([41, 60]);
     expect(medianInterval([5])).toEqual([5, 5]);
+  });
+
+  it('says a goal is met, not met, or within noise from an interval (bench:hooks, lower is better)', () => {
+    expect(goalVerdict([1.02, 1.10], 1.1)).toBe('met');
+    expect(goalVerdict([1.11, 1.2], 1.1)).toBe('not met');
+    expect(goalVerdict([1.05, 1.15], 1.1)).toBe('within noise');
+    expect(goalVerdict([1.1, 1.1], 1.1)).toBe('met');
   });
 
   it('parses its options and refuses nonsense', () => {
