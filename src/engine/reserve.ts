@@ -39,19 +39,27 @@ export interface PlanOptions {
 }
 
 /**
+ * Where hook runs keep parsed templates and virtwire.yaml between runs
+ * (policy/parse-cache.ts). No template cache with plugins: its key does not
+ * cover a plugin's code.
+ */
+export function parseCacheFiles(paths: Pick<Paths, 'runDir'>, withPlugins: boolean): { templates: string | undefined; config: string } {
+  return { templates: withPlugins ? undefined : join(paths.runDir, 'templates.cache.json'), config: join(paths.runDir, 'config.cache.json') };
+}
+
+/**
  * Templates + metadata → this VM's forwards, with the per-forward and
  * per-VM bounds checked. Pure apart from reading templates and config;
  * runs before the lock is taken. Returns undefined when nothing concerns
  * the VM (no template, no metadata): the caller has nothing to do.
  */
 export function planVm(domain: DomainInfo, src: PlanSources, opts: PlanOptions = {}): { plan: VmPlan; config: GlobalConfig; pending: string[] } | undefined {
-  // With plugins, no parse cache: its key does not cover a plugin's code.
   const plugins = loadPlugins(src.paths.pluginsDir);
-  const templates = loadTemplates(src.paths.templatesDir, BINDINGS, plugins.length ? undefined : join(src.paths.runDir, 'templates.cache.json'));
+  const templates = loadTemplates(src.paths.templatesDir, BINDINGS, parseCacheFiles(src.paths, plugins.length > 0).templates);
   const concerned = templates.templates.length + templates.broken.length > 0
     || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
   if (!concerned) return undefined;
-  const config = loadConfig(src.paths.configFile, join(src.paths.runDir, 'config.cache.json'));
+  const config = loadConfig(src.paths.configFile, parseCacheFiles(src.paths, plugins.length > 0).config);
   const pending = new Set<string>();
   // A domain defined and started at once (virt-install, virt-manager's "Begin Installation") races
   // the watcher: with it running, a NIC not reserved yet starts without its forwards, which the

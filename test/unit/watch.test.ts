@@ -11,6 +11,8 @@ import type { Domain, LibvirtClient } from '../../src/libvirt/client.js';
 import { FakeProcess } from '../support/fake-event-process.js';
 import { ROOT, tempDir, testPaths, writeFiles } from './helpers.js';
 import type { Paths } from '../../src/paths.js';
+import { parseCacheFiles } from '../../src/engine/reserve.js';
+import { decode } from '../../src/policy/parse-cache.js';
 
 const DATA = join(ROOT, 'test', 'data', 'events');
 const WEB = 'match: {domains: ["vm-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 8080, guest: 80}\n';
@@ -179,6 +181,16 @@ describe('the watcher: events and template edits → applies, releases, reconcil
     await until('the full reconcile after reconnecting', () => actions.includes('reconcile'));
     expect(actions).toEqual(['apply vm-1 (web)', 'apply vm-2 (web)', 'release', 'reconcile']);
     expect(said.filter((l) => l.startsWith('lost libvirt: '))).toHaveLength(1);
+  });
+
+  it('its reloads parse the templates through the hooks\' parse cache: a start after an edit finds them parsed', async () => {
+    const cached = (): string[] => Object.keys(decode(readFileSync(parseCacheFiles(paths, false).templates as string, 'utf8')) as object)
+      .filter((k) => k.split('\0')[1] === 'template').map((k) => k.split('\0').slice(3).join('\0'));
+    expect(cached()).toEqual([WEB]);
+    const edited = WEB.replace('host: 8080', 'host: 8081');
+    writeFileSync(join(paths.templatesDir, 'web.yaml'), edited);
+    await until('the reload', () => cached().includes(edited));
+    expect(cached()).toContain(WEB);
   });
 
   it('a template edit is validated, then every domain is re-applied with it; a broken edit is logged at file:line:column and applies nothing', async () => {
