@@ -7,7 +7,7 @@ import { loadTemplates, type TemplateSet } from '../policy/load.js';
 import { BINDINGS } from '../bindings/registry.js';
 import { loadPlugins } from '../bindings/plugins.js';
 import { withHost, type NetworkView, type Reservation } from '../engine/reservations.js';
-import { parseCacheFiles } from '../engine/reserve.js';
+import { templatesCacheFile } from '../engine/reserve.js';
 import { UserError, quoted } from '../errors.js';
 import type { Paths } from '../paths.js';
 import { withLock } from '../state/lock.js';
@@ -121,12 +121,12 @@ export async function updateReservation(client: LibvirtClient, networks: Network
 
 /**
  * The templates, with the plugins' bindings. `throughHookCache`: read through
- * the parse cache the hooks read (engine/reserve.ts parseCacheFiles), so the
+ * the parse cache the hooks read (engine/reserve.ts templatesCacheFile), so the
  * next start finds them parsed — the watcher, when it reloads them.
  */
 export function templatesOf(paths: Paths, throughHookCache = false): TemplateSet {
   const plugins = loadPlugins(paths.pluginsDir);
-  return loadTemplates(paths.templatesDir, BINDINGS, throughHookCache ? parseCacheFiles(paths, plugins.length > 0).templates : undefined);
+  return loadTemplates(paths.templatesDir, BINDINGS, throughHookCache ? templatesCacheFile(paths, plugins.length > 0) : undefined);
 }
 
 /**

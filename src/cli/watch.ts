@@ -10,7 +10,7 @@ import { loadConfig } from '../policy/config.js';
 import { formatProblem } from '../policy/yaml-doc.js';
 import type { TemplateSet } from '../policy/load.js';
 import { makeContext, type HookContext } from '../engine/context.js';
-import { parseCacheFiles } from '../engine/reserve.js';
+import { configCacheFile } from '../engine/reserve.js';
 import { reconcile, teardownVm } from '../engine/lifecycle.js';
 import { hostSockets } from '../host/listening.js';
 import type { Runner } from '../host/run.js';
@@ -252,7 +252,7 @@ export class Watcher {
       // Through the hooks' parse cache: the first start after an edit does not parse the YAML on its
       // way (a 200-forward template: 15–70 ms here, against ~1.5 ms for a cache hit).
       set = templatesOf(this.o.paths, true);
-      loadConfig(this.o.paths.configFile, parseCacheFiles(this.o.paths, false).config);
+      loadConfig(this.o.paths.configFile, configCacheFile(this.o.paths));
     } catch (err) {
       this.note(`${why}: ${errorMessage(err)}; keeping the last good templates and settings`, true);
       return false;

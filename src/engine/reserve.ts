@@ -39,12 +39,16 @@ export interface PlanOptions {
 }
 
 /**
- * Where hook runs keep parsed templates and virtwire.yaml between runs
- * (policy/parse-cache.ts). No template cache with plugins: its key does not
- * cover a plugin's code.
+ * Where hook runs keep parsed templates between runs (policy/parse-cache.ts);
+ * none with plugins: the cache's key does not cover a plugin's code.
  */
-export function parseCacheFiles(paths: Pick<Paths, 'runDir'>, withPlugins: boolean): { templates: string | undefined; config: string } {
-  return { templates: withPlugins ? undefined : join(paths.runDir, 'templates.cache.json'), config: join(paths.runDir, 'config.cache.json') };
+export function templatesCacheFile(paths: Pick<Paths, 'runDir'>, withPlugins: boolean): string | undefined {
+  return withPlugins ? undefined : join(paths.runDir, 'templates.cache.json');
+}
+
+/** Where hook runs keep the parsed virtwire.yaml between runs. */
+export function configCacheFile(paths: Pick<Paths, 'runDir'>): string {
+  return join(paths.runDir, 'config.cache.json');
 }
 
 /**
@@ -55,11 +59,11 @@ export function parseCacheFiles(paths: Pick<Paths, 'runDir'>, withPlugins: boole
  */
 export function planVm(domain: DomainInfo, src: PlanSources, opts: PlanOptions = {}): { plan: VmPlan; config: GlobalConfig; pending: string[] } | undefined {
   const plugins = loadPlugins(src.paths.pluginsDir);
-  const templates = loadTemplates(src.paths.templatesDir, BINDINGS, parseCacheFiles(src.paths, plugins.length > 0).templates);
+  const templates = loadTemplates(src.paths.templatesDir, BINDINGS, templatesCacheFile(src.paths, plugins.length > 0));
   const concerned = templates.templates.length + templates.broken.length > 0
     || domain.metadata.forwards.length + domain.metadata.templates.length > 0;
   if (!concerned) return undefined;
-  const config = loadConfig(src.paths.configFile, parseCacheFiles(src.paths, plugins.length > 0).config);
+  const config = loadConfig(src.paths.configFile, configCacheFile(src.paths));
   const pending = new Set<string>();
   // A domain defined and started at once (virt-install, virt-manager's "Begin Installation") races
   // the watcher: with it running, a NIC not reserved yet starts without its forwards, which the

@@ -11,7 +11,7 @@ import type { Domain, LibvirtClient } from '../../src/libvirt/client.js';
 import { FakeProcess } from '../support/fake-event-process.js';
 import { ROOT, tempDir, testPaths, writeFiles } from './helpers.js';
 import type { Paths } from '../../src/paths.js';
-import { parseCacheFiles } from '../../src/engine/reserve.js';
+import { templatesCacheFile } from '../../src/engine/reserve.js';
 import { decode } from '../../src/policy/parse-cache.js';
 
 const DATA = join(ROOT, 'test', 'data', 'events');
@@ -184,7 +184,7 @@ describe('the watcher: events and template edits → applies, releases, reconcil
   });
 
   it('its reloads parse the templates through the hooks\' parse cache: a start after an edit finds them parsed', async () => {
-    const cached = (): string[] => Object.keys(decode(readFileSync(parseCacheFiles(paths, false).templates as string, 'utf8')) as object)
+    const cached = (): string[] => Object.keys(decode(readFileSync(templatesCacheFile(paths, false) as string, 'utf8')) as object)
       .filter((k) => k.split('\0')[1] === 'template').map((k) => k.split('\0').slice(3).join('\0'));
     expect(cached()).toEqual([WEB]);
     const edited = WEB.replace('host: 8080', 'host: 8081');
