@@ -19,19 +19,17 @@
 // iptables reference needs iptables there, else that case is left out).
 import { readFileSync } from 'node:fs';
 import { sandboxWithVirtwire } from '../test/e2e/support.js';
-import type { Sandbox, GuestSpec } from '../src/demo/sandbox.js';
+import type { Sandbox } from '../src/demo/sandbox.js';
 import { guestLabel } from '../src/demo/domain-xml.js';
 import { parseArgs } from 'node:util';
 import { goalVerdict, median, medianInterval, printTable } from './lib.js';
+import { FIRST_PORT, QEMU_D, VM, keepVirtwireShims, ports, sh, useHooks, useWatcher, virtwireTemplate, watcherRss } from './hook-cases.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '10' }, trixie: { type: 'boolean', default: false } } });
 const args = { rounds: Number(values.rounds), trixie: values.trixie === true };
 if (!Number.isInteger(args.rounds) || args.rounds < 1) throw new Error(`--rounds needs a whole number ≥ 1, got ${values.rounds}`);
-const VM: GuestSpec = { name: 'bench-1', mac: '52:54:00:be:00:10', ip: '192.168.122.10' };
-const FIRST_PORT = 20000;
 /** Issue 12's goal: a start or destroy with virtwire's hooks at most this times one with no hooks. */
 const GOAL = 1.1;
-const QEMU_D = '/etc/libvirt/hooks/qemu.d';
 const REFERENCE_HOOK = readFileSync(new URL('reference-hook.py', import.meta.url), 'utf8');
 
 interface Case {
@@ -44,7 +42,6 @@ interface Case {
   watcher?: boolean;
 }
 
-const WATCH_PID = '/run/vw-bench-watch.pid';
 /** After a case's set-up, before timing (see main). */
 const SETTLE_MS = 1500;
 /**
@@ -55,59 +52,13 @@ const SETTLE_MS = 1500;
  */
 const GAP_S = 1;
 
-/**
- * Starts or stops `virtwire watch` in the sandbox; started, it is serving
- * prepare and done with its start-up sync. True: it was started now.
- */
-async function useWatcher(sb: Sandbox, on: boolean): Promise<boolean> {
-  const running = (await sh(sb, `[ -f ${WATCH_PID} ] && kill -0 "$(cat ${WATCH_PID})" 2>/dev/null && echo yes || echo no`)).stdout.trim() === 'yes';
-  if (on === running) return false;
-  if (!on) {
-    await sb.exec(['start-stop-daemon', '--stop', '--retry', '15', '--oknodo', '--remove-pidfile', '--pidfile', WATCH_PID]);
-    return false;
-  }
-  await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', WATCH_PID, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
-  const pid = (await sb.exec(['cat', WATCH_PID])).stdout.trim();
-  for (let i = 0; i < 300; i++) {
-    const ready = (await sh(sb, `grep -q "watch\\[${pid}\\] info: serving the qemu hook's prepare" /var/log/virtwire.log && grep -q lastReconcile /run/virtwire/watch.json && echo yes || echo no`)).stdout.trim() === 'yes';
-    if (ready) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the watcher did not come up serving prepare within 30 s');
-}
-
-/** The watcher's resident memory now (KiB). */
-async function watcherRss(sb: Sandbox): Promise<number> {
-  return Number((await sh(sb, `ps -o rss= -p "$(cat ${WATCH_PID})"`)).stdout.trim());
-}
-
-/** N forwards host FIRST_PORT+i → guest 80 (the guest's web server answers on every one). */
-const ports = (n: number): number[] => Array.from({ length: n }, (_, i) => FIRST_PORT + i);
-
-function virtwireTemplate(n: number): string {
-  return `match: {domains: [${JSON.stringify(VM.name)}], networks: [default]}\nbinding: nat\nforwards:\n${ports(n).map((p) => `  - {proto: tcp, host: ${p}, guest: 80}\n`).join('')}`;
-}
-
-const sh = (sb: Sandbox, script: string, ...a: string[]) => sb.exec(['bash', '-c', script, 'bench', ...a]);
-
-/** libvirt learns of added or removed hook scripts on SIGHUP (LIBVIRT-NOTES.md). */
-async function useHooks(sb: Sandbox, files: Record<string, string>): Promise<void> {
-  await sh(sb, `rm -f ${QEMU_D}/* /etc/libvirt/hooks/network.d/* /etc/virtwire/templates/*.yaml`);
-  for (const [path, text] of Object.entries(files)) {
-    await sb.exec(['tee', path], { input: text });
-    if (!path.endsWith('.yaml') && !path.endsWith('.json')) await sb.exec(['chmod', '755', path]);
-  }
-  await sh(sb, 'kill -HUP "$(cat /run/libvirtd.pid)"; sleep 0.5');
-}
-
 /** The installed virtwire shims (kept aside at start) put back, with this template. */
 function virtwireCase(n: number, watcher: boolean): Case {
   return {
     name: `virtwire, ${n} forward${n === 1 ? '' : 's'}${watcher ? '' : ', no watcher'}`,
     watcher,
     setup: async (sb) => {
-      await useHooks(sb, { '/etc/virtwire/templates/bench.yaml': virtwireTemplate(n) });
-      await sh(sb, `cp -a /root/vw-shims/qemu ${QEMU_D}/virtwire && cp -a /root/vw-shims/network /etc/libvirt/hooks/network.d/virtwire && kill -HUP "$(cat /run/libvirtd.pid)" && sleep 0.5`);
+      await useHooks(sb, { '/etc/virtwire/templates/bench.yaml': virtwireTemplate(n) }, true);
     },
     check: [FIRST_PORT, FIRST_PORT + n - 1],
   };
@@ -164,7 +115,7 @@ async function main(): Promise<void> {
   const { sb } = await sandboxWithVirtwire(args.trixie);
   try {
     const haveIptables = (await sh(sb, 'command -v iptables >/dev/null && echo yes || echo no')).stdout.trim() === 'yes';
-    await sh(sb, `mkdir -p /root/vw-shims && cp -a ${QEMU_D}/virtwire /root/vw-shims/qemu && cp -a /etc/libvirt/hooks/network.d/virtwire /root/vw-shims/network`);
+    await keepVirtwireShims(sb);
     const cases: Case[] = [
       { name: 'no hooks', setup: (s) => useHooks(s, {}), check: [] },
       { name: 'a /bin/sh hook that does nothing', setup: (s) => useHooks(s, { [`${QEMU_D}/noop`]: '#!/bin/sh\nexit 0\n' }), check: [] },

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { parseDomainStatus, type DomainInfo } from '../xml/domain.js';
 import { parseNetwork, type NetworkInfo } from '../xml/network.js';
 import { errorMessage } from '../errors.js';
+import { deepFrozen } from '../frozen.js';
 
 /** A domain libvirt runs now, from /run/libvirt/qemu/*.xml whose QEMU pid is alive. */
 export interface RunningDomain {
@@ -39,26 +40,80 @@ export function readRunning(libvirtRunDir: string, parse: boolean, problem: (msg
   } catch {
     return out;
   }
-  for (const n of names) {
-    const file = join(dir, n);
-    let xml: string;
-    try {
-      xml = readFileSync(file, 'utf8');
-    } catch {
-      continue; // removed meanwhile: the domain stopped
-    }
-    const pid = /<domstatus\b[^>]*\bpid=['"](\d+)['"]/.exec(xml)?.[1];
-    const uuid = /<domain\b[\s\S]*?<uuid>\s*([0-9a-fA-F-]{36})\s*<\/uuid>/.exec(xml)?.[1];
-    if (!uuid || (pid !== undefined && !existsSync(`/proc/${pid}`))) continue;
-    out.uuids.add(uuid.toLowerCase());
+  const files = names.map((n) => join(dir, n));
+  forgetStatusBut(dir, files);
+  for (const file of files) {
+    const status = readStatus(file);
+    if (!status?.uuid || (status.pid !== undefined && !existsSync(`/proc/${status.pid}`))) continue;
+    out.uuids.add(status.uuid);
     if (!parse) continue;
-    try {
-      out.domains.push({ domain: parseDomainStatus(xml, file).domain });
-    } catch (err) {
-      problem(`cannot read libvirt status file ${file}: ${errorMessage(err)}`);
-    }
+    parseStatus(status, file);
+    if (status.domain) out.domains.push({ domain: status.domain });
+    else if (status.problem) problem(status.problem);
   }
   return out;
+}
+
+/** One status file as readRunning uses it: its QEMU pid and UUID, and (once asked for) the parsed domain or why it does not parse. */
+interface StatusRead {
+  text: string;
+  pid?: string;
+  uuid?: string;
+  domain?: DomainInfo;
+  problem?: string;
+}
+
+/**
+ * Status files read before, by file, with the text each came from: a start
+ * checks itself against every running VM, and parsing each one's status
+ * file anew (~1–4 ms each here, most of it the QEMU capabilities libvirt
+ * keeps there) made every start cost more the more VMs the host runs. The
+ * watcher serves every start: it parses a VM's file once per change. Reading
+ * the bytes and comparing them is a small part of a parse, and never hands
+ * out a domain the file no longer holds. Handed out again and again, the
+ * domain is frozen.
+ */
+const statusRead = new Map<string, StatusRead>();
+
+/** Drops what was read of `dir`'s status files that are gone. */
+function forgetStatusBut(dir: string, files: readonly string[]): void {
+  const present = new Set(files);
+  for (const file of statusRead.keys()) if (file.startsWith(`${dir}/`) && !present.has(file)) statusRead.delete(file);
+}
+
+/**
+ * A status file's QEMU pid and UUID, read with two patterns, so a file
+ * virtwire's parser would choke on still counts as running (see Running);
+ * undefined when it is gone (the domain stopped).
+ */
+function readStatus(file: string): StatusRead | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    statusRead.delete(file);
+    return undefined;
+  }
+  let r = statusRead.get(file);
+  if (r?.text !== text) {
+    r = {
+      text,
+      pid: /<domstatus\b[^>]*\bpid=['"](\d+)['"]/.exec(text)?.[1],
+      uuid: /<domain\b[\s\S]*?<uuid>\s*([0-9a-fA-F-]{36})\s*<\/uuid>/.exec(text)?.[1]?.toLowerCase(),
+    };
+    statusRead.set(file, r);
+  }
+  return r;
+}
+
+/** The domain of a status file read by readStatus, parsed once per text (or why it does not parse). */
+function parseStatus(r: StatusRead, file: string): void {
+  if (r.domain !== undefined || r.problem !== undefined) return;
+  try {
+    r.domain = deepFrozen(parseDomainStatus(r.text, file).domain);
+  } catch (err) {
+    r.problem = `cannot read libvirt status file ${file}: ${errorMessage(err)}`;
+  }
 }
 
 /** The live network from libvirt's status file (/run/libvirt/network/NAME.xml). */

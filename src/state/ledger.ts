@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync, renameSync, rmSync, existsSync } from 'node:fs';
+import { deepFrozen } from '../frozen.js';
 import { join } from 'node:path';
 import type { ResolvedForward } from '../model/forward.js';
 import type { AcceptTarget, LinkObject, TapVlan, VfSettings } from '../model/host.js';
@@ -258,7 +259,7 @@ export class Ledger {
     const text = `${JSON.stringify(entry)}\n`;
     writeTextAtomic(file, text, "virtwire's ledger", '/run');
     // As a read of this text would give it (the next read compares the text): one object fewer to parse.
-    parsed.set(file, { text, entry: frozen(entry) });
+    parsed.set(file, { text, entry: deepFrozen(entry) });
   }
 
   removeVm(uuid: string): boolean {
@@ -323,18 +324,9 @@ function readEntry(file: string, uuid: string): VmEntry | 'gone' | string {
   const hit = parsed.get(file);
   if (hit?.text === text) return hit.entry;
   const r = entryOf(text, uuid);
-  if (typeof r === 'object') parsed.set(file, { text, entry: frozen(r) });
+  if (typeof r === 'object') parsed.set(file, { text, entry: deepFrozen(r) });
   else parsed.delete(file);
   return r;
-}
-
-/** `value`, frozen with everything it holds. */
-function frozen<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) frozen(v);
-  }
-  return value;
 }
 
 function entryOf(text: string, uuid: string): VmEntry | string {

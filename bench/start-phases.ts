@@ -1,0 +1,120 @@
+// Where a `virsh start`'s time goes, phase by phase, with and without
+// virtwire: timestamp hooks placed first and last in qemu.d (00-phase,
+// zz-phase) record when libvirt ran each operation's hooks, so the paired
+// difference per phase says where virtwire's cost of a start lies:
+//   before prepare | prepare's hooks | prepare→start (libvirt: network port,
+//   tap, cgroups) | start's hooks | start→started (QEMU launched, CPUs
+//   resumed) | started's hooks | after started (virsh returns).
+// The timestamp hooks cost every case alike (a `date` each). Cases
+// interleave per round: the timestamp hooks alone, then virtwire (its
+// watcher serving, as install.sh sets it up) at each number of forwards.
+// The watcher is restarted each round and warmed by --warm untimed starts
+// (bench/hook-cost.ts uses 1), so a run with --warm 10 against one with
+// --warm 1 shows what a watcher that has served many starts saves.
+// --others N: N more VMs run (started paused: their QEMU is there, their
+// CPUs idle), as on a busy host: a start checks itself against every
+// running VM, from libvirt's status files.
+//
+//   npm run build && npx vite-node bench/start-phases.ts [--rounds 10] [--warm 1] [--forwards 1,200] [--others 0] [--trixie]
+import { parseArgs } from 'node:util';
+import { sandboxWithVirtwire } from '../test/e2e/support.js';
+import type { Sandbox } from '../src/demo/sandbox.js';
+import { median, medianInterval, printTable } from './lib.js';
+import { QEMU_D, VM, keepVirtwireShims, sh, useHooks, useWatcher, virtwireTemplate } from './hook-cases.js';
+
+const { values } = parseArgs({ options: {
+  rounds: { type: 'string', default: '10' }, warm: { type: 'string', default: '1' },
+  forwards: { type: 'string', default: '1,200' }, others: { type: 'string', default: '0' }, trixie: { type: 'boolean', default: false },
+} });
+const wholeArg = (name: string, v: string | undefined, min: number): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} needs a whole number ≥ ${min}, got ${v}`);
+  return n;
+};
+const args = {
+  rounds: wholeArg('rounds', values.rounds, 1),
+  warm: wholeArg('warm', values.warm, 0),
+  forwards: (values.forwards ?? '').split(',').map((f) => wholeArg('forwards', f, 1)),
+  others: wholeArg('others', values.others, 0),
+  trixie: values.trixie === true,
+};
+
+const LOG = '/run/vw-phases.log';
+/** One line per operation it runs for: "NANOSECONDS OP a|z". */
+const stampHook = (where: 'a' | 'z'): string => `#!/bin/sh\ncase "$2" in prepare|start|started) ;; *) exit 0 ;; esac\nexec date "+%s%N $2 ${where}" >> ${LOG}\n`;
+const STAMPS = { [`${QEMU_D}/00-phase`]: stampHook('a'), [`${QEMU_D}/zz-phase`]: stampHook('z') };
+
+const PHASES = ['before prepare', 'prepare hooks', 'prepare→start', 'start hooks', 'start→started', 'started hooks', 'after started', 'virsh start'] as const;
+type Phases = Record<(typeof PHASES)[number], number>;
+
+interface Case { name: string; forwards?: number }
+
+/** One timed `virsh start` (then destroy, untimed), its phases in ms. */
+async function timedStart(sb: Sandbox): Promise<Phases> {
+  const out = (await sh(sb, `set -e
+    : > ${LOG}
+    t0=$(date +%s%N); virsh -q -c qemu:///system start "$1" >/dev/null; t1=$(date +%s%N)
+    sleep 1
+    virsh -q -c qemu:///system destroy "$1" >/dev/null
+    echo "$t0 virsh 0"; cat ${LOG}; echo "$t1 virsh 1"`, VM.name)).stdout.trim().split('\n');
+  const at = new Map(out.map((l) => l.split(' ')).map(([ns, op, w]) => [`${op} ${w}`, Number(BigInt(ns ?? '0') / 1000n) / 1000]));
+  const t = (k: string): number => {
+    const v = at.get(k);
+    if (v === undefined) throw new Error(`no "${k}" timestamp in this start's log:\n${out.join('\n')}`);
+    return v;
+  };
+  return {
+    'before prepare': t('prepare a') - t('virsh 0'),
+    'prepare hooks': t('prepare z') - t('prepare a'),
+    'prepare→start': t('start a') - t('prepare z'),
+    'start hooks': t('start z') - t('start a'),
+    'start→started': t('started a') - t('start z'),
+    'started hooks': t('started z') - t('started a'),
+    'after started': t('virsh 1') - t('started z'),
+    'virsh start': t('virsh 1') - t('virsh 0'),
+  };
+}
+
+async function main(): Promise<void> {
+  const { sb } = await sandboxWithVirtwire(args.trixie);
+  try {
+    await keepVirtwireShims(sb);
+    await sb.defineGuest(VM);
+    for (let i = 0; i < args.others; i++) {
+      const other = { name: `bench-other-${i}`, mac: `52:54:00:be:01:${i.toString(16).padStart(2, '0')}`, ip: `192.168.122.${100 + i}` };
+      await sb.defineGuest(other);
+      await sb.virsh('start', '--paused', '--domain', other.name);
+    }
+    const cases: Case[] = [{ name: 'timestamp hooks only' }, ...args.forwards.map((n) => ({ name: `virtwire, ${n} forward(s)`, forwards: n }))];
+    const setup = async (c: Case): Promise<void> => {
+      // Off for the timestamp hooks alone, so restarted each round (as in bench/hook-cost.ts), then warmed.
+      const started = await useWatcher(sb, c.forwards !== undefined);
+      await useHooks(sb, { ...STAMPS, ...(c.forwards === undefined ? {} : { '/etc/virtwire/templates/bench.yaml': virtwireTemplate(c.forwards) }) }, c.forwards !== undefined);
+      for (let i = 0; started && i < args.warm; i++) await timedStart(sb);
+      await new Promise((r) => setTimeout(r, 1500)); // the watcher's re-apply after the template edit, done
+    };
+    const times = cases.map(() => [] as Phases[]);
+    for (let r = 0; r < args.rounds; r++) {
+      for (const [i, c] of cases.entries()) {
+        await setup(c);
+        times[i]?.push(await timedStart(sb));
+      }
+      process.stderr.write(`round ${r + 1}/${args.rounds}\n`);
+    }
+    console.log(`phases of virsh start (ms), ${args.trixie ? 'Debian 13 root' : 'Debian 12'}, medians of ${args.rounds}, watcher warmed by ${args.warm} start(s), ${args.others} other VM(s) running`);
+    const base = times[0] ?? [];
+    printTable(['phase', ...cases.map((c) => c.name), ...cases.slice(1).map((c) => `+ms ${c.forwards} fwd (95%)`)], PHASES.map((p) => [
+      p,
+      ...times.map((ts) => median(ts.map((t) => t[p])).toFixed(1)),
+      ...times.slice(1).map((ts) => {
+        const d = ts.map((t, r) => t[p] - (base[r]?.[p] ?? Number.NaN));
+        const [lo, hi] = medianInterval(d);
+        return `${median(d).toFixed(1)} (${lo.toFixed(1)}…${hi.toFixed(1)})`;
+      }),
+    ]));
+  } finally {
+    await sb.stop();
+  }
+}
+
+await main();
