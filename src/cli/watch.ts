@@ -23,7 +23,8 @@ import { templatesOf } from './reservations.js';
 import { writeWatchState, type WatchState } from '../state/watch-state.js';
 import { PrepareServer } from '../hooks/prepare-server.js';
 import { NftSession } from '../host/nft-session.js';
-import { holdLocksThroughHelpers } from '../state/lock.js';
+import { holdLocksThroughHelpers, lockAhead } from '../state/lock.js';
+import { Ledger } from '../state/ledger.js';
 import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
 import { setFlagsFromString } from 'node:v8';
@@ -151,6 +152,7 @@ export class Watcher {
         });
       },
       teardown: (uuid, op) => teardownVm(this.hookContext(), uuid, op),
+      lockAhead: () => lockAhead(new Ledger(paths.runDir).lockFile),
       mustRunNode: () => pluginFiles(paths.pluginsDir).length > 0,
       log: this.log,
     });

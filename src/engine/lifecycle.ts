@@ -36,7 +36,7 @@ import { TEARDOWN_HEADER } from '../host/nft-script.js';
  * "reserved" before nft runs and "applied" after, with the VM's teardown
  * written in between (converge), so a hook killed at any point leaves what
  * the aborted start's stopped/release remove. Undefined: nothing concerns it.
- * `early`: told under the lock once the claim is recorded, and once the host
+ * `early`: told under the lock once the claim is checked, and once the host
  * has it or not (the watcher lets the start go on in between: PrepareServer).
  */
 export async function prepareVm(context: HookContext, domain: DomainInfo, early?: EarlyAnswer): Promise<string[] | undefined> {
@@ -91,13 +91,16 @@ async function prepareFromPlan(ctx: HookContext, domain: DomainInfo, planned: Re
       ledger: ctx.ledger, network: ctx.network, running, runningUuids, leases: ctx.leases,
       hostSockets: early ? [] : await sockets,
     }, 'reserved');
-    ctx.ledger.putVm(reserved); // a full disk refuses here, before anything is applied
-    if (early) {
-      // Answered before the host's sockets are read (tcp and tcp6 take ~3 ms here, each read a walk of
-      // the kernel's connection hash): a port a host service holds still refuses the start, at
-      // `start`, before QEMU runs, and nothing is applied before that check.
+    if (!early) ctx.ledger.putVm(reserved); // a full disk refuses here, before anything is applied
+    else {
+      // Answered before the claim is recorded (writing a 200-forward entry takes ~1–4 ms here) and
+      // before the host's sockets are read (tcp and tcp6 take ~3 ms, each read a walk of the
+      // kernel's connection hash): a full disk, or a port a host service holds, still refuses the
+      // start, at `start`, before QEMU runs, and nothing is applied before both. Should this
+      // process die in between, the empty marker refuses the start, and nothing is left.
       try {
         early.claimed(domain.uuid);
+        ctx.ledger.putVm(reserved);
         checkHostSockets(domain.name, forwards, await sockets);
       } catch (err) {
         ctx.ledger.removeVm(domain.uuid);
@@ -133,12 +136,12 @@ async function prepareFromPlan(ctx: HookContext, domain: DomainInfo, planned: Re
  * For a caller that answers libvirt before the host has what prepare applies
  * (the watcher serving the hook's prepare: src/hooks/prepare-server.ts). Both
  * are called under the ledger lock: `claimed` once the VM's checks against
- * the other VMs passed and its claim is recorded, `settled` once the host has
- * it (undefined) or the start is refused and all of it taken back (the error,
- * as prepare throws it). The host's own sockets are checked after `claimed`
- * (reading them takes ~3 ms here), before anything is applied: a port a host
- * service holds is settled as a refusal. A `claimed` that throws refuses the
- * start like any other failure there.
+ * the other VMs passed, `settled` once the host has it (undefined) or the
+ * start is refused and all of it taken back (the error, as prepare throws
+ * it). After `claimed`, before anything is applied, the claim is recorded
+ * and the host's own sockets are checked (reading them takes ~3 ms here): a
+ * full disk, or a port a host service holds, is settled as a refusal. A
+ * `claimed` that throws refuses the start like any other failure there.
  */
 export interface EarlyAnswer {
   claimed(uuid: string): void;

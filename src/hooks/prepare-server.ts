@@ -17,9 +17,9 @@
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
 //   UUID.applying  the start goes on before the host has the VM's forwards:
-//             "ok" is sent once the checks against the other VMs passed and
-//             the claim is recorded, with this file there, empty; the watcher
-//             goes on under the ledger lock — the host's sockets checked, then
+//             "ok" is sent once the checks against the other VMs passed, with
+//             this file there, empty; the watcher goes on under the ledger
+//             lock — the claim recorded, the host's sockets checked, then
 //             applied — then removes it, or writes into it the line a
 //             refusal shows. The shim's `start` (right before QEMU runs) waits
 //             for the lock if it is empty and fails the start on a line, or on
@@ -84,6 +84,12 @@ export interface PrepareServerOptions {
   prepare: (xml: string, early: EarlyOk) => Promise<HookResult>;
   /** A VM's teardown at stopped/release (lifecycle.ts teardownVm); false: not done, the shim does it. */
   teardown?: (uuid: string, op: 'stopped' | 'release') => Promise<boolean>;
+  /**
+   * Starts taking the ledger lock as a prepare request arrives, for the
+   * prepare to run under (state/lock.ts lockAhead); returns what drops it
+   * if the prepare took none.
+   */
+  lockAhead?: () => () => Promise<void>;
   /** Whether the hook must run Node itself this time (plugins: Node loads them afresh on every run). */
   mustRunNode?: () => boolean;
   log: { info: (m: string) => void; error: (m: string) => void };
@@ -190,6 +196,8 @@ export class PrepareServer {
       return;
     }
     let answered = false;
+    // Meanwhile the XML is read and parsed and the VM planned: the lock is there when the claim needs it.
+    const dropAhead = teardown === undefined ? this.o.lockAhead?.() : undefined;
     try {
       let answer: PrepareAnswer = 'node';
       try {
@@ -217,6 +225,7 @@ export class PrepareServer {
       closeSync(fd);
       rmSync(xmlFile, { force: true });
       rmSync(answerFile, { force: true });
+      await dropAhead?.();
     }
   }
 

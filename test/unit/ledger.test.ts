@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ledger, entryForwards } from '../../src/state/ledger.js';
-import { withLock, holdLocksThroughHelpers } from '../../src/state/lock.js';
+import { withLock, holdLocksThroughHelpers, lockAhead } from '../../src/state/lock.js';
 import { tempDir, ROOT } from './helpers.js';
 import { recordFigure } from '../support/figures.js';
 
@@ -154,5 +154,40 @@ describe('ledger', () => {
     }
     await new Promise((r) => setTimeout(r, 200));
     expect(lockHelpers(lock), 'the helpers ended').toEqual([]);
+  });
+
+  it('a lock taken ahead (the watcher, as a prepare arrives): held before its holder comes, which runs under it; dropped when none came; never taken over another holder of this process', async () => {
+    const lock = join(tempDir(), 'lock');
+    const heldElsewhere = (): boolean => spawnSync('flock', ['-n', lock, 'true']).status === 1;
+    holdLocksThroughHelpers(true);
+    try {
+      const drop = lockAhead(lock);
+      for (let i = 0; i < 50 && !heldElsewhere(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(heldElsewhere(), 'taken before any withLock').toBe(true);
+      expect(await withLock(lock, async () => heldElsewhere())).toBe(true);
+      expect(heldElsewhere(), 'released by the holder that took it').toBe(false);
+      await drop(); // nothing left to drop
+      expect(heldElsewhere()).toBe(false);
+
+      const unused = lockAhead(lock);
+      for (let i = 0; i < 50 && !heldElsewhere(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(heldElsewhere()).toBe(true);
+      await unused();
+      expect(heldElsewhere(), 'dropped: no holder came').toBe(false);
+
+      // While a holder of this process has it, nothing is taken ahead: the next holder waits its turn as usual.
+      const order: string[] = [];
+      let release = (): void => {};
+      const first = withLock(lock, () => { order.push('first+'); return new Promise<void>((r) => { release = () => { order.push('first-'); r(); }; }); });
+      await new Promise((r) => setTimeout(r, 50));
+      const none = lockAhead(lock);
+      const second = withLock(lock, async () => { order.push('second'); });
+      release();
+      await Promise.all([first, second, none()]);
+      expect(order).toEqual(['first+', 'first-', 'second']);
+      expect(heldElsewhere()).toBe(false);
+    } finally {
+      holdLocksThroughHelpers(false);
+    }
   });
 });

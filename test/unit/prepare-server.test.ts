@@ -55,7 +55,7 @@ const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8
 interface Served { xml: string[]; server: PrepareServer; errors: string[] }
 
 const servers: PrepareServer[] = [];
-async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string, op: string) => Promise<boolean>): Promise<Served & { serving: boolean }> {
+async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string, op: string) => Promise<boolean>, lockAhead?: () => () => Promise<void>): Promise<Served & { serving: boolean }> {
   const xml: string[] = [];
   const errors: string[] = [];
   const server = new PrepareServer({
@@ -63,6 +63,7 @@ async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => P
     prepare: (x, early) => { xml.push(x); return prepare(x, early); },
     mustRunNode,
     teardown,
+    lockAhead,
     log: { info: () => undefined, error: (m) => errors.push(m) },
   });
   servers.push(server);
@@ -88,6 +89,15 @@ describe('qemu prepare served by the watcher', () => {
     expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
     expect(errors).toEqual([]);
+  });
+
+  it('the ledger lock is asked for as the request arrives, before the handler runs, and dropped once the prepare is done', async () => {
+    const runDir = join(dir, 'run-ahead');
+    const events: string[] = [];
+    await serve(runDir, async () => { events.push('handler'); return OK; }, undefined, undefined, () => { events.push('lock ahead'); return async () => { events.push('dropped'); }; });
+    expect((await runShim(render(runDir), 'web-1')).status).toBe(0);
+    for (let i = 0; i < 100 && events.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(events).toEqual(['lock ahead', 'handler', 'dropped']);
   });
 
   it('a refusal: the shim fails the start with the handler\'s one line, as the hook would, and Node never runs', async () => {

@@ -332,15 +332,16 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(applies, 'the added elements, the whole table, the take-back').toBe(3);
   });
 
-  it('answered early (the watcher serving prepare): told once the claim is recorded and before nft runs, then once applied; a failing apply is settled with the refusal after all is taken back, and the start hook refuses with that line', async () => {
+  it('answered early (the watcher serving prepare): told once the claim is checked, before it is recorded (as reserved, before nft runs), then once applied; a failing apply is settled with the refusal after all is taken back, and the start hook refuses with that line', async () => {
     const events: string[] = [];
-    const logged: HookContext = { ...ctx, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') events.push('nft'); return ns.run(argv, o); } };
+    const recorded = (uuid: string): string => (existsSync(entryFile(uuid)) ? JSON.parse(readFileSync(entryFile(uuid), 'utf8')).state : 'not recorded');
+    const logged: HookContext = { ...ctx, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') events.push(`nft, entry ${recorded(UUID_A)}`); return ns.run(argv, o); } };
     const early = {
-      claimed: (uuid: string) => events.push(`claimed ${uuid} ${JSON.parse(readFileSync(entryFile(uuid), 'utf8')).state}`),
+      claimed: (uuid: string) => events.push(`claimed ${uuid}, entry ${recorded(uuid)}`),
       settled: (refusal: unknown) => events.push(`settled ${refusal === undefined ? 'ok' : String(refusal)}`),
     };
     expect(await handleQemuHook(logged, ['vm', 'prepare', 'begin', '-'], async () => vmA(), early)).toEqual({ exitCode: 0 });
-    expect(events).toEqual([`claimed ${UUID_A} reserved`, 'nft', 'settled ok']);
+    expect(events).toEqual([`claimed ${UUID_A}, entry not recorded`, 'nft, entry reserved', 'settled ok']);
     expect(JSON.parse(readFileSync(entryFile(UUID_A), 'utf8')).state).toBe('applied');
 
     writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
@@ -353,7 +354,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
       settled: (refusal) => events.push(`settled ${existsSync(entryFile(UUID_B)) ? 'entry still there' : 'taken back'}: ${refusalLine(ctx, refusal)}`),
     });
     expect(r.exitCode).toBe(1);
-    expect(events).toEqual([`claimed ${UUID_B} reserved`, `settled taken back: ${r.stderr}`]);
+    expect(events).toEqual([`claimed ${UUID_B}, entry not recorded`, `settled taken back: ${r.stderr}`]);
     expect(await table()).toBe(before);
 
     // The start hook when the shim could not read the UUID (Node decides): the watcher's line on this VM refuses it, once.
@@ -373,11 +374,11 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     const nftRuns: string[] = [];
     const events: string[] = [];
     const r = await handleQemuHook({ ...held, run: async (argv, o) => { if (argv[0] === 'nft') nftRuns.push(argv.join(' ')); return ns.run(argv, o); } }, ['vm', 'prepare', 'begin', '-'], async () => vmA(), {
-      claimed: (uuid) => events.push(`claimed ${uuid} ${JSON.parse(readFileSync(entryFile(uuid), 'utf8')).state}`),
+      claimed: (uuid) => events.push(`claimed ${uuid}, entry ${existsSync(entryFile(uuid)) ? 'recorded' : 'not recorded'}`),
       settled: (refusal) => events.push(`settled ${existsSync(entryFile(UUID_A)) ? 'entry still there' : 'taken back'}: ${refusalLine(ctx, refusal)}`),
     });
     expect(r).toEqual({ exitCode: 1, stderr: `virtwire: VM ${quoted(NAME_A)}: tcp port 8080 on every host IPv4 address is in use by the host itself (0.0.0.0:8080); stop that service, use another host port, or set allowHostConflict: true on the forward (${join(paths.templatesDir, 'web.yaml')}:4:5)` });
-    expect(events).toEqual([`claimed ${UUID_A} reserved`, `settled taken back: ${r.stderr}`]);
+    expect(events).toEqual([`claimed ${UUID_A}, entry not recorded`, `settled taken back: ${r.stderr}`]);
     expect(nftRuns, 'nothing applied').toEqual([]);
     expect(await table()).toBe(before);
     expect(existsSync(teardownFile(UUID_A))).toBe(false);
