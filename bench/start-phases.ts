@@ -14,9 +14,13 @@
 // --others N: N more VMs run (started paused: their QEMU is there, their
 // CPUs idle), as on a busy host: a start checks itself against every
 // running VM, from libvirt's status files.
+// --ab DIR: also virtwire as built in DIR (its virtwire.mjs, qemu-hook.cjs
+// and network-hook.cjs, a path in the repository: an older build, say), in
+// the same rounds, so two builds compare with this machine's drift alike.
 //
-//   npm run build && npx vite-node bench/start-phases.ts [--rounds 10] [--warm 1] [--forwards 1,200] [--others 0] [--trixie]
+//   npm run build && npx vite-node bench/start-phases.ts [--rounds 10] [--warm 1] [--forwards 1,200] [--others 0] [--ab DIR] [--trixie]
 import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 import { sandboxWithVirtwire } from '../test/e2e/support.js';
 import type { Sandbox } from '../src/demo/sandbox.js';
 import { median, medianInterval, printTable } from './lib.js';
@@ -24,7 +28,7 @@ import { QEMU_D, VM, keepVirtwireShims, sh, useHooks, useWatcher, virtwireTempla
 
 const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '10' }, warm: { type: 'string', default: '1' },
-  forwards: { type: 'string', default: '1,200' }, others: { type: 'string', default: '0' }, trixie: { type: 'boolean', default: false },
+  forwards: { type: 'string', default: '1,200' }, others: { type: 'string', default: '0' }, ab: { type: 'string' }, trixie: { type: 'boolean', default: false },
 } });
 const wholeArg = (name: string, v: string | undefined, min: number): number => {
   const n = Number(v);
@@ -36,8 +40,10 @@ const args = {
   warm: wholeArg('warm', values.warm, 0),
   forwards: (values.forwards ?? '').split(',').map((f) => wholeArg('forwards', f, 1)),
   others: wholeArg('others', values.others, 0),
+  ab: values.ab,
   trixie: values.trixie === true,
 };
+if (args.ab !== undefined && !/^[A-Za-z0-9._/-]+$/.test(args.ab)) throw new Error(`--ab needs a plain relative path in the repository, got ${args.ab}`);
 
 const LOG = '/run/vw-phases.log';
 /** One line per operation it runs for: "NANOSECONDS OP a|z". */
@@ -47,7 +53,10 @@ const STAMPS = { [`${QEMU_D}/00-phase`]: stampHook('a'), [`${QEMU_D}/zz-phase`]:
 const PHASES = ['before prepare', 'prepare hooks', 'prepare→start', 'start hooks', 'start→started', 'started hooks', 'after started', 'virsh start'] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
 
-interface Case { name: string; forwards?: number }
+/** 'b': the build of --ab; the cases of one build run with its bundles in place and its watcher. */
+interface Case { name: string; forwards?: number; build?: 'a' | 'b' }
+const DIST = '/usr/local/lib/virtwire/dist';
+const BUNDLES = ['virtwire.mjs', 'qemu-hook.cjs', 'network-hook.cjs'];
 
 /** One timed `virsh start` (then destroy, untimed), its phases in ms. */
 async function timedStart(sb: Sandbox): Promise<Phases> {
@@ -85,8 +94,21 @@ async function main(): Promise<void> {
       await sb.defineGuest(other);
       await sb.virsh('start', '--paused', '--domain', other.name);
     }
-    const cases: Case[] = [{ name: 'timestamp hooks only' }, ...args.forwards.map((n) => ({ name: `virtwire, ${n} forward(s)`, forwards: n }))];
+    const builds = args.ab === undefined ? ['a' as const] : ['a' as const, 'b' as const];
+    const cases: Case[] = [{ name: 'timestamp hooks only' }, ...builds.flatMap((build) => args.forwards.map((n) => ({
+      name: `virtwire${args.ab === undefined ? '' : ` ${build}`}, ${n} fwd`, forwards: n, build,
+    })))];
+    let installed: 'a' | 'b' = 'a';
+    if (args.ab !== undefined) {
+      await sh(sb, `mkdir -p /root/vw-dist-a /root/vw-dist-b && cd ${DIST} && cp -a ${BUNDLES.join(' ')} /root/vw-dist-a/`);
+      for (const f of BUNDLES) await sh(sb, 'cp -a "$1" /root/vw-dist-b/', join(sb.repoDirInside, args.ab, f));
+    }
     const setup = async (c: Case): Promise<void> => {
+      if (c.build !== undefined && c.build !== installed) {
+        await useWatcher(sb, false);
+        await sh(sb, `cp -a /root/vw-dist-${c.build}/. ${DIST}/`);
+        installed = c.build;
+      }
       // Off for the timestamp hooks alone, so restarted each round (as in bench/hook-cost.ts), then warmed.
       const started = await useWatcher(sb, c.forwards !== undefined);
       await useHooks(sb, { ...STAMPS, ...(c.forwards === undefined ? {} : { '/etc/virtwire/templates/bench.yaml': virtwireTemplate(c.forwards) }) }, c.forwards !== undefined);
@@ -101,9 +123,9 @@ async function main(): Promise<void> {
       }
       process.stderr.write(`round ${r + 1}/${args.rounds}\n`);
     }
-    console.log(`phases of virsh start (ms), ${args.trixie ? 'Debian 13 root' : 'Debian 12'}, medians of ${args.rounds}, watcher warmed by ${args.warm} start(s), ${args.others} other VM(s) running`);
+    console.log(`phases of virsh start (ms), ${args.trixie ? 'Debian 13 root' : 'Debian 12'}, medians of ${args.rounds}, watcher warmed by ${args.warm} start(s), ${args.others} other VM(s) running${args.ab === undefined ? '' : `; a: this build, b: the build in ${args.ab}`}`);
     const base = times[0] ?? [];
-    printTable(['phase', ...cases.map((c) => c.name), ...cases.slice(1).map((c) => `+ms ${c.forwards} fwd (95%)`)], PHASES.map((p) => [
+    printTable(['phase', ...cases.map((c) => c.name), ...cases.slice(1).map((c) => `+ms ${args.ab === undefined ? '' : `${c.build} `}${c.forwards} fwd (95%)`)], PHASES.map((p) => [
       p,
       ...times.map((ts) => median(ts.map((t) => t[p])).toFixed(1)),
       ...times.slice(1).map((ts) => {

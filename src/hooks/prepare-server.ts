@@ -225,7 +225,9 @@ export class PrepareServer {
       closeSync(fd);
       rmSync(xmlFile, { force: true });
       rmSync(answerFile, { force: true });
-      await dropAhead?.();
+      // Not awaited: held elsewhere, the lock may take a while to come, and a request that needs
+      // none (a VM nothing concerns) must not wait behind it.
+      dropAhead?.().catch(() => undefined);
     }
   }
 

@@ -12,9 +12,7 @@ import { dirname } from 'node:path';
  */
 export async function withLock<T>(file: string, fn: () => Promise<T>, timeoutSec = 60): Promise<T> {
   if (helpersOn) {
-    let helper = helpers.get(file);
-    if (!helper?.alive) helpers.set(file, (helper = new LockHelper(file, helperKind)));
-    const held = await helper.with(fn, timeoutSec);
+    const held = await helperFor(file).with(fn, timeoutSec);
     if (held.ran) return held.value as T;
     // The helper is gone (killed): this call takes the lock the usual way; the next starts a new helper.
   }
@@ -57,10 +55,15 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, timeoutSec
  */
 export function lockAhead(file: string, timeoutSec = 60): () => Promise<void> {
   if (!helpersOn) return () => Promise.resolve();
+  const h = helperFor(file);
+  return h.takeAhead(timeoutSec) ? () => h.dropAhead() : () => Promise.resolve();
+}
+
+/** The file's live helper, a new one if it has none or it died. */
+function helperFor(file: string): LockHelper {
   let helper = helpers.get(file);
   if (!helper?.alive) helpers.set(file, (helper = new LockHelper(file, helperKind)));
-  const h = helper;
-  return h.takeAhead(timeoutSec) ? () => h.dropAhead() : () => Promise.resolve();
+  return helper;
 }
 
 // ---- long-lived processes -------------------------------------------------

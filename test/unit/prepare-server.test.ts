@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PrepareServer, applyingMarker, prepareChannel, processStamp, type EarlyOk } from '../../src/hooks/prepare-server.js';
-import { withLock } from '../../src/state/lock.js';
+import { holdLocksThroughHelpers, lockAhead, withLock } from '../../src/state/lock.js';
 import type { HookResult } from '../../src/hooks/qemu-handler.js';
 
 const dir = tempDir('vw-serve-', tmpdir());
@@ -98,6 +98,30 @@ describe('qemu prepare served by the watcher', () => {
     expect((await runShim(render(runDir), 'web-1')).status).toBe(0);
     for (let i = 0; i < 100 && events.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
     expect(events).toEqual(['lock ahead', 'handler', 'dropped']);
+  });
+
+  it('with the ledger lock held elsewhere, prepares that need no lock (VMs nothing concerns) are still answered at once, one after another', async () => {
+    const runDir = join(dir, 'run-ahead-held');
+    mkdirSync(runDir, { recursive: true });
+    const lock = join(runDir, 'lock');
+    holdLocksThroughHelpers(true);
+    // Its own process group, so the kill below ends flock and its sleep alike.
+    const holder = spawn('flock', ['-o', lock, 'sleep', '30'], { detached: true, stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      await serve(runDir, async () => OK, undefined, undefined, () => lockAhead(lock));
+      const shim = render(runDir);
+      for (const name of ['web-1', 'web-2', 'web-3']) {
+        const r = await runShim(shim, name);
+        expect(r.status, name).toBe(0);
+        expect(r.ms, name).toBeLessThan(5_000);
+      }
+      expect(ran()).toEqual([]);
+    } finally {
+      process.kill(-(holder.pid as number), 'SIGKILL');
+      for (const s of servers.splice(0)) await s.stop();
+      holdLocksThroughHelpers(false);
+    }
   });
 
   it('a refusal: the shim fails the start with the handler\'s one line, as the hook would, and Node never runs', async () => {
