@@ -43,6 +43,7 @@ const args = {
   ab: values.ab,
   trixie: values.trixie === true,
 };
+if (args.others > 150) throw new Error(`--others: at most 150 (their addresses are 192.168.122.100 and up), got ${args.others}`);
 if (args.ab !== undefined && !/^[A-Za-z0-9._/-]+$/.test(args.ab)) throw new Error(`--ab needs a plain relative path in the repository, got ${args.ab}`);
 
 const LOG = '/run/vw-phases.log';
