@@ -2,7 +2,7 @@ import type { Runner } from '../host/run.js';
 import { mustRun } from '../host/run.js';
 import { renderTable, renderAdditions, renderDeleteTable, renderTeardown, countElements, tableLayout, TABLE, type ElementCounts } from '../host/nft-script.js';
 import type { ResolvedForward } from '../model/forward.js';
-import { acceptsInPlace, detectTargets, probeTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
+import { placeAcceptsThroughSession, detectTargets, probeTargets, setAccept, sameTarget, targetName, type AcceptTarget } from '../host/libvirt-firewall.js';
 import { LEDGER_SCHEMA, entryForwards, entryHasStartWork, entryLinks, entryVfs, type Ledger, type VmEntry } from '../state/ledger.js';
 import { convergeLinks } from './links.js';
 import { convergeVfs } from './vfs.js';
@@ -94,12 +94,13 @@ async function writeTable(deps: HostDeps, forwards: readonly ResolvedForward[], 
 /**
  * virtwire's accept first in every libvirt firewall chain present. With the
  * watcher's session, a start whose accepts are all in place (the usual one)
- * only looks, with no process (acceptsInPlace); anything else is read and
+ * only looks, and one whose nftables chains have none yet has them inserted,
+ * with no process (placeAcceptsThroughSession); anything else is read and
  * placed with processes. Returns the chains present and what was done.
  */
 async function placeAccepts(deps: Pick<HostDeps, 'run' | 'mark' | 'nft'>): Promise<{ targets: AcceptTarget[]; notes: string[] }> {
-  const inPlace = deps.nft ? await acceptsInPlace(deps.nft, deps.mark) : undefined;
-  if (inPlace) return { targets: inPlace, notes: [] };
+  const quick = deps.nft ? await placeAcceptsThroughSession(deps.nft, deps.mark) : undefined;
+  if (quick) return { targets: quick.targets, notes: quick.placed.map((t) => `accept placed first in ${targetName(t)}`) };
   const probes = await probeTargets(deps.run);
   const notes: string[] = [];
   for (const p of probes) if (await setAccept(deps.run, p.target, deps.mark, p.listing)) notes.push(`accept placed first in ${targetName(p.target)}`);

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { iptablesAcceptScript, nftAcceptScript, detectTargets, setAccept, acceptComment, acceptsInPlace, chainRuleLines, xtablesVariant, type AcceptTarget } from '../../src/host/libvirt-firewall.js';
+import { iptablesAcceptScript, nftAcceptScript, detectTargets, setAccept, acceptComment, acceptsInPlace, placeAcceptsThroughSession, chainRuleLines, xtablesVariant, type AcceptTarget } from '../../src/host/libvirt-firewall.js';
 import { NftSession } from '../../src/host/nft-session.js';
 import { mustRun, type Runner } from '../../src/host/run.js';
 import { ScratchNetns, canNetns, mustRunEverything } from './netns.js';
@@ -179,6 +179,30 @@ describe.skipIf(!canNetns && !mustRunEverything)('the quick look through the wat
     expect(await look(run)).toBeUndefined();
     await setAccept(run, { backend: 'nftables', family: 6 }, M);
     expect(await look(run)).toEqual([{ backend: 'nftables', family: 4 }, { backend: 'nftables', family: 6 }]);
+  });
+
+  it('nftables backend: a guest_input with no accept of virtwire\'s gets it first through the session; one to move or delete is left to the processes', async () => {
+    const run = ns.run;
+    const nft4: AcceptTarget = { backend: 'nftables', family: 4 };
+    const nft6: AcceptTarget = { backend: 'nftables', family: 6 };
+    const table = (fam: string) => `table ${fam} libvirt_network {\n chain guest_input {\n  oifname "virbr0" reject\n }\n chain forward {\n  type filter hook forward priority filter; policy accept;\n  jump guest_input\n }\n}\n`;
+    expect(await placeAcceptsThroughSession(session, M, () => 'absent'), 'no libvirt chains').toEqual({ targets: [], placed: [] });
+    await mustRun(run, ['nft', '-f', '-'], table('ip') + table('ip6'));
+    expect(await placeAcceptsThroughSession(session, M, () => 'absent')).toEqual({ targets: [nft4, nft6], placed: [nft4, nft6] });
+    // What the process path would leave: first and alone, nothing left for setAccept to do.
+    expect(await look(run)).toEqual([nft4, nft6]);
+    expect(await placeAcceptsThroughSession(session, M, () => 'absent'), 'in place: only looked').toEqual({ targets: [nft4, nft6], placed: [] });
+    // libvirt's reject put back ahead of it: a move, which needs rule handles.
+    await mustRun(run, ['nft', 'insert', 'rule', 'ip', 'libvirt_network', 'guest_input', 'oifname', 'virbr0', 'reject']);
+    expect(await placeAcceptsThroughSession(session, M, () => 'absent')).toBeUndefined();
+    await setAccept(run, nft4, M);
+    // An accept of another mark (virtwire.yaml's mark changed): a delete, left to the processes too.
+    expect(await placeAcceptsThroughSession(session, M2, () => 'absent')).toBeUndefined();
+    // iptables rules the session cannot place: left to the processes, nothing inserted meanwhile.
+    await mustRun(run, ['nft', 'flush', 'chain', 'ip6', 'libvirt_network', 'guest_input']);
+    await mustRun(run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
+    expect(await placeAcceptsThroughSession(session, M)).toBeUndefined();
+    expect((await mustRun(run, ['nft', 'list', 'chain', 'ip6', 'libvirt_network', 'guest_input'])).includes('virtwire'), 'nothing placed by a look that gave up').toBe(false);
   });
 
   it('an nft that cannot answer: not judged', async () => {
