@@ -93,7 +93,11 @@ export async function detectTargets(run: Runner): Promise<AcceptTarget[]> {
 
 // ---- the quick look through the watcher's nft session -----------------------
 
-/** What lists nft tables and chains with no process: the watcher's session (host/nft-session.ts). */
+/**
+ * What lists nft tables and chains with no process: the watcher's session
+ * (host/nft-session.ts), whose nft runs with -a: each chain and rule line
+ * ends in its handle (`# handle N`).
+ */
 export interface NftLister {
   list(command: string): Promise<{ ok: boolean; output: string }>;
 }
@@ -115,20 +119,26 @@ export function xtablesVariant(tool: 'iptables' | 'ip6tables', dirs: readonly st
   return 'absent';
 }
 
+/** A rule line of nft's text listing: its text, and its handle where the listing carries handles (nft -a). */
+export interface ListedRule { text: string; handle?: number }
+
+const LISTED_HANDLE = / # handle (\d+)$/;
+
 /**
- * The rule lines of CHAIN in nft's text listing of its table or chain, in
- * order (the chain's own declarations left out); undefined when the chain is
- * not in the listing.
+ * The rules of CHAIN in nft's text listing of its table or chain, in order
+ * (the chain's own declarations left out); undefined when the chain is not in
+ * the listing.
  */
-export function chainRuleLines(listing: string, chain: string): string[] | undefined {
+export function chainRuleLines(listing: string, chain: string): ListedRule[] | undefined {
   const lines = listing.split('\n');
-  const start = lines.findIndex((l) => l === `\tchain ${chain} {`);
+  const start = lines.findIndex((l) => l.replace(LISTED_HANDLE, '') === `\tchain ${chain} {`);
   if (start < 0) return undefined;
-  const rules: string[] = [];
+  const rules: ListedRule[] = [];
   for (const line of lines.slice(start + 1)) {
     if (!line.startsWith('\t\t')) break; // "\t}": the chain's end
-    const text = line.trim();
-    if (text && !/^(?:type|policy|comment|devices) /.test(text)) rules.push(text);
+    const handle = LISTED_HANDLE.exec(line);
+    const text = line.replace(LISTED_HANDLE, '').trim();
+    if (text && !/^(?:type|policy|comment|devices) /.test(text)) rules.push(handle ? { text, handle: Number(handle[1]) } : { text });
   }
   return rules;
 }
@@ -145,12 +155,21 @@ function iptablesNftAcceptMark(rule: string): number | undefined {
   return m && m[1] === m[2] ? Number.parseInt(m[1] as string, 16) : undefined;
 }
 
+/**
+ * Whether a rule, as nft prints it, is virtwire's accept: the nftables one
+ * by its comment, the iptables one by its match (iptables-nft's comment
+ * does not show).
+ */
+export function isVirtwireAcceptRule(rule: string): boolean {
+  return nftAcceptMark(rule) !== undefined || iptablesNftAcceptMark(rule) !== undefined;
+}
+
 /** Whether RULES hold virtwire's accept for MARK alone and first; `markOf` reads the mark a rule is virtwire's accept for. */
 function firstAndAlone(rules: readonly string[], mark: number, markOf: (rule: string) => number | undefined): boolean {
   return markOf(rules[0] ?? '') === mark && rules.filter((r) => markOf(r) !== undefined).length === 1;
 }
 
-const NFT_ACCEPT_COMMENT = /comment "virtwire:mark=0x([0-9a-f]{8})"/;
+const NFT_ACCEPT_COMMENT = /comment "virtwire:mark=0x([0-9a-f]{8})"$/;
 
 /** The mark a guest_input rule is virtwire's accept for (by its comment, as readAccept tells). */
 function nftAcceptMark(rule: string): number | undefined {
@@ -158,20 +177,23 @@ function nftAcceptMark(rule: string): number | undefined {
   return m ? Number.parseInt(m[1] as string, 16) : undefined;
 }
 
+/** A guest_input rule as nftAcceptScript reads it: its handle and its comment (nft prints a rule's comment last). */
+function nftRuleOf(rule: ListedRule): NftRule | undefined {
+  if (rule.handle === undefined) return undefined;
+  const comment = /\bcomment "([^"]*)"$/.exec(rule.text)?.[1];
+  return comment === undefined ? { handle: rule.handle } : { handle: rule.handle, comment };
+}
+
 /**
  * Whether every libvirt firewall chain present already has virtwire's accept
  * for MARK alone and first, read through the watcher's nft session: no
  * process, where probeTargets starts five. Returns the targets present when
- * so (what setAccept would leave as it is); undefined when anything is to
- * place or move, or cannot be told this way — legacy iptables (nft does not
- * see its rules), an error other than "not there" — and the caller then
- * reads and places them with processes (probeTargets, setAccept). So this
- * look only ever skips work those would not do, but for a rule that does
- * exactly what virtwire's iptables accept does (IPTABLES_ACCEPT_AS_NFT).
+ * so (what setAccept would leave as it is); undefined otherwise. Read only:
+ * placeAcceptsThroughSession is what a start runs.
  */
 export async function acceptsInPlace(nft: NftLister, mark: number, variant = xtablesVariant): Promise<AcceptTarget[] | undefined> {
   const seen = await lookThroughSession(nft, mark, variant);
-  return seen && seen.missing.length === 0 ? seen.targets : undefined;
+  return seen && seen.scripts.length === 0 ? seen.targets : undefined;
 }
 
 /** What runs an nft script as one transaction with no process: the watcher's session (host/nft-session.ts). */
@@ -180,44 +202,49 @@ export interface NftScripter extends NftLister {
 }
 
 /**
- * acceptsInPlace, and the one placement that needs no process either: a
- * guest_input chain (nftables backend, libvirt >= 10.4) with no accept of
- * virtwire's at all — as libvirt makes it when it starts a network, or as
- * converge leaves it once the last forward went — gets it inserted first
- * through the session: the script setAccept would run. Placing it with
- * processes took 17–25 ms of a start here. Returns the targets present and
- * those it placed; undefined for anything else (an accept to move or a
- * stale one to delete, which need rule handles; iptables), which the caller
- * places with processes as before.
+ * virtwire's accept first and alone in every libvirt firewall chain present,
+ * through the watcher's nft session, with no process (probeTargets and
+ * setAccept start five or more; they took 17–25 ms of a start here). The
+ * nftables chains (libvirt >= 10.4) are read with their rule handles and put
+ * right by the script setAccept would run — the accept inserted where
+ * missing, moved first where libvirt's rules came back ahead of it (libvirt
+ * rebuilds them on a reload of the daemon or the network), one of another
+ * mark deleted — all in one transaction: a rule gone in between (a handle
+ * nft no longer knows) fails the whole of it. The iptables-nft chains are
+ * only looked at: virtwire's accept there is an iptables rule (a comment
+ * match, which nft cannot write). Returns the targets present and those it
+ * changed; undefined when anything is left (an iptables accept to place,
+ * legacy iptables, which nft does not see, an error), which the caller then
+ * reads and places with processes.
  */
 export async function placeAcceptsThroughSession(nft: NftScripter, mark: number, variant = xtablesVariant): Promise<{ targets: AcceptTarget[]; placed: AcceptTarget[] } | undefined> {
   const seen = await lookThroughSession(nft, mark, variant);
   if (!seen) return undefined;
-  if (seen.missing.length > 0) {
-    const r = await nft.run(seen.missing.map((t) => nftAcceptScript(t, [], mark)).join('')).catch(() => undefined);
+  if (seen.scripts.length > 0) {
+    const r = await nft.run(seen.scripts.map((s) => s.script).join('')).catch(() => undefined);
     if (!r?.ok) return undefined;
   }
-  return { targets: seen.targets, placed: seen.missing };
+  return { targets: seen.targets, placed: seen.scripts.map((s) => s.target) };
 }
 
 /**
  * The libvirt firewall chains present, in probeTargets's order (host.json
- * records them so), and the nftables ones among them with no accept of
- * virtwire's at all; undefined when any other needs setAccept (or cannot be
- * told through the session).
+ * records them so), and for each nftables one whose accept is not in place,
+ * the script that puts it right; undefined when an iptables chain needs
+ * setAccept (or anything cannot be told through the session).
  */
-async function lookThroughSession(nft: NftLister, mark: number, variant: typeof xtablesVariant): Promise<{ targets: AcceptTarget[]; missing: AcceptTarget[] } | undefined> {
+async function lookThroughSession(nft: NftLister, mark: number, variant: typeof xtablesVariant): Promise<{ targets: AcceptTarget[]; scripts: Array<{ target: AcceptTarget; script: string }> } | undefined> {
   const targets: AcceptTarget[] = [];
-  const missing: AcceptTarget[] = [];
+  const scripts: Array<{ target: AcceptTarget; script: string }> = [];
   for (const family of [4, 6] as const) {
     const guestInput = await listed(nft, `list chain ${family === 4 ? 'ip' : 'ip6'} libvirt_network guest_input`);
     if (guestInput === undefined) return undefined;
     if (guestInput === false) continue;
-    const rules = chainRuleLines(guestInput, 'guest_input');
-    if (!rules) return undefined;
+    const rules = chainRuleLines(guestInput, 'guest_input')?.map(nftRuleOf);
+    if (!rules || rules.some((r) => r === undefined)) return undefined;
     const target: AcceptTarget = { backend: 'nftables', family };
-    if (rules.every((r) => nftAcceptMark(r) === undefined)) missing.push(target);
-    else if (!firstAndAlone(rules, mark, nftAcceptMark)) return undefined;
+    const script = nftAcceptScript(target, rules as NftRule[], mark);
+    if (script) scripts.push({ target, script });
     targets.push(target);
   }
   for (const family of [4, 6] as const) {
@@ -228,11 +255,11 @@ async function lookThroughSession(nft: NftLister, mark: number, variant: typeof 
     if (filter === undefined) return undefined;
     // No filter table, or no LIBVIRT_FWI in it: libvirt's iptables rules are not there (probeTargets's test).
     if (filter === false || chainRuleLines(filter, 'LIBVIRT_FWI') === undefined) continue;
-    const forward = chainRuleLines(filter, 'FORWARD');
+    const forward = chainRuleLines(filter, 'FORWARD')?.map((r) => r.text);
     if (!forward || !firstAndAlone(forward, mark, iptablesNftAcceptMark)) return undefined;
     targets.push({ backend: 'iptables', family });
   }
-  return { targets, missing };
+  return { targets, scripts };
 }
 
 /** A listing through the session: its text, false when nft says the table or chain is not there, undefined on anything else. */

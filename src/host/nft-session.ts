@@ -16,8 +16,10 @@
 // end of a run is marked by the next line, a list of a table that does not
 // exist, named by this session and a counter: nft echoes that command back in
 // its error, which nothing else prints. A `list` line is read the same way:
-// its output is the listing (how a start checks libvirt's chains with no
-// process: host/libvirt-firewall.ts acceptsInPlace).
+// its output is the listing, with the handle of each chain and rule (nft
+// runs with -a): how a start checks libvirt's chains, and moves virtwire's
+// accept in them, with no process (host/libvirt-firewall.ts
+// placeAcceptsThroughSession).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -59,10 +61,10 @@ export class NftSession {
 
   /**
    * `scratch`: the file `run` writes each script to (root's, in virtwire's
-   * run directory). `command`: the nft to run, ['nft', '-i'] on the host (a
-   * test runs it in its netns).
+   * run directory). `nft`: how to run nft, ['nft'] on the host (a test runs
+   * it in its netns); the session adds `-a -i`.
    */
-  constructor(private readonly scratch: string, private readonly command: readonly string[] = ['nft', '-i']) {}
+  constructor(private readonly scratch: string, private readonly nft: readonly string[] = ['nft']) {}
 
   /** Runs FILE as one nft transaction; one at a time, in call order. */
   include(file: string, timeoutMs = 15_000): Promise<NftSessionResult> {
@@ -157,7 +159,7 @@ export class NftSession {
     if (this.child && this.child.exitCode === null && this.child.signalCode === null) return this.child;
     this.output = '';
     // stderr into stdout, in order: a fixed script, nft's argv passed as arguments.
-    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...this.command], { env: ENV, stdio: ['pipe', 'pipe', 'ignore'] });
+    const child = spawn('sh', ['-c', 'exec "$@" 2>&1', 'sh', ...this.nft, '-a', '-i'], { env: ENV, stdio: ['pipe', 'pipe', 'ignore'] });
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (d: string) => {
       this.output += d;

@@ -93,9 +93,17 @@ describe('which iptables the hooks run (a bin tree in a temp dir)', () => {
 describe('chain rule lines of nft\'s text listing', () => {
   it('the rules of the named chain only, its declarations left out', () => {
     const listing = '# Warning: table ip filter is managed by iptables-nft, do not touch!\ntable ip filter {\n\tchain LIBVIRT_FWI {\n\t\tcounter reject\n\t}\n\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tcomment "x"\n\t\tct mark and 0x1 == 0x1 accept\n\t\tjump LIBVIRT_FWI\n\t}\n}\n';
-    expect(chainRuleLines(listing, 'FORWARD')).toEqual(['ct mark and 0x1 == 0x1 accept', 'jump LIBVIRT_FWI']);
-    expect(chainRuleLines(listing, 'LIBVIRT_FWI')).toEqual(['counter reject']);
+    expect(chainRuleLines(listing, 'FORWARD')).toEqual([{ text: 'ct mark and 0x1 == 0x1 accept' }, { text: 'jump LIBVIRT_FWI' }]);
+    expect(chainRuleLines(listing, 'LIBVIRT_FWI')).toEqual([{ text: 'counter reject' }]);
     expect(chainRuleLines(listing, 'LIBVIRT_FWO')).toBeUndefined();
+  });
+
+  it('with nft -a, each rule with its handle, the handle out of its text', () => {
+    const listing = 'table ip libvirt_network { # handle 7\n\tchain guest_input { # handle 3\n\t\tct mark & 0x10000000 == 0x10000000 ct status dnat counter packets 0 bytes 0 accept comment "virtwire:mark=0x10000000" # handle 12\n\t\toif "virbr0" counter packets 0 bytes 0 reject # handle 5\n\t}\n}\n';
+    expect(chainRuleLines(listing, 'guest_input')).toEqual([
+      { text: 'ct mark & 0x10000000 == 0x10000000 ct status dnat counter packets 0 bytes 0 accept comment "virtwire:mark=0x10000000"', handle: 12 },
+      { text: 'oif "virbr0" counter packets 0 bytes 0 reject', handle: 5 },
+    ]);
   });
 });
 
@@ -105,7 +113,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('the quick look through the wat
   const M2 = 0x20000000;
   beforeEach(() => {
     ns = new ScratchNetns();
-    session = new NftSession(join(tempDir('vw-look-'), 'scratch.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    session = new NftSession(join(tempDir('vw-look-'), 'scratch.nft'), ['ip', 'netns', 'exec', ns.name, 'nft']);
   });
   afterEach(() => { session.close(); ns.delete(); });
 
@@ -181,25 +189,61 @@ describe.skipIf(!canNetns && !mustRunEverything)('the quick look through the wat
     expect(await look(run)).toEqual([{ backend: 'nftables', family: 4 }, { backend: 'nftables', family: 6 }]);
   });
 
-  it('nftables backend: a guest_input with no accept of virtwire\'s gets it first through the session; one to move or delete is left to the processes', async () => {
+  it('nftables backend: the session puts virtwire\'s accept first and alone in guest_input — inserted, moved, a stale one deleted — in one transaction', async () => {
     const run = ns.run;
     const nft4: AcceptTarget = { backend: 'nftables', family: 4 };
     const nft6: AcceptTarget = { backend: 'nftables', family: 6 };
     const table = (fam: string) => `table ${fam} libvirt_network {\n chain guest_input {\n  oifname "virbr0" reject\n }\n chain forward {\n  type filter hook forward priority filter; policy accept;\n  jump guest_input\n }\n}\n`;
+    const guestInput = async (fam: 'ip' | 'ip6'): Promise<string[]> => (await mustRun(run, ['nft', 'list', 'chain', fam, 'libvirt_network', 'guest_input'])).split('\n').filter((l) => l.startsWith('\t\t')).map((l) => l.trim());
     expect(await placeAcceptsThroughSession(session, M, () => 'absent'), 'no libvirt chains').toEqual({ targets: [], placed: [] });
     await mustRun(run, ['nft', '-f', '-'], table('ip') + table('ip6'));
     expect(await placeAcceptsThroughSession(session, M, () => 'absent')).toEqual({ targets: [nft4, nft6], placed: [nft4, nft6] });
     // What the process path would leave: first and alone, nothing left for setAccept to do.
     expect(await look(run)).toEqual([nft4, nft6]);
     expect(await placeAcceptsThroughSession(session, M, () => 'absent'), 'in place: only looked').toEqual({ targets: [nft4, nft6], placed: [] });
-    // libvirt's reject put back ahead of it: a move, which needs rule handles.
+    // libvirt rebuilt its rules (a reload of the daemon): its reject ahead of the accept, which moves back first.
     await mustRun(run, ['nft', 'insert', 'rule', 'ip', 'libvirt_network', 'guest_input', 'oifname', 'virbr0', 'reject']);
-    expect(await placeAcceptsThroughSession(session, M, () => 'absent')).toBeUndefined();
-    await setAccept(run, nft4, M);
-    // An accept of another mark (virtwire.yaml's mark changed): a delete, left to the processes too.
-    expect(await placeAcceptsThroughSession(session, M2, () => 'absent')).toBeUndefined();
-    // iptables rules the session cannot place: left to the processes, nothing inserted meanwhile.
-    await mustRun(run, ['nft', 'flush', 'chain', 'ip6', 'libvirt_network', 'guest_input']);
+    expect(await placeAcceptsThroughSession(session, M, () => 'absent')).toEqual({ targets: [nft4, nft6], placed: [nft4] });
+    expect(await look(run)).toEqual([nft4, nft6]);
+    expect((await guestInput('ip')).filter((r) => r.includes('virtwire')), 'moved, not doubled').toHaveLength(1);
+    // Doubled on IPv6 (an accept added by hand further down): one left, first.
+    await mustRun(run, ['nft', 'add', 'rule', 'ip6', 'libvirt_network', 'guest_input', 'ct', 'mark', '&', '0x10000000', '==', '0x10000000', 'accept', 'comment', `"${acceptComment(M)}"`]);
+    expect(await placeAcceptsThroughSession(session, M, () => 'absent')).toEqual({ targets: [nft4, nft6], placed: [nft6] });
+    expect(await look(run)).toEqual([nft4, nft6]);
+    // virtwire.yaml's mark changed: the old accepts deleted, the new ones first.
+    expect(await placeAcceptsThroughSession(session, M2, () => 'absent')).toEqual({ targets: [nft4, nft6], placed: [nft4, nft6] });
+    expect(await look(run, M2)).toEqual([nft4, nft6]);
+    for (const fam of ['ip', 'ip6'] as const) expect((await guestInput(fam)).join('\n'), fam).not.toContain(acceptComment(M));
+  });
+
+  it('nftables backend: a rule gone between the look and the script fails the whole script, which then changes nothing; a listing with no handles is not acted on', async () => {
+    const run = ns.run;
+    const table = (fam: string) => `table ${fam} libvirt_network {\n chain guest_input {\n  oifname "virbr0" reject\n }\n}\n`;
+    await mustRun(run, ['nft', '-f', '-'], table('ip') + table('ip6'));
+    await setAccept(run, { backend: 'nftables', family: 4 }, M);
+    await mustRun(run, ['nft', 'insert', 'rule', 'ip', 'libvirt_network', 'guest_input', 'oifname', 'virbr0', 'reject']);
+    const before = await mustRun(run, ['nft', 'list', 'table', 'ip', 'libvirt_network']);
+    // libvirt flushes its chain (a reload) and writes it again just before the script runs: the handle to delete is gone.
+    const racing = {
+      list: (c: string) => session.list(c),
+      run: async (script: string) => {
+        await mustRun(run, ['nft', '-f', '-'], 'flush chain ip libvirt_network guest_input\nadd rule ip libvirt_network guest_input oifname "virbr0" reject\n');
+        return session.run(script);
+      },
+    };
+    expect(await placeAcceptsThroughSession(racing, M, () => 'absent')).toBeUndefined();
+    expect(await mustRun(run, ['nft', 'list', 'chain', 'ip6', 'libvirt_network', 'guest_input']), 'IPv6\'s insert, in the same transaction, not made either').not.toContain('virtwire');
+    expect(before).toContain('virtwire');
+    // A lister whose nft does not print handles (no -a): nothing to delete by, so not acted on.
+    await setAccept(run, { backend: 'nftables', family: 4 }, M);
+    await mustRun(run, ['nft', 'insert', 'rule', 'ip', 'libvirt_network', 'guest_input', 'oifname', 'virbr0', 'reject']);
+    const noHandles = { list: async (c: string) => { const r = await session.list(c); return { ...r, output: r.output.replace(/ # handle \d+$/gm, '') }; }, run: (s: string) => session.run(s) };
+    expect(await placeAcceptsThroughSession(noHandles, M, () => 'absent')).toBeUndefined();
+  });
+
+  it('iptables rules the session cannot place are left to the processes, nothing changed meanwhile', async () => {
+    const run = ns.run;
+    await mustRun(run, ['nft', '-f', '-'], 'table ip6 libvirt_network {\n chain guest_input {\n  oifname "virbr0" reject\n }\n}\n');
     await mustRun(run, ['iptables', '-w', '-N', 'LIBVIRT_FWI']);
     expect(await placeAcceptsThroughSession(session, M)).toBeUndefined();
     expect((await mustRun(run, ['nft', 'list', 'chain', 'ip6', 'libvirt_network', 'guest_input'])).includes('virtwire'), 'nothing placed by a look that gave up').toBe(false);

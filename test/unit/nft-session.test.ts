@@ -19,7 +19,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft session', () => {
   beforeAll(async () => {
     ns = new ScratchNetns();
     await mustRun(ns.run, ['nft', '-f', '-'], 'table inet t {\n\tmap m {\n\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service\n\t}\n}\n');
-    session = new NftSession(join(dir, 'scratch.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    session = new NftSession(join(dir, 'scratch.nft'), ['ip', 'netns', 'exec', ns.name, 'nft']);
   });
   afterAll(async () => {
     session.close();
@@ -71,7 +71,8 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft session', () => {
     const [added, listed] = await Promise.all(runs);
     expect(added?.ok).toBe(true);
     expect(listed).toMatchObject({ ok: true });
-    expect((listed as { output: string }).output).toMatch(/^table inet t \{\n\tmap m \{\n[\s\S]*10\.0\.0\.8 \. 80 : 10\.1\.1\.8 \. 80[\s\S]*\n\}\n$/);
+    // nft runs with -a: each table, chain, set and rule names its handle.
+    expect((listed as { output: string }).output).toMatch(/^table inet t \{ # handle \d+\n\tmap m \{ # handle \d+\n[\s\S]*10\.0\.0\.8 \. 80 : 10\.1\.1\.8 \. 80[\s\S]*\n\}\n$/);
     expect((listed as { output: string }).output).not.toMatch(/vw-end-|Error/);
     const gone = await session.list('list chain ip libvirt_network guest_input');
     expect(gone.ok).toBe(false);
@@ -88,10 +89,10 @@ describe.skipIf(!canNetns && !mustRunEverything)('nft session', () => {
   });
 
   it('an nft that went away is replaced on the next run', async () => {
-    // This session's nft: `nft -i` in this test's netns.
+    // This session's nft: `nft -a -i` in this test's netns.
     const netns = `net:[${statSync(`/run/netns/${ns.name}`).ino}]`;
     const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
-      try { return readlinkSync(`/proc/${p}/ns/net`) === netns && readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'nft\0-i\0'; } catch { return false; }
+      try { return readlinkSync(`/proc/${p}/ns/net`) === netns && readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'nft\0-a\0-i\0'; } catch { return false; }
     })());
     expect(pids).toHaveLength(1);
     for (const pid of pids) process.kill(Number(pid), 'SIGKILL');

@@ -392,7 +392,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     const onlyB = await table();
     expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
     expect(await table()).not.toBe(onlyB);
-    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft']);
     try {
       expect(await teardownVm(ctx, UUID_A, 'stopped'), 'no long-lived nft (not the watcher): the shim does it').toBe(false);
       expect(await table()).not.toBe(onlyB);
@@ -464,7 +464,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(await hook('prepare', vmA())).toEqual({ exitCode: 0 });
     const byProcesses = await table();
     expect(await hook('stopped', vmA())).toEqual({ exitCode: 0 });
-    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft']);
     const nftRuns: string[] = [];
     ctx = { ...ctx, nft: session, run: async (argv, o) => { if (argv[0] === 'nft' && argv[1] === '-f') nftRuns.push(o?.input ?? ''); return ns.run(argv, o); } };
     try {
@@ -488,7 +488,7 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
 
   it('with the watcher\'s long-lived nft, a start looks at libvirt\'s chains through it: no process while the accept is in place, placed again with processes once libvirt moved it', async () => {
     writeFiles(paths.templatesDir, { 'b.yaml': 'match: {domains: ["web-b"]}\npriority: 60\nbinding: nat\nforwards:\n  - {proto: tcp, host: 9090, guest: 80}\n' });
-    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft', '-i']);
+    const session = new NftSession(join(paths.runDir, 'nft-session.nft'), ['ip', 'netns', 'exec', ns.name, 'nft']);
     const commands: string[] = [];
     ctx = { ...ctx, nft: session, run: async (argv, o) => { commands.push(argv[0] === 'sh' ? 'sh (the probe)' : argv[0] as string); return ns.run(argv, o); } };
     try {
