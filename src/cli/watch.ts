@@ -23,6 +23,7 @@ import { templatesOf } from './reservations.js';
 import { writeWatchState, type WatchState } from '../state/watch-state.js';
 import { PrepareServer } from '../hooks/prepare-server.js';
 import { NftSession } from '../host/nft-session.js';
+import { FirewallMonitor, type FirewallMonitorOptions } from './firewall-monitor.js';
 import { holdLocksThroughHelpers, lockAhead } from '../state/lock.js';
 import { Ledger } from '../state/ledger.js';
 import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
@@ -46,6 +47,8 @@ export interface WatcherOptions {
   servePrepare?: boolean;
   /** For tests: the event source's options (timings, a spawner replaying recorded streams). */
   events?: ConstructorParameters<typeof LibvirtEvents>[1];
+  /** For tests: the firewall monitor's options (its nft, a spawner replaying recorded output, timings). */
+  firewall?: FirewallMonitorOptions;
   /** For tests: what the watcher does, at the libvirt and host boundary. */
   deps?: Partial<WatcherDeps>;
 }
@@ -75,6 +78,8 @@ export class Watcher {
   private prepareServer: PrepareServer | undefined;
   /** The nft that served prepares and teardowns run their scripts through (started on first use). */
   private readonly nft: NftSession;
+  /** libvirt's firewall chains changed under virtwire (a daemon reload): the host is reconciled. */
+  private readonly firewall: FirewallMonitor;
 
   constructor(private readonly o: WatcherOptions) {
     this.log = new Log(o.paths.logFile, 'watch');
@@ -87,6 +92,10 @@ export class Watcher {
       ...o.deps,
     };
     this.client = this.deps.newClient();
+    this.firewall = new FirewallMonitor(
+      () => this.enqueue('libvirt firewall changed', () => this.reconcileHost('libvirt\'s firewall rules changed')),
+      { say: (line) => this.note(line, true), ...o.firewall },
+    );
     this.state = { pid: process.pid, startedAt: new Date().toISOString(), connected: false };
     this.events = new LibvirtEvents({
       connected: () => this.enqueue('start-up', () => this.fullSync('start-up')),
@@ -107,6 +116,7 @@ export class Watcher {
     this.watchFiles();
     this.setState({});
     this.events.start();
+    this.firewall.start();
     this.note(`watching libvirt at ${this.o.uri} and ${this.o.paths.templatesDir}`);
     if (this.o.servePrepare) {
       // V8 drops the bytecode of functions idle for a few major GCs, and the
@@ -119,6 +129,7 @@ export class Watcher {
 
   async stop(): Promise<void> {
     await this.prepareServer?.stop();
+    this.firewall.stop();
     this.nft.close();
     if (this.o.servePrepare) holdLocksThroughHelpers(false);
     for (const w of this.fileWatchers) w.close();
@@ -201,10 +212,11 @@ export class Watcher {
     this.setState({ connected: true, lastReconcile: new Date().toISOString() });
   }
 
-  private async reconcileHost(): Promise<void> {
+  /** The host made to match the ledger; what it did is noted after `why`. */
+  private async reconcileHost(why = 'reconcile'): Promise<void> {
     const { notes, unresolved } = await this.deps.reconcileHost();
-    for (const n of notes) this.note(`reconcile: ${n}`);
-    for (const u of unresolved) this.note(`reconcile: error: ${u}`, true);
+    for (const n of notes) this.note(`${why}: ${n}`);
+    for (const u of unresolved) this.note(`${why}: error: ${u}`, true);
   }
 
   /** Applies every domain whose definition or state changed since the last sync (all with `force`); releases what vanished. */

@@ -65,6 +65,7 @@ describe('the watcher: events and template edits → applies, releases, reconcil
         spawn: (command, args) => { const p = new FakeProcess([...command, ...args]); spawned.push(p); return p; },
         debounceMs: 20, maxWaitMs: 200, settleMs: 30, backoffInitialMs: 20, backoffMaxMs: 100, stableMs: 10_000,
       },
+      firewall: { spawn: (command, args) => { const p = new FakeProcess([...command, ...args]); spawned.push(p); return p; }, settleMs: 30 },
       deps: {
         newClient: () => libvirt.client(),
         applyDomain: async (_c, d, templates) => { actions.push(`apply ${d.name} (${templates.templates.map((t) => t.name).join(',')})`); return []; },
@@ -85,6 +86,21 @@ describe('the watcher: events and template edits → applies, releases, reconcil
     const state = JSON.parse(readFileSync(join(paths.runDir, 'watch.json'), 'utf8')) as { pid: number; connected: boolean; lastReconcile: string };
     expect(state).toMatchObject({ pid: process.pid, connected: true });
     expect(state.lastReconcile).toMatch(/^20\d\d-/);
+  });
+
+  it('libvirt\'s firewall chains changed under it (a daemon reload): one reconcile per burst, noted with why; its own accept, or its own table, none', async () => {
+    const monitor = spawned.find((p) => p.argv.join(' ') === 'nft monitor rules') as FakeProcess;
+    expect(monitor, 'the watcher runs nft monitor rules').toBeDefined();
+    actions.length = 0;
+    // Recorded from libvirt 11's reload: its rules re-added ahead of virtwire's accept.
+    monitor.stdout('add rule ip libvirt_network guest_input oif "virbr0" ip daddr 192.168.122.0/24 ct state established,related counter packets 0 bytes 0 accept\nadd rule ip libvirt_network guest_input oif "virbr0" counter packets 0 bytes 0 reject\n');
+    await until('the reconcile', () => actions.includes('reconcile'));
+    await sleep(100);
+    expect(actions).toEqual(['reconcile']);
+    actions.length = 0;
+    monitor.stdout('insert rule ip libvirt_network guest_input ct mark & 0x10000000 == 0x10000000 ct status dnat counter packets 0 bytes 0 accept comment "virtwire:mark=0x10000000"\nadd element inet virtwire fwd4 { tcp . 8080 : 192.168.122.10 . 80 }\nadd rule inet virtwire hairpin counter packets 0 bytes 0\n');
+    await sleep(150);
+    expect(actions, 'what virtwire itself did').toEqual([]);
   });
 
   it('a burst of recorded events is one sync; a domain whose definition and state did not change is not applied again', async () => {
@@ -116,6 +132,7 @@ describe('the watcher: events and template edits → applies, releases, reconcil
     const w2 = new Watcher({
       uri: 'qemu:///system', paths, run: async () => ({ exitCode: 0, stdout: '', stderr: '' }), say: (l) => said.push(l),
       events: { spawn: (command, args) => { const p = new FakeProcess([...command, ...args]); spawned.push(p); return p; }, debounceMs: 20, settleMs: 10 },
+      firewall: { spawn: (command, args) => new FakeProcess([...command, ...args]) },
       deps: {
         newClient: () => libvirt.client(),
         // Like apply: records the wiring (a define: the XML changes) the first time, nothing after.
@@ -216,6 +233,7 @@ describe('the watcher: events and template edits → applies, releases, reconcil
     const failing = new Watcher({
       uri: 'qemu:///system', paths, run: async () => ({ exitCode: 0, stdout: '', stderr: '' }), say: (l) => said.push(l),
       events: { spawn: (command, args) => { const p = new FakeProcess([...command, ...args]); own.push(p); return p; }, settleMs: 10, debounceMs: 10 },
+      firewall: { spawn: (command, args) => new FakeProcess([...command, ...args]) },
       deps: {
         newClient: () => libvirt.client(),
         applyDomain: async (_c, d) => { if (d.name === 'vm-1') throw new Error('libvirt said no'); actions.push(`apply ${d.name}`); return ['x']; },
