@@ -13,9 +13,21 @@
 //   server    "PID STARTTIME" of the serving watcher (field 22 of its
 //             /proc/PID/stat): the shim checks it with shell builtins, so a
 //             dead watcher, or its pid reused, never makes a start wait
-//   ID.xml    the domain XML, written by the shim
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
+//   ID.taken  made (O_EXCL) by the watcher before it reads the domain XML
+//             straight from the shim's stdin (the pipe libvirt writes, which
+//             the shim keeps on fd 6 for it: /proc/ID/fd/6): the shim starts
+//             no process to read it, and writes no
+//             file. A shim left without an answer tries to make it too:
+//             whoever made it reads stdin. Should the watcher have taken it
+//             and answer nothing (it died, or hung for the shim's whole
+//             wait), the XML is gone: the shim refuses the start, which the
+//             user runs again.
+//   ID.xml    the XML the watcher took, written back whole before it answers
+//             "node" (the handler threw): the shim hands it to Node. With
+//             ID.taken, the shim removes both on that path; the watcher on
+//             every other.
 //   UUID.applying  the start goes on before the host has the VM's forwards:
 //             "ok" is sent once the checks against the other VMs passed, with
 //             this file there, empty; the watcher goes on under the ledger
@@ -31,7 +43,7 @@
 // the shim would, through the watcher's long-lived nft (host/nft-session.ts:
 // a short-lived nft that deletes waits out an RCU grace period at its exit),
 // and answers "ok", or "node": the shim then runs the teardown itself.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { writeTextAtomic } from '../atomic.js';
 import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
@@ -185,30 +197,31 @@ export class PrepareServer {
   }
 
   private async serve(id: string, teardown: Teardown | undefined): Promise<void> {
-    const xmlFile = join(this.ch.dir, `${id}.xml`);
-    const answerFile = join(this.ch.dir, `${id}.answer`);
+    const files = requestFiles(this.ch.dir, id);
     let fd: number;
     try {
       // Non-blocking: fails (ENXIO, ENOENT) when the shim no longer waits — it runs Node itself.
-      fd = openSync(answerFile, constants.O_WRONLY | constants.O_NONBLOCK);
+      fd = openSync(files.answer, constants.O_WRONLY | constants.O_NONBLOCK);
     } catch {
-      rmSync(xmlFile, { force: true });
       return;
     }
+    // Written for this request only, right before its answer: one a killed shim of the same pid left is not its.
+    if (teardown === undefined) rmSync(files.xml, { force: true });
     let answered = false;
+    // Left for the shim, which hands the XML in it to Node: the one answer after which it reads them.
+    let xmlForNode = false;
     // Meanwhile the XML is read and parsed and the VM planned: the lock is there when the claim needs it.
     const dropAhead = teardown === undefined ? this.o.lockAhead?.() : undefined;
     try {
       let answer: PrepareAnswer = 'node';
+      let xml: string | undefined;
       try {
-        if (!fstatSync(fd).isFIFO()) throw new Error(`${answerFile} is not a FIFO`);
+        if (!fstatSync(fd).isFIFO()) throw new Error(`${files.answer} is not a FIFO`);
         if (teardown !== undefined) {
           if (await this.o.teardown?.(teardown.uuid, teardown.op)) answer = 'ok';
-        } else {
-          const st = lstatSync(xmlFile);
-          if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error(`${xmlFile} is not a regular file of this user`);
-          const xml = readFileSync(xmlFile, 'utf8');
-          if (!this.o.mustRunNode?.()) {
+        } else if (!this.o.mustRunNode?.()) {
+          xml = await takeShimStdin(id, files.taken);
+          if (xml !== undefined) {
             const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; }));
             answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
           }
@@ -216,15 +229,25 @@ export class PrepareServer {
       } catch (err) {
         if (!answered) this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);
         else this.o.log.error(`serving qemu prepare: after the early "ok": ${errorMessage(err)}`);
+        if (err instanceof UnreadXml) answer = `refused ${err.message}`;
+      }
+      if (!answered && answer === 'node' && xml !== undefined) {
+        try {
+          writeTextAtomic(files.xml, xml, 'the domain XML for the hook\'s Node run', this.o.runDir);
+          xmlForNode = true;
+        } catch (err) {
+          answer = `refused virtwire: the watcher could not hand this start's domain XML back to the hook (${oneLine(errorMessage(err))}); start the VM again`;
+        }
       }
       if (!answered) writeSync(fd, `${answer}\n`);
     } catch (err) {
-      // EPIPE: the shim gave up meanwhile and runs Node, which converges from what this left.
+      // EPIPE: the shim gave up meanwhile, and refuses the start or runs Node, which converges from what this left.
+      xmlForNode = false;
       this.o.log.error(`serving qemu prepare: could not answer request ${id}: ${errorMessage(err)}`);
     } finally {
       closeSync(fd);
-      rmSync(xmlFile, { force: true });
-      rmSync(answerFile, { force: true });
+      rmSync(files.answer, { force: true });
+      if (!xmlForNode) for (const f of [files.xml, files.taken]) rmSync(f, { force: true });
       // Not awaited: held elsewhere, the lock may take a while to come, and a request that needs
       // none (a VM nothing concerns) must not wait behind it.
       dropAhead?.().catch(() => undefined);
@@ -268,24 +291,90 @@ export class PrepareServer {
   /**
    * Requests a dead watcher left (files older than this one's start: until
    * it names itself in `server`, shims find no live watcher there, run Node
-   * and write none): any shim still waiting on one is told to run Node; the
-   * files go.
+   * and write none): any shim still waiting on one is told "node" — it runs
+   * Node on its stdin, or refuses the start if the dead watcher had taken
+   * that (its ID.taken, left for it) — and a dead shim's files go.
    */
   private answerStale(since: number): void {
-    for (const name of readdirSync(this.ch.dir)) {
-      const file = join(this.ch.dir, name);
-      if ((lstatSync(file, { throwIfNoEntry: false })?.mtimeMs ?? since) >= since) continue;
-      if (name.endsWith('.answer')) {
-        try {
-          const fd = openSync(file, constants.O_WRONLY | constants.O_NONBLOCK);
-          try { writeSync(fd, 'node\n'); } finally { closeSync(fd); }
-        } catch {
-          // nobody waits on it
-        }
-        rmSync(file, { force: true });
-      } else if (name.endsWith('.xml')) {
-        rmSync(file, { force: true });
+    const stale = (file: string): boolean => (lstatSync(file, { throwIfNoEntry: false })?.mtimeMs ?? since) < since;
+    const names = readdirSync(this.ch.dir);
+    const waiting = new Set<string>();
+    for (const name of names) {
+      if (!name.endsWith('.answer') || !stale(join(this.ch.dir, name))) continue;
+      const id = name.slice(0, -'.answer'.length);
+      try {
+        const fd = openSync(join(this.ch.dir, name), constants.O_WRONLY | constants.O_NONBLOCK);
+        try { writeSync(fd, 'node\n'); waiting.add(id); } finally { closeSync(fd); }
+      } catch {
+        // nobody waits on it
       }
+      rmSync(join(this.ch.dir, name), { force: true });
+    }
+    for (const name of names) {
+      const m = /^(\d+)\.(?:xml|taken)$/.exec(name);
+      if (m && !waiting.has(m[1] as string) && stale(join(this.ch.dir, name))) rmSync(join(this.ch.dir, name), { force: true });
     }
   }
+}
+
+/** A request's files in the channel's directory (see the top of this file). */
+function requestFiles(dir: string, id: string): { answer: string; taken: string; xml: string } {
+  return { answer: join(dir, `${id}.answer`), taken: join(dir, `${id}.taken`), xml: join(dir, `${id}.xml`) };
+}
+
+/** The XML could not be read whole from the shim's stdin, which the watcher took: the start is refused with this line. */
+class UnreadXml extends Error {}
+
+/** The shim's fd holding the pipe its XML comes on (hooks/qemu, `exec 6<&0`). */
+const SHIM_XML_FD = 6;
+
+/** How long libvirt may take to write the XML and close the hook's stdin. */
+const XML_READ_MS = 20_000;
+
+/**
+ * The domain XML libvirt writes to the shim's stdin, read to its end through
+ * /proc/ID/fd/6 (the shim's copy of its stdin: dash's `read <&7` moves fd 0
+ * while it waits): a new open of the same pipe, non-blocking here, while the
+ * shim waits for its answer and never reads it. Only one side may read it:
+ * whichever makes `taken` (O_EXCL) first — here before reading, the shim
+ * when it stops waiting without an answer. Anything but an anonymous pipe
+ * (the shim run by hand on a file, a terminal, a named FIFO) is left to the
+ * shim: undefined, and nothing taken.
+ */
+async function takeShimStdin(id: string, taken: string): Promise<string | undefined> {
+  const path = `/proc/${id}/fd/${SHIM_XML_FD}`;
+  let src: number;
+  try {
+    if (!/^pipe:\[\d+\]$/.test(readlinkSync(path))) return undefined;
+    src = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    // No fd 6: a shim of an older install. Anything else (EACCES: a watcher with fewer capabilities
+    // than the hook) is worth a line in the log, as every start would then run Node.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot open the hook's stdin ${path}: ${errorMessage(err)}`);
+  }
+  try {
+    if (!fstatSync(src).isFIFO()) {
+      closeSync(src);
+      return undefined;
+    }
+    // Exclusive: a shim that gave up waiting made it first, and reads its stdin itself.
+    closeSync(openSync(taken, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600));
+  } catch (err) {
+    closeSync(src);
+    throw err;
+  }
+  const socket = new Socket({ fd: src, readable: true, writable: false });
+  const chunks: Buffer[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new UnreadXml(`virtwire: libvirt did not finish writing this start's domain XML to the hook within ${XML_READ_MS / 1000} s; start the VM again`)), XML_READ_MS);
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('end', () => { clearTimeout(timer); resolve(); });
+      socket.on('error', (err) => { clearTimeout(timer); reject(new UnreadXml(`virtwire: the watcher could not read this start's domain XML from the hook (${oneLine(errorMessage(err))}); start the VM again`)); });
+    });
+  } finally {
+    socket.destroy();
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

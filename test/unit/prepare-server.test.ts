@@ -5,9 +5,10 @@
 // Node never ran. The handler is the seam (the watcher passes the hook's own
 // handleQemuHook: test/e2e/hook-path.test.ts runs that on a real libvirtd).
 import { ROOT, tempDir } from './helpers.js';
+import { spawnOnPipe } from '../support/pipe-stdin.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PrepareServer, applyingMarker, prepareChannel, processStamp, type EarlyOk } from '../../src/hooks/prepare-server.js';
@@ -35,18 +36,28 @@ function render(runDir: string, timeoutS?: number): string {
 
 const xmlOf = (name: string): string => `<domain type='qemu'>\n  <name>${name}</name>\n  <uuid>7e0b3a4c-1111-4222-8333-94445555aaaa</uuid>\n</domain>`;
 
-/** Runs the shim as libvirt does (no environment, XML on stdin), without blocking this process's event loop. */
-function runShim(shim: string, name: string, op = 'prepare', shell?: string, started?: (pid: number) => void): Promise<{ status: number | null; stderr: string; ms: number }> {
+interface ShimRun {
+  /** The shell to run it with (else its #! line: dash). */
+  shell?: string;
+  /** Told the shim's pid (unless `wrap` puts a process before it). */
+  started?: (pid: number) => void;
+  /** stdin from this file, as when run by hand, instead of libvirt's pipe. */
+  stdinFile?: string;
+  /** A command that runs the rest of its arguments (the shim's command line). */
+  wrap?: string[];
+}
+
+/** Runs the shim as libvirt does (no environment, XML on a pipe as stdin), without blocking this process's event loop. */
+function runShim(shim: string, name: string, op = 'prepare', o: ShimRun = {}): Promise<{ status: number | null; stderr: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const argv = [name, op, 'begin', '-'];
-    const c: ChildProcess = shell ? spawn(shell, [shim, ...argv], { env: {}, stdio: ['pipe', 'ignore', 'pipe'] }) : spawn(shim, argv, { env: {}, stdio: ['pipe', 'ignore', 'pipe'] });
-    if (c.pid !== undefined) started?.(c.pid);
+    const cmd = [...(o.wrap ?? []), ...(o.shell ? [o.shell, shim] : [shim]), name, op, 'begin', '-'];
+    const c: ChildProcess = o.stdinFile === undefined ? spawnOnPipe(cmd, xmlOf(name)) : spawn('dash', ['-c', 'exec "$@" < "$0"', o.stdinFile, ...cmd], { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
+    if (c.pid !== undefined) o.started?.(c.pid);
     let stderr = '';
     c.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     c.on('error', reject);
     c.on('close', (status) => resolve({ status, stderr, ms: Date.now() - t0 }));
-    c.stdin?.end(xmlOf(name));
   });
 }
 
@@ -142,12 +153,40 @@ describe('qemu prepare served by the watcher', () => {
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
   });
 
-  it('the handler throwing: the shim runs Node, which decides', async () => {
+  it('the handler throwing: the shim runs Node on the XML the watcher took and handed back, and no request files are left', async () => {
     const runDir = join(dir, 'run-throw');
     const { errors } = await serve(runDir, async () => { throw new Error('boom'); });
-    expect((await runShim(render(runDir), 'web-1')).status).toBe(0);
-    expect(ran()).toHaveLength(1);
+    expect(await runShim(render(runDir), 'web-1')).toMatchObject({ status: 0, stderr: '' });
+    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
     expect(errors.join('\n')).toMatch(/serving qemu prepare: boom; the hook runs it itself/);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+  });
+
+  it('served, the XML is read by the watcher, not by a process of the shim\'s: a cat that logs its runs never runs', async () => {
+    const runDir = join(dir, 'run-no-cat');
+    const { xml } = await serve(runDir, async () => OK);
+    const log = join(dir, 'cat-runs');
+    const realCat = join(dir, 'real-cat');
+    copyFileSync('/usr/bin/cat', realCat);
+    const loggingCat = join(dir, 'logging-cat');
+    writeFileSync(loggingCat, `#!/bin/sh\necho "cat $*" >> ${log}\nexec ${realCat} "$@"\n`, { mode: 0o755 });
+    // /usr/bin/cat is the logging one in a mount namespace of the shim's own; the probe shows it logs.
+    const wrap = ['unshare', '-m', '--propagation', 'private', 'dash', '-c', 'mount --bind "$0" /usr/bin/cat && cat /dev/null && exec "$@"', loggingCat];
+    const r = await runShim(render(runDir), 'web-1', 'prepare', { wrap });
+    expect(r).toMatchObject({ status: 0, stderr: '' });
+    expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
+    expect(readFileSync(log, 'utf8').split('\n').filter(Boolean)).toEqual(['cat /dev/null']);
+  });
+
+  it('stdin a file, not libvirt\'s pipe (the shim run by hand): the watcher leaves it, and Node reads it', async () => {
+    const runDir = join(dir, 'run-file');
+    const { xml } = await serve(runDir, async () => OK);
+    const file = join(dir, 'by-hand.xml');
+    writeFileSync(file, xmlOf('web-9'));
+    expect(await runShim(render(runDir), 'web-9', 'prepare', { stdinFile: file })).toMatchObject({ status: 0, stderr: '' });
+    expect(xml, 'the handler is not run').toEqual([]);
+    expect(ran()).toEqual(['web-9 prepare <name>web-9</name>']);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 
   it('no watcher, one stopped, or one killed (its files left: a dead pid, or its pid reused): Node runs at once, not after the wait', async () => {
@@ -173,17 +212,32 @@ describe('qemu prepare served by the watcher', () => {
     expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 
-  it('no answer in time: the shim runs Node and cleans up; the late answer goes nowhere', async () => {
+  it('no answer in time, the XML taken by the watcher: the shim refuses the start (it has no XML for Node) and cleans up; the late answer goes nowhere', async () => {
     const runDir = join(dir, 'run-slow');
     let finish: () => void = () => undefined;
     const { errors } = await serve(runDir, () => new Promise((resolve) => { finish = () => resolve(OK); }));
     const r = await runShim(render(runDir, 1), 'web-1').finally(() => setTimeout(() => finish(), 100));
-    expect(r.status).toBe(0);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`virtwire: VM "web-1" not started: the watcher took its domain XML, then gave no answer in time; start it again, and see ${join(dir, 'virtwire.log')}\n`);
     expect(r.ms, 'the clock ran out, not sooner').toBeGreaterThanOrEqual(1000);
-    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
+    expect(ran()).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
     expect(errors.join('\n')).toMatch(/could not answer request \d+/);
+  });
+
+  it('no answer in time from a watcher that never took the XML (alive, not serving): the shim claims its stdin and runs Node', async () => {
+    const runDir = join(dir, 'run-deaf');
+    const ch = prepareChannel(runDir);
+    mkdirSync(ch.dir, { recursive: true, mode: 0o700 });
+    // A live watcher by its stamp (this process), whose requests FIFO nobody reads.
+    spawnSync('mkfifo', [ch.requests]);
+    writeFileSync(ch.server, `${processStamp()}\n`);
+    const r = await runShim(render(runDir, 1), 'web-1');
+    expect(r).toMatchObject({ status: 0, stderr: '' });
+    expect(r.ms).toBeGreaterThanOrEqual(1000);
+    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
+    expect(readdirSync(ch.dir).sort()).toEqual(['requests', 'server']);
   });
 
   /** A process's descendants' command lines, depth first. */
@@ -214,7 +268,7 @@ describe('qemu prepare served by the watcher', () => {
       clockFds = kids.flatMap((k) => readdirSync(`/proc/${k}/fd`).map((fd) => { try { return readlinkSync(`/proc/${k}/fd/${fd}`); } catch { return ''; } }));
       return OK;
     });
-    const r = await runShim(render(runDir), 'web-1', 'prepare', shell, (pid) => { shimPid = pid; });
+    const r = await runShim(render(runDir), 'web-1', 'prepare', { shell, started: (pid) => { shimPid = pid; } });
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(seen, 'what the shim runs while it waits').toEqual(waiting);
     if (!shell) expect(clockFds.filter((f) => f.endsWith('.answer'))).toEqual([]);
@@ -226,14 +280,15 @@ describe('qemu prepare served by the watcher', () => {
     expect(clocks, 'no clock left running').toEqual([]);
   });
 
-  it('no answer in time, under bash too (timeout + head): the shim runs Node', async () => {
+  it('no answer in time, under bash too (timeout + head): the XML taken, the shim refuses the start', async () => {
     const runDir = join(dir, 'run-slow-bash');
     let finish: () => void = () => undefined;
     await serve(runDir, () => new Promise((resolve) => { finish = () => resolve(OK); }));
-    const r = await runShim(render(runDir, 1), 'web-1', 'prepare', 'bash').finally(() => setTimeout(() => finish(), 100));
-    expect(r.status).toBe(0);
+    const r = await runShim(render(runDir, 1), 'web-1', 'prepare', { shell: 'bash' }).finally(() => setTimeout(() => finish(), 100));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^virtwire: VM "web-1" not started: the watcher took its domain XML, then gave no answer in time/);
     expect(r.ms).toBeGreaterThanOrEqual(1000);
-    expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
+    expect(ran()).toEqual([]);
   });
 
   it('concurrent starts: each shim gets its own answer', async () => {
@@ -255,12 +310,13 @@ describe('qemu prepare served by the watcher', () => {
     expect(r.stderr).toBe('virtwire: from the first\n');
   });
 
-  it('a request left by a dead watcher: the next one tells its shim to run Node and removes the files', async () => {
+  it('requests left by a dead watcher: the next one answers "node" to a shim still waiting (its XML taken: left to the shim, which refuses the start) and removes a dead shim\'s files', async () => {
     const runDir = join(dir, 'run-stale');
     const ch = prepareChannel(runDir);
     mkdirSync(ch.dir, { recursive: true, mode: 0o700 });
-    writeFileSync(join(ch.dir, '4242.xml'), xmlOf('old'));
-    spawnSync('mkfifo', [join(ch.dir, '4242.answer')]);
+    writeFileSync(join(ch.dir, '4242.taken'), '');
+    for (const f of ['4243.taken', '4243.xml']) writeFileSync(join(ch.dir, f), '');
+    spawnSync('mkfifo', [join(ch.dir, '4242.answer'), join(ch.dir, '4243.answer')]);
     // The waiting shim: reads its answer FIFO (opened read-write, as the shim does).
     const waiting = spawn('sh', ['-c', 'exec 7<>"$1"; head -n 1 <&7', 'sh', join(ch.dir, '4242.answer')], { stdio: ['ignore', 'pipe', 'ignore'] });
     let answer = '';
@@ -268,11 +324,11 @@ describe('qemu prepare served by the watcher', () => {
     const closed = new Promise((resolve) => waiting.on('close', resolve));
     await new Promise((resolve) => setTimeout(resolve, 300));
     const past = new Date(Date.now() - 60_000);
-    spawnSync('touch', ['-h', '-d', past.toISOString(), join(ch.dir, '4242.xml'), join(ch.dir, '4242.answer')]);
+    spawnSync('touch', ['-h', '-d', past.toISOString(), ...readdirSync(ch.dir).map((f) => join(ch.dir, f))]);
     await serve(runDir, async () => OK);
     await closed;
     expect(answer).toBe('node\n');
-    expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(readdirSync(ch.dir).sort()).toEqual(['4242.taken', 'alive', 'requests', 'server']);
   });
 });
 
