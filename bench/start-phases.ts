@@ -17,6 +17,8 @@
 // --ab DIR: also virtwire as built in DIR (its virtwire.mjs, qemu-hook.cjs
 // and network-hook.cjs, a path in the repository: an older build, say), in
 // the same rounds, so two builds compare with this machine's drift alike.
+// With DIR/qemu (that build's hooks/qemu) its qemu shim too, rendered as
+// install.sh renders this one's: a shim and its watcher speak one protocol.
 //
 //   npm run build && npx vite-node bench/start-phases.ts [--rounds 10] [--warm 1] [--forwards 1,200] [--others 0] [--ab DIR] [--trixie]
 import { parseArgs } from 'node:util';
@@ -103,11 +105,18 @@ async function main(): Promise<void> {
     if (args.ab !== undefined) {
       await sh(sb, `mkdir -p /root/vw-dist-a /root/vw-dist-b && cd ${DIST} && cp -a ${BUNDLES.join(' ')} /root/vw-dist-a/`);
       for (const f of BUNDLES) await sh(sb, 'cp -a "$1" /root/vw-dist-b/', join(sb.repoDirInside, args.ab, f));
+      await sh(sb, `cp -a /root/vw-shims/qemu /root/vw-dist-a/qemu-shim && cp -a /root/vw-shims/qemu /root/vw-dist-b/qemu-shim
+        other="$1/qemu"
+        [ -f "$other" ] || exit 0
+        # Rendered by this build's render.sh, with the Node the installed shim names.
+        hooks=$(mktemp -d) && cp "$other" "$hooks/qemu" && cp /usr/local/lib/virtwire/hooks/render.sh /usr/local/lib/virtwire/hooks/run-node.sh "$hooks/"
+        node=$(sed -n "s/^node='\\(.*\\)'$/\\1/p" /root/vw-shims/qemu)
+        sh "$hooks/render.sh" qemu "$node" ${DIST} > /root/vw-dist-b/qemu-shim && chmod 755 /root/vw-dist-b/qemu-shim && rm -r "$hooks"`, join(sb.repoDirInside, args.ab));
     }
     const setup = async (c: Case): Promise<void> => {
       if (c.build !== undefined && c.build !== installed) {
         await useWatcher(sb, false);
-        await sh(sb, `cp -a /root/vw-dist-${c.build}/. ${DIST}/`);
+        await sh(sb, `cp -a ${BUNDLES.map((f) => `/root/vw-dist-${c.build}/${f}`).join(' ')} ${DIST}/ && cp -a /root/vw-dist-${c.build}/qemu-shim /root/vw-shims/qemu`);
         installed = c.build;
       }
       // Off for the timestamp hooks alone, so restarted each round (as in bench/hook-cost.ts), then warmed.
