@@ -205,8 +205,13 @@ export class PrepareServer {
     } catch {
       return;
     }
-    // Written for this request only, right before its answer: one a killed shim of the same pid left is not its.
-    if (teardown === undefined) rmSync(files.xml, { force: true });
+    if (teardown === undefined) {
+      // Written for this request only, right before its answer: one a killed shim of the same pid left is not its.
+      rmSync(files.xml, { force: true });
+      // Nor is an ID.taken older than this request's answer FIFO: a shim makes its own only once it stopped waiting.
+      const taken = lstatSync(files.taken, { throwIfNoEntry: false });
+      if (taken !== undefined && taken.mtimeMs < fstatSync(fd).ctimeMs) rmSync(files.taken, { force: true });
+    }
     let answered = false;
     // Left for the shim, which hands the XML in it to Node: the one answer after which it reads them.
     let xmlForNode = false;

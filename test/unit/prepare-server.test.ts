@@ -178,6 +178,17 @@ describe('qemu prepare served by the watcher', () => {
     expect(readFileSync(log, 'utf8').split('\n').filter(Boolean)).toEqual(['cat /dev/null']);
   });
 
+  it('a PID.taken a killed shim of the same pid left (older than the request) does not keep the next one from being served', async () => {
+    const runDir = join(dir, 'run-old-taken');
+    const { xml } = await serve(runDir, async () => OK);
+    // The shim's pid is the wrapper's: it execs the shim.
+    const wrap = ['dash', '-c', 'touch -d @1 "$0/$$.taken" && exec "$@"', prepareChannel(runDir).dir];
+    expect(await runShim(render(runDir), 'web-1', 'prepare', { wrap })).toMatchObject({ status: 0, stderr: '' });
+    expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
+    expect(ran()).toEqual([]);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+  });
+
   it('stdin a file, not libvirt\'s pipe (the shim run by hand): the watcher leaves it, and Node reads it', async () => {
     const runDir = join(dir, 'run-file');
     const { xml } = await serve(runDir, async () => OK);
