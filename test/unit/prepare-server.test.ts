@@ -189,6 +189,18 @@ describe('qemu prepare served by the watcher', () => {
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 
+  it('a domain XML larger than a pipe holds (64 KiB): the watcher reads it whole while libvirt\'s side still writes', async () => {
+    const runDir = join(dir, 'run-big');
+    const { xml } = await serve(runDir, async () => OK);
+    const big = `<domain type='qemu'>\n  <name>web-1</name>\n  <metadata>\n${'    <!-- a large domain -->\n'.repeat(4000)}  </metadata>\n</domain>\n`;
+    expect(big.length).toBeGreaterThan(65536);
+    const c = spawnOnPipe([render(runDir), 'web-1', 'prepare', 'begin', '-'], big);
+    const status = await new Promise((resolve) => c.on('close', resolve));
+    expect(status).toBe(0);
+    expect(xml).toEqual([big]);
+    expect(ran()).toEqual([]);
+  });
+
   it('stdin a file, not libvirt\'s pipe (the shim run by hand): the watcher leaves it, and Node reads it', async () => {
     const runDir = join(dir, 'run-file');
     const { xml } = await serve(runDir, async () => OK);
