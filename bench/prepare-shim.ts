@@ -5,7 +5,7 @@
 // hook that reads its stdin and exits (what any hook pays). So the figure is
 // the shell's and the channel's share of a start: the request, the answer,
 // the processes the shim starts; not the handler's planning. Both are
-// started alike (dash writes the XML into the pipe, then execs the hook).
+// started alike, on a pipe another process writes (test/support/pipe-stdin.ts).
 //
 //   npx vite-node bench/prepare-shim.ts [--rounds 400] [--ab DIR]
 //

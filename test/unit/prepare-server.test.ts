@@ -97,7 +97,7 @@ describe('qemu prepare served by the watcher', () => {
     const r = await runShim(render(runDir), 'web-1');
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(ran()).toEqual([]);
-    expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
+    expect(xml, 'exactly what libvirt wrote').toEqual([xmlOf('web-1')]);
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
     expect(errors).toEqual([]);
   });
@@ -174,7 +174,7 @@ describe('qemu prepare served by the watcher', () => {
     const wrap = ['unshare', '-m', '--propagation', 'private', 'dash', '-c', 'mount --bind "$0" /usr/bin/cat && cat /dev/null && exec "$@"', loggingCat];
     const r = await runShim(render(runDir), 'web-1', 'prepare', { wrap });
     expect(r).toMatchObject({ status: 0, stderr: '' });
-    expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
+    expect(xml, 'exactly what libvirt wrote').toEqual([xmlOf('web-1')]);
     expect(readFileSync(log, 'utf8').split('\n').filter(Boolean)).toEqual(['cat /dev/null']);
   });
 
@@ -184,7 +184,7 @@ describe('qemu prepare served by the watcher', () => {
     // The shim's pid is the wrapper's: it execs the shim.
     const wrap = ['dash', '-c', 'touch -d @1 "$0/$$.taken" && exec "$@"', prepareChannel(runDir).dir];
     expect(await runShim(render(runDir), 'web-1', 'prepare', { wrap })).toMatchObject({ status: 0, stderr: '' });
-    expect(xml).toEqual([`${xmlOf('web-1')}\n`]);
+    expect(xml, 'exactly what libvirt wrote').toEqual([xmlOf('web-1')]);
     expect(ran()).toEqual([]);
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
@@ -195,8 +195,10 @@ describe('qemu prepare served by the watcher', () => {
     const big = `<domain type='qemu'>\n  <name>web-1</name>\n  <metadata>\n${'    <!-- a large domain -->\n'.repeat(4000)}  </metadata>\n</domain>\n`;
     expect(big.length).toBeGreaterThan(65536);
     const c = spawnOnPipe([render(runDir), 'web-1', 'prepare', 'begin', '-'], big);
+    let stderr = '';
+    c.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     const status = await new Promise((resolve) => c.on('close', resolve));
-    expect(status).toBe(0);
+    expect(status, stderr).toBe(0);
     expect(xml).toEqual([big]);
     expect(ran()).toEqual([]);
   });
