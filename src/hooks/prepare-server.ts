@@ -49,7 +49,7 @@ import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { withLock } from '../state/lock.js';
-import { errorMessage, oneLine } from '../errors.js';
+import { errorMessage, oneLine, quoted } from '../errors.js';
 import type { HookResult } from './qemu-handler.js';
 
 export interface PrepareChannel {
@@ -102,6 +102,8 @@ export interface PrepareServerOptions {
    * if the prepare took none.
    */
   lockAhead?: () => () => Promise<void>;
+  /** How long libvirt may take to write the XML and close the hook's stdin (default 20 s). */
+  xmlReadMs?: number;
   /** Whether the hook must run Node itself this time (plugins: Node loads them afresh on every run). */
   mustRunNode?: () => boolean;
   log: { info: (m: string) => void; error: (m: string) => void };
@@ -225,16 +227,18 @@ export class PrepareServer {
         if (teardown !== undefined) {
           if (await this.o.teardown?.(teardown.uuid, teardown.op)) answer = 'ok';
         } else if (!this.o.mustRunNode?.()) {
-          xml = await takeShimStdin(id, files.taken);
+          xml = await takeShimStdin(id, files.taken, this.o.xmlReadMs ?? XML_READ_MS);
           if (xml !== undefined) {
             const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; }));
             answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
           }
         }
       } catch (err) {
-        if (!answered) this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);
+        if (err instanceof UnreadXml) {
+          answer = `refused ${err.message}`;
+          this.o.log.error(`serving qemu prepare: ${err.message}`);
+        } else if (!answered) this.o.log.error(`serving qemu prepare: ${errorMessage(err)}; the hook runs it itself`);
         else this.o.log.error(`serving qemu prepare: after the early "ok": ${errorMessage(err)}`);
-        if (err instanceof UnreadXml) answer = `refused ${err.message}`;
       }
       if (!answered && answer === 'node' && xml !== undefined) {
         try {
@@ -327,13 +331,30 @@ function requestFiles(dir: string, id: string): { answer: string; taken: string;
   return { answer: join(dir, `${id}.answer`), taken: join(dir, `${id}.taken`), xml: join(dir, `${id}.xml`) };
 }
 
+/**
+ * '"NAME" ' of the VM a waiting shim runs for (libvirt runs it as
+ * `HOOK NAME prepare begin -`, through its #! interpreter), or nothing when
+ * its command line does not say.
+ */
+function shimVmName(id: string): string {
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${id}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return '';
+  }
+  if (argv[argv.length - 1] === '') argv.pop();
+  const n = argv.length;
+  return n >= 5 && argv[n - 3] === 'prepare' && argv[n - 2] === 'begin' && argv[n - 1] === '-' ? `${quoted(argv[n - 4] as string)} ` : '';
+}
+
 /** The XML could not be read whole from the shim's stdin, which the watcher took: the start is refused with this line. */
 class UnreadXml extends Error {}
 
 /** The shim's fd holding the pipe its XML comes on (hooks/qemu, `exec 6<&0`). */
 const SHIM_XML_FD = 6;
 
-/** How long libvirt may take to write the XML and close the hook's stdin. */
+/** How long libvirt may take to write the XML and close the hook's stdin, unless told. */
 const XML_READ_MS = 20_000;
 
 /**
@@ -346,7 +367,7 @@ const XML_READ_MS = 20_000;
  * (the shim run by hand on a file, a terminal, a named FIFO) is left to the
  * shim: undefined, and nothing taken.
  */
-async function takeShimStdin(id: string, taken: string): Promise<string | undefined> {
+async function takeShimStdin(id: string, taken: string, readMs: number): Promise<string | undefined> {
   const path = `/proc/${id}/fd/${SHIM_XML_FD}`;
   let src: number;
   try {
@@ -373,10 +394,12 @@ async function takeShimStdin(id: string, taken: string): Promise<string | undefi
   const chunks: Buffer[] = [];
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new UnreadXml(`virtwire: libvirt did not finish writing this start's domain XML to the hook within ${XML_READ_MS / 1000} s; start the VM again`)), XML_READ_MS);
+      // The refusal names the VM for the log too, where the watcher's lines carry no hook's arguments.
+      const unread = (what: string): UnreadXml => new UnreadXml(`virtwire: VM ${shimVmName(id)}not started: ${what}; start it again`);
+      const timer = setTimeout(() => reject(unread(`libvirt did not finish writing its domain XML to the hook within ${readMs / 1000} s`)), readMs);
       socket.on('data', (c: Buffer) => chunks.push(c));
       socket.on('end', () => { clearTimeout(timer); resolve(); });
-      socket.on('error', (err) => { clearTimeout(timer); reject(new UnreadXml(`virtwire: the watcher could not read this start's domain XML from the hook (${oneLine(errorMessage(err))}); start the VM again`)); });
+      socket.on('error', (err) => { clearTimeout(timer); reject(unread(`the watcher could not read its domain XML from the hook (${oneLine(errorMessage(err))})`)); });
     });
   } finally {
     socket.destroy();

@@ -45,6 +45,8 @@ interface ShimRun {
   stdinFile?: string;
   /** A command that runs the rest of its arguments (the shim's command line). */
   wrap?: string[];
+  /** libvirt keeps the pipe open this many seconds after writing the XML. */
+  holdS?: number;
 }
 
 /** Runs the shim as libvirt does (no environment, XML on a pipe as stdin), without blocking this process's event loop. */
@@ -52,7 +54,7 @@ function runShim(shim: string, name: string, op = 'prepare', o: ShimRun = {}): P
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
     const cmd = [...(o.wrap ?? []), ...(o.shell ? [o.shell, shim] : [shim]), name, op, 'begin', '-'];
-    const c: ChildProcess = o.stdinFile === undefined ? spawnOnPipe(cmd, xmlOf(name)) : spawn('dash', ['-c', 'exec "$@" < "$0"', o.stdinFile, ...cmd], { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
+    const c: ChildProcess = o.stdinFile === undefined ? spawnOnPipe(cmd, xmlOf(name), { holdS: o.holdS }) : spawn('dash', ['-c', 'exec "$@" < "$0"', o.stdinFile, ...cmd], { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
     if (c.pid !== undefined) o.started?.(c.pid);
     let stderr = '';
     c.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -66,7 +68,7 @@ const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8
 interface Served { xml: string[]; server: PrepareServer; errors: string[] }
 
 const servers: PrepareServer[] = [];
-async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string, op: string) => Promise<boolean>, lockAhead?: () => () => Promise<void>): Promise<Served & { serving: boolean }> {
+async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => Promise<HookResult>, mustRunNode?: () => boolean, teardown?: (uuid: string, op: string) => Promise<boolean>, lockAhead?: () => () => Promise<void>, xmlReadMs?: number): Promise<Served & { serving: boolean }> {
   const xml: string[] = [];
   const errors: string[] = [];
   const server = new PrepareServer({
@@ -75,6 +77,7 @@ async function serve(runDir: string, prepare: (xml: string, early: EarlyOk) => P
     mustRunNode,
     teardown,
     lockAhead,
+    xmlReadMs,
     log: { info: () => undefined, error: (m) => errors.push(m) },
   });
   servers.push(server);
@@ -159,6 +162,19 @@ describe('qemu prepare served by the watcher', () => {
     expect(await runShim(render(runDir), 'web-1')).toMatchObject({ status: 0, stderr: '' });
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
     expect(errors.join('\n')).toMatch(/serving qemu prepare: boom; the hook runs it itself/);
+    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+  });
+
+  it('libvirt never closing the XML\'s pipe: the start is refused with one line naming the VM (in the log too), Node never runs, no request files are left', async () => {
+    const runDir = join(dir, 'run-unread');
+    const { xml, errors } = await serve(runDir, async () => OK, undefined, undefined, undefined, 300);
+    const r = await runShim(render(runDir), 'web-"1"', 'prepare', { holdS: 2 });
+    const line = 'virtwire: VM "web-\\"1\\"" not started: libvirt did not finish writing its domain XML to the hook within 0.3 s; start it again';
+    expect(r).toEqual({ status: 1, stderr: `${line}\n`, ms: r.ms });
+    expect(r.ms, 'refused when the read gave up, not when the pipe closed').toBeLessThan(1_800);
+    expect(xml, 'the handler is not run').toEqual([]);
+    expect(ran()).toEqual([]);
+    expect(errors).toEqual([`serving qemu prepare: ${line}`]);
     expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 
