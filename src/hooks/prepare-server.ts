@@ -10,9 +10,10 @@
 //             (prepare), or "ID OP UUID", OP stopped or release: that
 //             VM's teardown (below)
 //   alive     flock(2)-locked while a watcher serves: one serves at a time
-//   server    "PID STARTTIME" of the serving watcher (field 22 of its
-//             /proc/PID/stat): the shim checks it with shell builtins, so a
-//             dead watcher, or its pid reused, never makes a start wait
+//   server    "PID FD" of the serving watcher: FD is its open file of
+//             `requests` (opened close-on-exec: no child holds it). The
+//             shim checks /proc/PID/fd/FD is that FIFO with shell builtins,
+//             so a dead watcher, or its pid reused, never makes a start wait
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
 //   ID.taken  made (O_EXCL) by the watcher before it reads the domain XML
@@ -64,12 +65,9 @@ export function prepareChannel(runDir: string): PrepareChannel {
   return { dir, requests: join(dir, 'requests'), alive: join(dir, 'alive'), server: join(dir, 'server') };
 }
 
-/** This process as the shim checks it: "PID STARTTIME", STARTTIME being field 22 of /proc/PID/stat. */
-export function processStamp(pid: number | 'self' = 'self'): string {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which may hold spaces and ")": field 3 comes first.
-  const fields = stat.slice(stat.lastIndexOf(') ') + 2).trim().split(' ');
-  return `${pid === 'self' ? process.pid : pid} ${fields[19]}`;
+/** The `server` file's line: this process, and its fd of the requests FIFO (see the top of this file). */
+export function serverStamp(requestsFd: number): string {
+  return `${process.pid} ${requestsFd}`;
 }
 
 /** Where the shim's `start` looks for a VM whose prepare was answered before it was applied. */
@@ -161,7 +159,7 @@ export class PrepareServer {
       return false;
     }
     this.answerStale(since);
-    writeTextAtomic(this.ch.server, `${processStamp()}\n`, 'the prepare server\'s name', this.o.runDir);
+    writeTextAtomic(this.ch.server, `${serverStamp(fd)}\n`, 'the prepare server\'s name', this.o.runDir);
     return true;
   }
 

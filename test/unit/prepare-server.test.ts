@@ -8,10 +8,10 @@ import { ROOT, tempDir } from './helpers.js';
 import { spawnOnPipe } from '../support/pipe-stdin.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, openSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PrepareServer, applyingMarker, prepareChannel, processStamp, type EarlyOk } from '../../src/hooks/prepare-server.js';
+import { PrepareServer, applyingMarker, prepareChannel, serverStamp, type EarlyOk } from '../../src/hooks/prepare-server.js';
 import { holdLocksThroughHelpers, lockAhead, withLock } from '../../src/state/lock.js';
 import type { HookResult } from '../../src/hooks/qemu-handler.js';
 
@@ -236,20 +236,22 @@ describe('qemu prepare served by the watcher', () => {
     const runDir = join(dir, 'run-dead');
     const ch = prepareChannel(runDir);
     const { server } = await serve(runDir, async () => OK);
-    expect(readFileSync(ch.server, 'utf8')).toBe(`${processStamp()}\n`);
+    const [pid, fd] = readFileSync(ch.server, 'utf8').trimEnd().split(' ');
+    expect(pid).toBe(String(process.pid));
+    expect(readlinkSync(`/proc/self/fd/${fd}`), 'the line names its fd of the requests FIFO').toBe(ch.requests);
     servers.splice(servers.indexOf(server), 1);
     await server.stop();
     expect([existsSync(ch.requests), existsSync(ch.server)]).toEqual([true, false]);
     const shim = render(runDir);
     const dead = spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
-    const [self, since] = processStamp().split(' ');
-    for (const stamp of [`${dead} 12345`, `${self} ${Number(since) + 1}`, 'garbage']) {
+    // The pid reused: a live process, with no such fd, or another file on it.
+    for (const stamp of [`${dead} ${fd}`, `${process.pid} 987`, `${process.pid} 0`, `${process.pid}`, 'garbage']) {
       writeFileSync(ch.server, `${stamp}\n`);
       const r = await runShim(shim, 'web-2');
       expect(r.status, stamp).toBe(0);
       expect(r.ms, stamp).toBeLessThan(10_000);
     }
-    expect(ran()).toHaveLength(4);
+    expect(ran()).toHaveLength(6);
     expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
   });
 
@@ -271,10 +273,11 @@ describe('qemu prepare served by the watcher', () => {
     const runDir = join(dir, 'run-deaf');
     const ch = prepareChannel(runDir);
     mkdirSync(ch.dir, { recursive: true, mode: 0o700 });
-    // A live watcher by its stamp (this process), whose requests FIFO nobody reads.
+    // A live watcher by its stamp (this process holds the requests FIFO open), that never reads it.
     spawnSync('mkfifo', [ch.requests]);
-    writeFileSync(ch.server, `${processStamp()}\n`);
-    const r = await runShim(render(runDir, 1), 'web-1');
+    const held = openSync(ch.requests, constants.O_RDWR | constants.O_NONBLOCK);
+    writeFileSync(ch.server, `${serverStamp(held)}\n`);
+    const r = await runShim(render(runDir, 1), 'web-1').finally(() => closeSync(held));
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(r.ms).toBeGreaterThanOrEqual(1000);
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);

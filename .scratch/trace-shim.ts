@@ -1,0 +1,16 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PrepareServer } from '../src/hooks/prepare-server.js';
+import { spawnOnPipe } from '../test/support/pipe-stdin.js';
+const dir = mkdtempSync('/run/vw-trace-');
+const runDir = join(dir, 'run');
+const server = new PrepareServer({ runDir, prepare: async () => ({ exitCode: 0 }), log: { info: () => undefined, error: (m) => console.error(m) } });
+await server.start();
+const r = spawnSync('sh', ['hooks/render.sh', 'qemu', '/bin/false', join(dir, 'dist'), runDir, join(dir, 'log')], { encoding: 'utf8' });
+const shim = join(dir, 'qemu'); writeFileSync(shim, r.stdout, { mode: 0o755 });
+const XML = `<domain type='qemu'>\n  <name>bench-1</name>\n  <uuid>7e0b3a4c-1111-4222-8333-94445555aaaa</uuid>\n</domain>\n`;
+const run = (argv: string[]) => new Promise<void>((res) => { const c = spawnOnPipe(argv, XML); c.on('close', () => res()); });
+for (let i = 0; i < 20; i++) await run([shim, 'bench-1', 'prepare', 'begin', '-']);
+await run(['strace', '-f', '-tt', '-o', '/tmp/shim.strace', shim, 'bench-1', 'prepare', 'begin', '-']);
+await server.stop();
