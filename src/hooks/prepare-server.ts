@@ -52,6 +52,7 @@ import { join } from 'node:path';
 import { withLock } from '../state/lock.js';
 import { errorMessage, oneLine, quoted } from '../errors.js';
 import type { HookResult } from './qemu-handler.js';
+import { AnswerPool, POOL_SLOTS } from './answer-pool.js';
 
 export interface PrepareChannel {
   dir: string;
@@ -107,8 +108,11 @@ export interface PrepareServerOptions {
   log: { info: (m: string) => void; error: (m: string) => void };
 }
 
-/** "PID" (prepare, its XML in PID.xml) or "PID stopped|release UUID" (a teardown). */
-const REQUEST = /^([1-9][0-9]{0,9})(?: (stopped|release) ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))?$/;
+/**
+ * "PID" (a prepare) or "PID stopped|release UUID" (a teardown); "PID:K"
+ * instead of "PID" when the answer goes to slot K of the pool.
+ */
+const REQUEST = /^([1-9][0-9]{0,9})(?::([0-9]))?(?: (stopped|release) ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))?$/;
 
 interface Teardown { op: 'stopped' | 'release'; uuid: string }
 
@@ -119,9 +123,11 @@ export class PrepareServer {
   private held: Promise<unknown> | undefined;
   private queue: Promise<void> = Promise.resolve();
   private pending = '';
+  private readonly pool: AnswerPool;
 
   constructor(private readonly o: PrepareServerOptions) {
     this.ch = prepareChannel(o.runDir);
+    this.pool = new AnswerPool(this.ch.dir);
   }
 
   /**
@@ -159,6 +165,7 @@ export class PrepareServer {
       return false;
     }
     this.answerStale(since);
+    this.pool.open('node');
     writeTextAtomic(this.ch.server, `${serverStamp(fd)}\n`, 'the prepare server\'s name', this.o.runDir);
     return true;
   }
@@ -170,6 +177,7 @@ export class PrepareServer {
     await this.held;
     this.closeSocket();
     await this.queue;
+    this.pool.close();
   }
 
   private closeSocket(): void {
@@ -188,30 +196,51 @@ export class PrepareServer {
         this.o.log.error(`serving qemu prepare: ignored a request that is not a shim's: ${JSON.stringify(line.slice(0, 60))}`);
         continue;
       }
-      const [, id, op, uuid] = m as unknown as [string, string, Teardown['op'] | undefined, string | undefined];
+      const [, id, k, op, uuid] = m as unknown as [string, string, string | undefined, Teardown['op'] | undefined, string | undefined];
       const teardown = op && uuid ? { op, uuid } : undefined;
+      const slot = k === undefined || Number(k) >= POOL_SLOTS ? undefined : Number(k);
+      if (k !== undefined && slot === undefined) {
+        this.o.log.error(`serving qemu prepare: ignored a request for slot ${k}, which the pool does not have`);
+        continue;
+      }
+      if (slot !== undefined) this.pool.queued(slot);
       // One at a time, in order: both take the ledger lock anyway.
-      this.queue = this.queue.then(() => this.serve(id, teardown)).catch((err: unknown) => this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`));
+      this.queue = this.queue.then(() => this.serve(id, slot, teardown)).catch((err: unknown) => this.o.log.error(`serving qemu prepare: ${errorMessage(err)}`));
     }
     if (this.pending.length > 128) this.pending = '';
   }
 
-  private async serve(id: string, teardown: Teardown | undefined): Promise<void> {
+  private async serve(id: string, slot: number | undefined, teardown: Teardown | undefined): Promise<void> {
+    let answeredTo: string | undefined;
+    try {
+      answeredTo = await this.serveOn(id, slot, teardown);
+    } finally {
+      if (slot !== undefined) this.pool.done(slot, answeredTo);
+    }
+  }
+
+  /** Serves one request; the pid the answer went to, if one went. */
+  private async serveOn(id: string, slot: number | undefined, teardown: Teardown | undefined): Promise<string | undefined> {
     const files = requestFiles(this.ch.dir, id);
+    // A slot's request whose shim no longer holds the slot (it gave up, exited, and the slot was freed) is not answered.
+    if (slot !== undefined && this.pool.claimant(slot) !== id) return undefined;
+    const answerFile = slot === undefined ? files.answer : this.pool.fifo(slot);
     let fd: number;
     try {
       // Non-blocking: fails (ENXIO, ENOENT) when the shim no longer waits — it runs Node itself.
-      fd = openSync(files.answer, constants.O_WRONLY | constants.O_NONBLOCK);
+      fd = openSync(answerFile, constants.O_WRONLY | constants.O_NONBLOCK);
     } catch {
-      return;
+      return undefined;
     }
     if (teardown === undefined) {
       // Written for this request only, right before its answer: one a killed shim of the same pid left is not its.
       rmSync(files.xml, { force: true });
-      // Nor is an ID.taken older than this request's answer FIFO: a shim makes its own only once it stopped waiting.
+      // Nor is an ID.taken older than this request (its answer FIFO, or its claim of a slot): a shim makes its own only once it stopped waiting.
       const taken = lstatSync(files.taken, { throwIfNoEntry: false });
-      if (taken !== undefined && taken.mtimeMs < fstatSync(fd).ctimeMs) rmSync(files.taken, { force: true });
+      const since = slot === undefined ? fstatSync(fd).ctimeMs : this.pool.claimedAtMs(slot) ?? 0;
+      if (taken !== undefined && taken.mtimeMs < since) rmSync(files.taken, { force: true });
     }
+    let sentTo: string | undefined;
     let answered = false;
     // Left for the shim, which hands the XML in it to Node: the one answer after which it reads them.
     let xmlForNode = false;
@@ -221,13 +250,13 @@ export class PrepareServer {
       let answer: PrepareAnswer = 'node';
       let xml: string | undefined;
       try {
-        if (!fstatSync(fd).isFIFO()) throw new Error(`${files.answer} is not a FIFO`);
+        if (!fstatSync(fd).isFIFO()) throw new Error(`${answerFile} is not a FIFO`);
         if (teardown !== undefined) {
           if (await this.o.teardown?.(teardown.uuid, teardown.op)) answer = 'ok';
         } else if (!this.o.mustRunNode?.()) {
           xml = await takeShimStdin(id, files.taken, this.o.xmlReadMs ?? XML_READ_MS);
           if (xml !== undefined) {
-            const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; }));
+            const r = await this.o.prepare(xml, this.earlyOk(fd, () => { answered = true; sentTo = id; }));
             answer = r.exitCode === 0 ? 'ok' : `refused ${oneLine(r.stderr ?? 'virtwire: refused')}`;
           }
         }
@@ -246,19 +275,24 @@ export class PrepareServer {
           answer = `refused virtwire: the watcher could not hand this start's domain XML back to the hook (${oneLine(errorMessage(err))}); start the VM again`;
         }
       }
-      if (!answered) writeSync(fd, `${answer}\n`);
+      if (!answered) {
+        // Before the write: a partial one may reach the shim too.
+        sentTo = id;
+        writeSync(fd, `${answer}\n`);
+      }
     } catch (err) {
       // EPIPE: the shim gave up meanwhile, and refuses the start or runs Node, which converges from what this left.
       xmlForNode = false;
       this.o.log.error(`serving qemu prepare: could not answer request ${id}: ${errorMessage(err)}`);
     } finally {
       closeSync(fd);
-      rmSync(files.answer, { force: true });
+      if (slot === undefined) rmSync(files.answer, { force: true });
       if (!xmlForNode) for (const f of [files.xml, files.taken]) rmSync(f, { force: true });
       // Not awaited: held elsewhere, the lock may take a while to come, and a request that needs
       // none (a VM nothing concerns) must not wait behind it.
       dropAhead?.().catch(() => undefined);
     }
+    return sentTo;
   }
 
   /**

@@ -65,6 +65,19 @@ function runShim(shim: string, name: string, op = 'prepare', o: ShimRun = {}): P
 
 const ran = (): string[] => (existsSync(nodeRuns) ? readFileSync(nodeRuns, 'utf8').split('\n').filter(Boolean) : []);
 
+/**
+ * The request files left in a run dir's channel, once the watcher had time
+ * to free the pool slots of shims that exited: its directory's entries, the
+ * pool's FIFOs (always there) not listed, its claims as "pool/K.claim".
+ */
+async function channelFiles(runDir: string): Promise<string[]> {
+  const ch = prepareChannel(runDir);
+  const pool = join(ch.dir, 'pool');
+  const claims = (): string[] => (existsSync(pool) ? readdirSync(pool).filter((f) => !f.endsWith('.fifo')).map((f) => `pool/${f}`) : []);
+  for (let i = 0; i < 100 && claims().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  return [...readdirSync(ch.dir).filter((f) => f !== 'pool'), ...claims()].sort();
+}
+
 interface Served { xml: string[]; server: PrepareServer; errors: string[] }
 
 const servers: PrepareServer[] = [];
@@ -101,7 +114,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(ran()).toEqual([]);
     expect(xml, 'exactly what libvirt wrote').toEqual([xmlOf('web-1')]);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
     expect(errors).toEqual([]);
   });
 
@@ -162,7 +175,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(await runShim(render(runDir), 'web-1')).toMatchObject({ status: 0, stderr: '' });
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
     expect(errors.join('\n')).toMatch(/serving qemu prepare: boom; the hook runs it itself/);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
   it('libvirt never closing the XML\'s pipe: the start is refused with one line naming the VM (in the log too), Node never runs, no request files are left', async () => {
@@ -175,23 +188,28 @@ describe('qemu prepare served by the watcher', () => {
     expect(xml, 'the handler is not run').toEqual([]);
     expect(ran()).toEqual([]);
     expect(errors).toEqual([`serving qemu prepare: ${line}`]);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
-  it('served, the XML is read by the watcher, not by a process of the shim\'s: a cat that logs its runs never runs', async () => {
+  it('served, the XML is read by the watcher and the answer comes on a FIFO it made: a cat and a mkfifo that log their runs never run', async () => {
     const runDir = join(dir, 'run-no-cat');
     const { xml } = await serve(runDir, async () => OK);
-    const log = join(dir, 'cat-runs');
-    const realCat = join(dir, 'real-cat');
-    copyFileSync('/usr/bin/cat', realCat);
-    const loggingCat = join(dir, 'logging-cat');
-    writeFileSync(loggingCat, `#!/bin/sh\necho "cat $*" >> ${log}\nexec ${realCat} "$@"\n`, { mode: 0o755 });
-    // /usr/bin/cat is the logging one in a mount namespace of the shim's own; the probe shows it logs.
-    const wrap = ['unshare', '-m', '--propagation', 'private', 'dash', '-c', 'mount --bind "$0" /usr/bin/cat && cat /dev/null && exec "$@"', loggingCat];
+    const log = join(dir, 'tool-runs');
+    const logging = ['cat', 'mkfifo'].map((tool) => {
+      const real = join(dir, `real-${tool}`);
+      copyFileSync(`/usr/bin/${tool}`, real);
+      const file = join(dir, `logging-${tool}`);
+      writeFileSync(file, `#!/bin/sh\necho "${tool} $*" >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
+      return file;
+    });
+    // /usr/bin/cat and mkfifo are the logging ones in a mount namespace of the shim's own; the probes show they log.
+    const probes = `mkfifo ${join(dir, 'probe.fifo')} && rm ${join(dir, 'probe.fifo')} && cat /dev/null`;
+    const wrap = ['unshare', '-m', '--propagation', 'private', 'dash', '-c', `mount --bind "$0" /usr/bin/cat && mount --bind "$1" /usr/bin/mkfifo && ${probes} && shift && exec "$@"`, ...logging];
     const r = await runShim(render(runDir), 'web-1', 'prepare', { wrap });
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(xml, 'exactly what libvirt wrote').toEqual([xmlOf('web-1')]);
-    expect(readFileSync(log, 'utf8').split('\n').filter(Boolean)).toEqual(['cat /dev/null']);
+    expect(readFileSync(log, 'utf8').split('\n').filter(Boolean)).toEqual([`mkfifo ${join(dir, 'probe.fifo')}`, 'cat /dev/null']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
   it('a PID.taken a killed shim of the same pid left (older than the request) does not keep the next one from being served', async () => {
@@ -202,7 +220,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(await runShim(render(runDir), 'web-1', 'prepare', { wrap })).toMatchObject({ status: 0, stderr: '' });
     expect(xml, 'exactly what libvirt wrote').toEqual([xmlOf('web-1')]);
     expect(ran()).toEqual([]);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
   it('a domain XML larger than a pipe holds (64 KiB): the watcher reads it whole while libvirt\'s side still writes', async () => {
@@ -227,7 +245,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(await runShim(render(runDir), 'web-9', 'prepare', { stdinFile: file })).toMatchObject({ status: 0, stderr: '' });
     expect(xml, 'the handler is not run').toEqual([]);
     expect(ran()).toEqual(['web-9 prepare <name>web-9</name>']);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
   it('no watcher, one stopped, or one killed (its files left: a dead pid, or its pid reused): Node runs at once, not after the wait', async () => {
@@ -252,7 +270,7 @@ describe('qemu prepare served by the watcher', () => {
       expect(r.ms, stamp).toBeLessThan(10_000);
     }
     expect(ran()).toHaveLength(6);
-    expect(readdirSync(ch.dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
   it('no answer in time, the XML taken by the watcher: the shim refuses the start (it has no XML for Node) and cleans up; the late answer goes nowhere', async () => {
@@ -265,7 +283,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(r.ms, 'the clock ran out, not sooner').toBeGreaterThanOrEqual(1000);
     expect(ran()).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
     expect(errors.join('\n')).toMatch(/could not answer request \d+/);
   });
 
@@ -281,7 +299,7 @@ describe('qemu prepare served by the watcher', () => {
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(r.ms).toBeGreaterThanOrEqual(1000);
     expect(ran()).toEqual(['web-1 prepare <name>web-1</name>']);
-    expect(readdirSync(ch.dir).sort()).toEqual(['requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['requests', 'server']);
   });
 
   /** A process's descendants' command lines, depth first. */
@@ -315,7 +333,7 @@ describe('qemu prepare served by the watcher', () => {
     const r = await runShim(render(runDir), 'web-1', 'prepare', { shell, started: (pid) => { shimPid = pid; } });
     expect(r).toMatchObject({ status: 0, stderr: '' });
     expect(seen, 'what the shim runs while it waits').toEqual(waiting);
-    if (!shell) expect(clockFds.filter((f) => f.endsWith('.answer'))).toEqual([]);
+    if (!shell) expect(clockFds.filter((f) => /\.(answer|fifo)$/.test(f))).toEqual([]);
     expect(ran()).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const clocks = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
@@ -335,14 +353,25 @@ describe('qemu prepare served by the watcher', () => {
     expect(ran()).toEqual([]);
   });
 
-  it('concurrent starts: each shim gets its own answer', async () => {
+  it('concurrent starts, more than the pool has slots (8): each shim gets its own answer, the ones left without a slot on a FIFO of their own', async () => {
     const runDir = join(dir, 'run-many');
-    await serve(runDir, async (x) => ({ exitCode: 1, stderr: `virtwire: refused ${/<name>(.*)<\/name>/.exec(x)?.[1]}` }));
+    const ch = prepareChannel(runDir);
+    let waitingOn: string[] = [];
+    await serve(runDir, async (x) => {
+      // The first answer waits until every shim asked: what they wait on then.
+      if (waitingOn.length === 0) {
+        for (let i = 0; i < 200 && readdirSync(ch.dir).filter((f) => f.endsWith('.answer')).length < 6; i++) await new Promise((r) => setTimeout(r, 25));
+        waitingOn = [...readdirSync(join(ch.dir, 'pool')).filter((f) => f.endsWith('.claim')), ...readdirSync(ch.dir).filter((f) => f.endsWith('.answer')).map(() => 'own FIFO')];
+      }
+      return { exitCode: 1, stderr: `virtwire: refused ${/<name>(.*)<\/name>/.exec(x)?.[1]}` };
+    });
     const shim = render(runDir);
-    const names = ['a-1', 'b-2', 'c-3', 'd-4', 'e-5', 'f-6'];
+    const names = Array.from({ length: 14 }, (_, i) => `vm-${i}`);
     const results = await Promise.all(names.map((n) => runShim(shim, n)));
     expect(results.map((r) => [r.status, r.stderr])).toEqual(names.map((n) => [1, `virtwire: refused ${n}\n`]));
+    expect(waitingOn.sort()).toEqual([...Array.from({ length: 8 }, (_, k) => `${k}.claim`), ...Array<string>(6).fill('own FIFO')]);
     expect(ran()).toEqual([]);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
   it('a second watcher does not serve while the first does, and leaves its requests alone', async () => {
@@ -362,17 +391,25 @@ describe('qemu prepare served by the watcher', () => {
     for (const f of ['4243.taken', '4243.xml']) writeFileSync(join(ch.dir, f), '');
     spawnSync('mkfifo', [join(ch.dir, '4242.answer'), join(ch.dir, '4243.answer')]);
     // The waiting shim: reads its answer FIFO (opened read-write, as the shim does).
-    const waiting = spawn('sh', ['-c', 'exec 7<>"$1"; head -n 1 <&7', 'sh', join(ch.dir, '4242.answer')], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let answer = '';
-    waiting.stdout.on('data', (d: Buffer) => { answer += d.toString(); });
-    const closed = new Promise((resolve) => waiting.on('close', resolve));
+    // And in the pool: a shim waiting on slot 3, and slot 5 claimed by a shim long gone.
+    const pool = join(ch.dir, 'pool');
+    mkdirSync(pool, { mode: 0o700 });
+    spawnSync('mkfifo', [join(pool, '3.fifo'), join(pool, '5.fifo')]);
+    const waiters = [join(ch.dir, '4242.answer'), join(pool, '3.fifo')].map((fifo) => {
+      const w = spawn('sh', ['-c', 'exec 7<>"$1"; head -n 1 <&7', 'sh', fifo], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let answer = '';
+      w.stdout.on('data', (d: Buffer) => { answer += d.toString(); });
+      return { pid: w.pid as number, answer: new Promise<string>((resolve) => w.on('close', () => resolve(answer))) };
+    });
+    writeFileSync(join(pool, '3.claim'), `${waiters[1]?.pid}\n`);
+    writeFileSync(join(pool, '5.claim'), `${spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim()}\n`);
     await new Promise((resolve) => setTimeout(resolve, 300));
     const past = new Date(Date.now() - 60_000);
     spawnSync('touch', ['-h', '-d', past.toISOString(), ...readdirSync(ch.dir).map((f) => join(ch.dir, f))]);
     await serve(runDir, async () => OK);
-    await closed;
-    expect(answer).toBe('node\n');
-    expect(readdirSync(ch.dir).sort()).toEqual(['4242.taken', 'alive', 'requests', 'server']);
+    expect(await Promise.all(waiters.map((w) => w.answer))).toEqual(['node\n', 'node\n']);
+    expect(await channelFiles(runDir)).toEqual(['4242.taken', 'alive', 'requests', 'server']);
+    expect(readdirSync(pool).sort(), 'every FIFO made, every claim freed').toEqual(['0.fifo', '1.fifo', '2.fifo', '3.fifo', '4.fifo', '5.fifo', '6.fifo', '7.fifo']);
   });
 });
 
@@ -469,7 +506,7 @@ describe('stopped/release served by the watcher (its teardown of the VM)', () =>
     expect(asked).toEqual([`stopped ${UUID}`]);
     expect(existsSync(teardown), 'the shim did not run it itself (the stand-in removes nothing)').toBe(true);
     expect(ran()).toEqual([]);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 
   it('not done by the watcher ("node"): the shim goes on as without it — here its own teardown finds another VM\'s header and hands over to Node', async () => {
@@ -480,6 +517,6 @@ describe('stopped/release served by the watcher (its teardown of the VM)', () =>
     expect((await runShim(render(runDir), 'web-1', 'release')).status).toBe(0);
     expect(asked).toEqual([`release ${UUID}`]);
     expect(ran()).toEqual(['web-1 release <name>web-1</name>']);
-    expect(readdirSync(prepareChannel(runDir).dir).sort()).toEqual(['alive', 'requests', 'server']);
+    expect(await channelFiles(runDir)).toEqual(['alive', 'requests', 'server']);
   });
 });
