@@ -20,7 +20,10 @@
 // With DIR/qemu (that build's hooks/qemu) its qemu shim too, rendered as
 // install.sh renders this one's: a shim and its watcher speak one protocol.
 //
-//   npm run build && npx vite-node bench/start-phases.ts [--rounds 10] [--warm 1] [--forwards 1,200] [--others 0] [--ab DIR] [--trixie]
+// --watcher-only: also the timestamp hooks alone with the watcher running
+// (no virtwire shim, no template): what its mere presence costs a start.
+//
+//   npm run build && npx vite-node bench/start-phases.ts [--rounds 10] [--warm 1] [--forwards 1,200] [--others 0] [--ab DIR] [--watcher-only] [--trixie]
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { sandboxWithVirtwire } from '../test/e2e/support.js';
@@ -31,6 +34,7 @@ import { QEMU_D, VM, keepVirtwireShims, sh, useHooks, useWatcher, virtwireTempla
 const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '10' }, warm: { type: 'string', default: '1' },
   forwards: { type: 'string', default: '1,200' }, others: { type: 'string', default: '0' }, ab: { type: 'string' }, trixie: { type: 'boolean', default: false },
+  'watcher-only': { type: 'boolean', default: false },
 } });
 const wholeArg = (name: string, v: string | undefined, min: number): number => {
   const n = Number(v);
@@ -44,6 +48,7 @@ const args = {
   others: wholeArg('others', values.others, 0),
   ab: values.ab,
   trixie: values.trixie === true,
+  watcherOnly: values['watcher-only'] === true,
 };
 if (args.others > 150) throw new Error(`--others: at most 150 (their addresses are 192.168.122.100 and up), got ${args.others}`);
 if (args.ab !== undefined && !/^[A-Za-z0-9._/-]+$/.test(args.ab)) throw new Error(`--ab needs a plain relative path in the repository, got ${args.ab}`);
@@ -56,8 +61,11 @@ const STAMPS = { [`${QEMU_D}/00-phase`]: stampHook('a'), [`${QEMU_D}/zz-phase`]:
 const PHASES = ['before prepare', 'prepare hooks', 'prepare→start', 'start hooks', 'start→started', 'started hooks', 'after started', 'virsh start'] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
 
-/** 'b': the build of --ab; the cases of one build run with its bundles in place and its watcher. */
-interface Case { name: string; forwards?: number; build?: 'a' | 'b' }
+/**
+ * 'b': the build of --ab; the cases of one build run with its bundles in place and its watcher.
+ * `watcherOnly`: the timestamp hooks alone, the watcher running (what its mere presence costs a start).
+ */
+interface Case { name: string; forwards?: number; build?: 'a' | 'b'; watcherOnly?: boolean }
 const DIST = '/usr/local/lib/virtwire/dist';
 const BUNDLES = ['virtwire.mjs', 'qemu-hook.cjs', 'network-hook.cjs'];
 
@@ -98,7 +106,7 @@ async function main(): Promise<void> {
       await sb.virsh('start', '--paused', '--domain', other.name);
     }
     const builds = args.ab === undefined ? ['a' as const] : ['a' as const, 'b' as const];
-    const cases: Case[] = [{ name: 'timestamp hooks only' }, ...builds.flatMap((build) => args.forwards.map((n) => ({
+    const cases: Case[] = [{ name: 'timestamp hooks only' }, ...(args.watcherOnly ? [{ name: 'the same, watcher running', watcherOnly: true }] : []), ...builds.flatMap((build) => args.forwards.map((n) => ({
       name: `virtwire${args.ab === undefined ? '' : ` ${build}`}, ${n} fwd`, forwards: n, build,
     })))];
     let installed: 'a' | 'b' = 'a';
@@ -120,7 +128,7 @@ async function main(): Promise<void> {
         installed = c.build;
       }
       // Off for the timestamp hooks alone, so restarted each round (as in bench/hook-cost.ts), then warmed.
-      const started = await useWatcher(sb, c.forwards !== undefined);
+      const started = await useWatcher(sb, c.forwards !== undefined || c.watcherOnly === true);
       await useHooks(sb, { ...STAMPS, ...(c.forwards === undefined ? {} : { '/etc/virtwire/templates/bench.yaml': virtwireTemplate(c.forwards) }) }, c.forwards !== undefined);
       for (let i = 0; started && i < args.warm; i++) await timedStart(sb);
       await new Promise((r) => setTimeout(r, 1500)); // the watcher's re-apply after the template edit, done
@@ -135,7 +143,7 @@ async function main(): Promise<void> {
     }
     console.log(`phases of virsh start (ms), ${args.trixie ? 'Debian 13 root' : 'Debian 12'}, medians of ${args.rounds}, watcher warmed by ${args.warm} start(s), ${args.others} other VM(s) running${args.ab === undefined ? '' : `; a: this build, b: the build in ${args.ab}`}`);
     const base = times[0] ?? [];
-    printTable(['phase', ...cases.map((c) => c.name), ...cases.slice(1).map((c) => `+ms ${args.ab === undefined ? '' : `${c.build} `}${c.forwards} fwd (95%)`)], PHASES.map((p) => [
+    printTable(['phase', ...cases.map((c) => c.name), ...cases.slice(1).map((c) => `+ms ${c.watcherOnly ? 'watcher only' : `${args.ab === undefined ? '' : `${c.build} `}${c.forwards} fwd`} (95%)`)], PHASES.map((p) => [
       p,
       ...times.map((ts) => median(ts.map((t) => t[p])).toFixed(1)),
       ...times.slice(1).map((ts) => {
