@@ -1,10 +1,13 @@
-// Where a `virsh start`'s time goes, phase by phase, with and without
+// Where a `virsh start`'s time goes, and a `virsh destroy`'s, phase by phase, with and without
 // virtwire: timestamp hooks placed first and last in qemu.d (00-phase,
 // zz-phase) record when libvirt ran each operation's hooks, so the paired
 // difference per phase says where virtwire's cost of a start lies:
 //   before prepare | prepare's hooks | prepare→start (libvirt: network port,
 //   tap, cgroups) | start's hooks | start→started (QEMU launched, CPUs
-//   resumed) | started's hooks | after started (virsh returns).
+//   resumed) | started's hooks | after started (virsh returns); and a
+//   second later: before stopped (QEMU killed) | stopped's hooks |
+//   stopped→release (libvirt's clean-up: the tap, the network port) |
+//   release's hooks | after release (virsh returns).
 // The timestamp hooks cost every case alike (a `date` each). Cases
 // interleave per round: the timestamp hooks alone, then virtwire (its
 // watcher serving, as install.sh sets it up) at each number of forwards.
@@ -55,10 +58,13 @@ if (args.ab !== undefined && !/^[A-Za-z0-9._/-]+$/.test(args.ab)) throw new Erro
 
 const LOG = '/run/vw-phases.log';
 /** One line per operation it runs for: "NANOSECONDS OP a|z". */
-const stampHook = (where: 'a' | 'z'): string => `#!/bin/sh\ncase "$2" in prepare|start|started) ;; *) exit 0 ;; esac\nexec date "+%s%N $2 ${where}" >> ${LOG}\n`;
+const stampHook = (where: 'a' | 'z'): string => `#!/bin/sh\ncase "$2" in prepare|start|started|stopped|release) ;; *) exit 0 ;; esac\nexec date "+%s%N $2 ${where}" >> ${LOG}\n`;
 const STAMPS = { [`${QEMU_D}/00-phase`]: stampHook('a'), [`${QEMU_D}/zz-phase`]: stampHook('z') };
 
-const PHASES = ['before prepare', 'prepare hooks', 'prepare→start', 'start hooks', 'start→started', 'started hooks', 'after started', 'virsh start'] as const;
+const PHASES = [
+  'before prepare', 'prepare hooks', 'prepare→start', 'start hooks', 'start→started', 'started hooks', 'after started', 'virsh start',
+  'before stopped', 'stopped hooks', 'stopped→release', 'release hooks', 'after release', 'virsh destroy',
+] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
 
 /**
@@ -69,14 +75,14 @@ interface Case { name: string; forwards?: number; build?: 'a' | 'b'; watcherOnly
 const DIST = '/usr/local/lib/virtwire/dist';
 const BUNDLES = ['virtwire.mjs', 'qemu-hook.cjs', 'network-hook.cjs'];
 
-/** One timed `virsh start` (then destroy, untimed), its phases in ms. */
+/** One timed `virsh start`, then `virsh destroy` a second later, their phases in ms. */
 async function timedStart(sb: Sandbox): Promise<Phases> {
   const out = (await sh(sb, `set -e
     : > ${LOG}
     t0=$(date +%s%N); virsh -q -c qemu:///system start "$1" >/dev/null; t1=$(date +%s%N)
     sleep 1
-    virsh -q -c qemu:///system destroy "$1" >/dev/null
-    echo "$t0 virsh 0"; cat ${LOG}; echo "$t1 virsh 1"`, VM.name)).stdout.trim().split('\n');
+    t2=$(date +%s%N); virsh -q -c qemu:///system destroy "$1" >/dev/null; t3=$(date +%s%N)
+    echo "$t0 virsh 0"; echo "$t2 destroy 0"; cat ${LOG}; echo "$t1 virsh 1"; echo "$t3 destroy 1"`, VM.name)).stdout.trim().split('\n');
   const at = new Map(out.map((l) => l.split(' ')).map(([ns, op, w]) => [`${op} ${w}`, Number(BigInt(ns ?? '0') / 1000n) / 1000]));
   const t = (k: string): number => {
     const v = at.get(k);
@@ -92,6 +98,12 @@ async function timedStart(sb: Sandbox): Promise<Phases> {
     'started hooks': t('started z') - t('started a'),
     'after started': t('virsh 1') - t('started z'),
     'virsh start': t('virsh 1') - t('virsh 0'),
+    'before stopped': t('stopped a') - t('destroy 0'),
+    'stopped hooks': t('stopped z') - t('stopped a'),
+    'stopped→release': t('release a') - t('stopped z'),
+    'release hooks': t('release z') - t('release a'),
+    'after release': t('destroy 1') - t('release z'),
+    'virsh destroy': t('destroy 1') - t('destroy 0'),
   };
 }
 
@@ -141,7 +153,7 @@ async function main(): Promise<void> {
       }
       process.stderr.write(`round ${r + 1}/${args.rounds}\n`);
     }
-    console.log(`phases of virsh start (ms), ${args.trixie ? 'Debian 13 root' : 'Debian 12'}, medians of ${args.rounds}, watcher warmed by ${args.warm} start(s), ${args.others} other VM(s) running${args.ab === undefined ? '' : `; a: this build, b: the build in ${args.ab}`}`);
+    console.log(`phases of virsh start and destroy (ms), ${args.trixie ? 'Debian 13 root' : 'Debian 12'}, medians of ${args.rounds}, watcher warmed by ${args.warm} start(s), ${args.others} other VM(s) running${args.ab === undefined ? '' : `; a: this build, b: the build in ${args.ab}`}`);
     const base = times[0] ?? [];
     printTable(['phase', ...cases.map((c) => c.name), ...cases.slice(1).map((c) => `+ms ${c.watcherOnly ? 'watcher only' : `${args.ab === undefined ? '' : `${c.build} `}${c.forwards} fwd`} (95%)`)], PHASES.map((p) => [
       p,
