@@ -11,7 +11,9 @@
 //              fd 7): an answer it has not read yet would go to the next
 //              claimant (a FIFO hands its bytes to whoever reads first);
 //            - never answered (no request came: the shim was killed between
-//              claim and request), once its process is gone.
+//              claim and request), once its process is gone;
+//            - holding no pid (the shim was killed between making it and
+//              writing its pid, microseconds), once it is a minute old.
 // A shim that finds no slot free, or no pool (an older watcher), makes its
 // own PID.answer FIFO as before.
 import { closeSync, constants, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -20,6 +22,9 @@ import { join } from 'node:path';
 
 /** Slots the shim tries, in order (hooks/qemu `vw_ask` lists them: keep in sync). */
 export const POOL_SLOTS = 8;
+
+/** A claim with no pid in it older than this was left by a shim killed as it made it. */
+const EMPTY_CLAIM_MS = 60_000;
 
 /** The shim's fd of its answer FIFO (hooks/qemu: `exec 7<>`). */
 const SHIM_ANSWER_FD = 7;
@@ -67,7 +72,10 @@ export class AnswerPool {
     }
     for (let k = 0; k < POOL_SLOTS; k++) {
       const pid = this.claimant(k);
-      if (pid === undefined) continue;
+      if (pid === undefined) {
+        this.freeIfEmptyAndOld(k);
+        continue;
+      }
       if (this.holds(pid, k)) {
         try {
           const fd = openSync(this.fifo(k), constants.O_WRONLY | constants.O_NONBLOCK);
@@ -143,6 +151,7 @@ export class AnswerPool {
       if (pid === undefined || (to !== undefined && to !== pid)) {
         // Removed, or claimed anew after a free: nothing of ours to keep track of.
         this.answered.delete(k);
+        if (pid === undefined) this.freeIfEmptyAndOld(k);
         continue;
       }
       if (to !== undefined ? !this.holds(pid, k) : !processExists(pid)) this.free(k, pid);
@@ -158,6 +167,12 @@ export class AnswerPool {
     } catch {
       return false;
     }
+  }
+
+  /** A claim holding no pid: freed once old enough that no shim can still be writing its pid into it. */
+  private freeIfEmptyAndOld(slot: number): void {
+    const at = this.claimedAtMs(slot);
+    if (at !== undefined && Date.now() - at > EMPTY_CLAIM_MS && this.claimant(slot) === undefined) rmSync(this.claim(slot), { force: true });
   }
 
   private free(slot: number, pid: string): void {

@@ -14,6 +14,9 @@
 //             `requests` (opened close-on-exec: no child holds it). The
 //             shim checks /proc/PID/fd/FD is that FIFO with shell builtins,
 //             so a dead watcher, or its pid reused, never makes a start wait
+//   pool/     answer FIFOs made ahead (src/hooks/answer-pool.ts): a shim
+//             that claimed slot K sends "ID:K" for "ID", and reads its
+//             answer from pool/K.fifo instead of ID.answer
 //   ID.answer a FIFO the shim holds open for reading; the watcher writes
 //             "ok", "refused <the one line to show>" or "node"
 //   ID.taken  made (O_EXCL) by the watcher before it reads the domain XML

@@ -4,7 +4,7 @@
 import { ROOT, tempDir } from './helpers.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AnswerPool, POOL_SLOTS } from '../../src/hooks/answer-pool.js';
@@ -72,14 +72,17 @@ describe('the answer pool', () => {
     p.close();
   });
 
-  it('a slot never answered is freed once its shim is gone, not while it lives; a claim made anew after a free is left alone', async () => {
+  it('a slot never answered is freed once its shim is gone, not while it lives; one holding no pid once a minute old; a claim made anew after a free is left alone', async () => {
     const p = pool();
     p.open('node');
     const shim = await holder(p, 1);
     writeFileSync(join(p.dir, '6.claim'), `${deadPid()}\n`);
-    writeFileSync(join(p.dir, '7.claim'), 'garbage\n');
+    // A shim killed between making its claim and writing its pid: empty (or cut short).
+    for (const k of [3, 5, 7]) writeFileSync(join(p.dir, `${k}.claim`), k === 5 ? '12' : '');
+    const old = new Date(Date.now() - 61_000);
+    for (const k of [3, 5]) utimesSync(join(p.dir, `${k}.claim`), old, old);
     p.sweep();
-    expect(claims(p), 'the live one kept, the dead one freed; one not a pid is no claim of a shim\'s').toEqual(['1.claim', '7.claim']);
+    expect(claims(p), 'the live one kept, the dead one freed; of those holding no pid, the fresh one kept').toEqual(['1.claim', '7.claim']);
     // Answered to one pid, the slot then claimed by another (its shim freed it by hand, say): not ours to free.
     p.done(1, '999999');
     p.sweep();
@@ -111,7 +114,11 @@ describe('the answer pool', () => {
     const again = new AnswerPool(join(first.dir, '..'));
     const waiting = await holder(again, 3, true);
     writeFileSync(join(again.dir, '5.claim'), `${deadPid()}\n`);
+    writeFileSync(join(again.dir, '6.claim'), '');
+    const old = new Date(Date.now() - 61_000);
+    utimesSync(join(again.dir, '6.claim'), old, old);
     again.open('node');
+    expect(claims(again).includes('6.claim'), 'an old claim holding no pid').toBe(false);
     expect(await waiting.line).toBe('node\n');
     expect(claims(again).includes('5.claim')).toBe(false);
     for (let i = 0; i < 100 && claims(again).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
