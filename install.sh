@@ -6,7 +6,8 @@
 #   ./install.sh --uninstall [--no-restart]     remove all it installed except /etc/virtwire (needs no Node)
 #
 # Installs the bundle in /usr/local/lib/virtwire, the hooks as
-# /etc/libvirt/hooks/{qemu.d,network.d}/virtwire, the `virtwire` command in
+# /etc/libvirt/hooks/{qemu.d,network.d}/virtwire (and a tmpfiles.d line that
+# arms the network hook at boot), the `virtwire` command in
 # /usr/local/bin, example templates in /etc/virtwire/examples and
 # /etc/virtwire/virtwire.yaml only where absent, and the watcher's unit
 # /etc/systemd/system/virtwire-watch.service (enabled and (re)started when
@@ -21,6 +22,7 @@ ETC=/etc/virtwire
 HOOKS=/etc/libvirt/hooks
 UNIT=virtwire-watch.service
 UNITDIR=/etc/systemd/system
+TMPFILES=/usr/local/lib/tmpfiles.d/virtwire.conf
 
 # What a host needs to run virtwire, and what `virtwire demo` needs on top
 # (a throwaway libvirtd and a tiny guest built from Debian packages).
@@ -36,7 +38,7 @@ for arg in "$@"; do
     --deps-only) with_deps=1 deps_only=1 ;;
     --no-restart) restart=0 ;;
     --uninstall) uninstall=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -164,7 +166,7 @@ sweep_firewall() {
 if [ "$uninstall" = 1 ]; then
   # The watcher first, then the hooks, so that nothing applies new forwards meanwhile.
   remove_unit
-  rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire"
+  rm -f "$HOOKS/qemu.d/virtwire" "$HOOKS/network.d/virtwire" "$TMPFILES"
   if [ -x "$BINDIR/virtwire" ] && "$BINDIR/virtwire" purge; then
     :
   else
@@ -205,14 +207,14 @@ install -d -m 0755 "$BINDIR" "$HOOKS/qemu.d" "$HOOKS/network.d" "$ETC" "$ETC/tem
 if [ "$SRC" != "$LIBDIR" ]; then
   install -d -m 0755 "$LIBDIR/dist" "$LIBDIR/hooks" "$LIBDIR/templates/schema" "$LIBDIR/templates/config" "$LIBDIR/templates/plugins"
   for f in dist/virtwire.mjs dist/qemu-hook.cjs dist/network-hook.cjs dist/demo.mjs dist/sandbox-init.sh \
-           hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh hooks/$UNIT \
+           hooks/qemu hooks/network hooks/virtwire hooks/run-node.sh hooks/render.sh hooks/$UNIT hooks/virtwire.tmpfiles \
            templates/schema/template.schema.json templates/config/virtwire.yaml install.sh package.json; do
     install -m 0644 "$SRC/$f" "$LIBDIR/$f.new" && mv -f "$LIBDIR/$f.new" "$LIBDIR/$f"
   done
   for f in "$SRC"/templates/*.yaml; do install -m 0644 "$f" "$LIBDIR/templates/"; done
   for f in "$SRC"/templates/plugins/*.cjs; do install -m 0644 "$f" "$LIBDIR/templates/plugins/"; done
   chmod 0755 "$LIBDIR/install.sh" "$LIBDIR"/hooks/*
-  chmod 0644 "$LIBDIR/hooks/$UNIT"
+  chmod 0644 "$LIBDIR/hooks/$UNIT" "$LIBDIR/hooks/virtwire.tmpfiles"
 fi
 "$NODE" -p 'require(process.argv[1]).version' "$SRC/package.json" > "$LIBDIR/VERSION"
 
@@ -228,6 +230,9 @@ shim() {
 shim qemu "$HOOKS/qemu.d/virtwire"
 shim network "$HOOKS/network.d/virtwire"
 shim virtwire "$BINDIR/virtwire"
+# At boot, the network hook armed before libvirtd starts (hooks/virtwire.tmpfiles).
+install -d -m 0755 "${TMPFILES%/*}"
+install -m 0644 "$SRC/hooks/virtwire.tmpfiles" "$TMPFILES.new" && mv -f "$TMPFILES.new" "$TMPFILES"
 # Hook bundles from before the hooks became CommonJS (.cjs): no shim points at them any more.
 rm -f "$LIBDIR/dist/qemu-hook.mjs" "$LIBDIR/dist/network-hook.mjs"
 

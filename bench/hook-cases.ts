@@ -57,6 +57,20 @@ export async function useWatcher(sb: Sandbox, on: boolean): Promise<boolean> {
   throw new Error('the watcher did not come up serving prepare within 30 s');
 }
 
+/**
+ * Waits until the running watcher has stood virtwire's network hook down
+ * (src/host/network-hook-switch.ts): a case with the watcher is timed as a
+ * host where it has run for a while, where libvirt forks no network hook
+ * per VM start and destroy. Throws if it does not within 10 s.
+ */
+export async function awaitNetworkHookStoodDown(sb: Sandbox): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await sh(sb, 'stat -c %a /etc/libvirt/hooks/network.d/virtwire')).stdout.trim() === '644') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the watcher did not stand the network hook down within 10 s (see /var/log/virtwire.log)');
+}
+
 /** The watcher's resident memory now (KiB). */
 export async function watcherRss(sb: Sandbox): Promise<number> {
   return Number((await sh(sb, `ps -o rss= -p "$(cat ${WATCH_PID})"`)).stdout.trim());

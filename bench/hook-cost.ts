@@ -23,7 +23,7 @@ import type { Sandbox } from '../src/demo/sandbox.js';
 import { guestLabel } from '../src/demo/domain-xml.js';
 import { parseArgs } from 'node:util';
 import { goalVerdict, median, medianInterval, printTable } from './lib.js';
-import { FIRST_PORT, QEMU_D, VM, keepVirtwireShims, ports, sh, useHooks, useWatcher, virtwireTemplate, watcherRss } from './hook-cases.js';
+import { FIRST_PORT, QEMU_D, VM, awaitNetworkHookStoodDown, keepVirtwireShims, ports, sh, useHooks, useWatcher, virtwireTemplate, watcherRss } from './hook-cases.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '10' }, trixie: { type: 'boolean', default: false } } });
 const args = { rounds: Number(values.rounds), trixie: values.trixie === true };
@@ -133,6 +133,7 @@ async function main(): Promise<void> {
       // compiles each function on first use). The rounds restart it for the cases without it,
       // so one untimed start and destroy warms it, as any start since it came up would have.
       if (started) await startStop(sb);
+      if (c.watcher === true) await awaitNetworkHookStoodDown(sb);
       await new Promise((r) => setTimeout(r, SETTLE_MS));
     };
     await sb.defineGuest(VM);

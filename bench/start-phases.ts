@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { sandboxWithVirtwire } from '../test/e2e/support.js';
 import type { Sandbox } from '../src/demo/sandbox.js';
 import { median, medianInterval, printTable } from './lib.js';
-import { QEMU_D, VM, keepVirtwireShims, sh, useHooks, useWatcher, virtwireTemplate } from './hook-cases.js';
+import { QEMU_D, VM, awaitNetworkHookStoodDown, keepVirtwireShims, sh, useHooks, useWatcher, virtwireTemplate } from './hook-cases.js';
 
 const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '10' }, warm: { type: 'string', default: '1' },
@@ -144,6 +144,8 @@ async function main(): Promise<void> {
       await useHooks(sb, { ...STAMPS, ...(c.forwards === undefined ? {} : { '/etc/virtwire/templates/bench.yaml': virtwireTemplate(c.forwards) }) }, c.forwards !== undefined);
       for (let i = 0; started && i < args.warm; i++) await timedStart(sb);
       await new Promise((r) => setTimeout(r, 1500)); // the watcher's re-apply after the template edit, done
+      // This build's watcher stands the network hook down; the other build's (--ab) may not.
+      if (c.forwards !== undefined && c.build !== 'b') await awaitNetworkHookStoodDown(sb);
     };
     const times = cases.map(() => [] as Phases[]);
     for (let r = 0; r < args.rounds; r++) {

@@ -57,7 +57,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 async function benchPaths(root: string): Promise<Paths> {
   const p: Paths = {
     configFile: join(root, 'virtwire.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'),
-    logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt'), libvirtLibDir: join(root, 'libvirt-lib'), stateDir: join(root, 'state'), sysDir: '/sys', hooksDir: join(root, 'hooks.d'), pluginsDir: join(root, 'plugins'),
+    logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt'), libvirtLibDir: join(root, 'libvirt-lib'), stateDir: join(root, 'state'), sysDir: '/sys', hooksDir: join(root, 'hooks.d'), pluginsDir: join(root, 'plugins'), libvirtHooksDir: join(root, 'libvirt-hooks'),
   };
   await mkdir(p.templatesDir, { recursive: true });
   await writeFile(join(p.templatesDir, 'web.yaml'), TEMPLATE);

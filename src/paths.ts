@@ -19,6 +19,8 @@ export interface Paths {
   hooksDir: string;
   /** Third-party bindings: plugins/NAME.cjs. */
   pluginsDir: string;
+  /** libvirt's hook scripts (qemu.d/, network.d/): the watcher stands the network hook down while it covers it. */
+  libvirtHooksDir: string;
 }
 
 export const DEFAULT_PATHS: Paths = {
@@ -32,4 +34,5 @@ export const DEFAULT_PATHS: Paths = {
   sysDir: '/sys',
   hooksDir: '/etc/virtwire/hooks.d',
   pluginsDir: '/etc/virtwire/plugins',
+  libvirtHooksDir: '/etc/libvirt/hooks',
 };

@@ -39,6 +39,8 @@ export interface FirewallMonitorOptions {
   retryMs?: number;
   /** Where a monitor that ended is told (at most once in ten minutes). */
   say?: (line: string) => void;
+  /** Called when the monitor process starts or ends (see `running`). */
+  stateChanged?: () => void;
 }
 
 const SAY_EVERY_MS = 10 * 60_000;
@@ -50,7 +52,7 @@ export class FirewallMonitor {
   private settleTimer: ReturnType<typeof setTimeout> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private lastSaid = -Infinity;
-  private readonly o: Required<Omit<FirewallMonitorOptions, 'say'>> & Pick<FirewallMonitorOptions, 'say'>;
+  private readonly o: Required<Omit<FirewallMonitorOptions, 'say' | 'stateChanged'>> & Pick<FirewallMonitorOptions, 'say' | 'stateChanged'>;
 
   /** `changed`: called once per burst of changes to libvirt's chains, and when a monitor that ended runs again. */
   constructor(private readonly changed: () => void, options: FirewallMonitorOptions = {}) {
@@ -71,6 +73,11 @@ export class FirewallMonitor {
     this.proc = undefined;
   }
 
+  /** Whether an `nft monitor` runs now: libvirt's chains are watched. */
+  get running(): boolean {
+    return this.proc !== undefined;
+  }
+
   private spawnMonitor(again: boolean): void {
     if (this.stopped) return;
     const proc = this.o.spawn(this.o.nft, ['monitor', 'rules']);
@@ -80,9 +87,11 @@ export class FirewallMonitor {
     if (again) this.soon();
     proc.onStdout((chunk) => this.lines(chunk.toString('utf8')));
     proc.onStderr(() => undefined);
+    this.o.stateChanged?.();
     proc.onExit((why) => {
       if (this.proc !== proc || this.stopped) return;
       this.proc = undefined;
+      this.o.stateChanged?.();
       if (Date.now() - this.lastSaid >= SAY_EVERY_MS) {
         this.lastSaid = Date.now();
         this.o.say?.(`nft monitor ended (${why}): libvirt's firewall chains go unwatched until it runs again; trying every ${this.o.retryMs / 1000} s`);

@@ -29,6 +29,8 @@ import { Ledger } from '../state/ledger.js';
 import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
 import { setFlagsFromString } from 'node:v8';
+import { networkHookFile, switchNetworkHook } from '../host/network-hook-switch.js';
+import { xtablesVariant } from '../host/libvirt-firewall.js';
 
 /** Template and virtwire.yaml edits come in bursts (an editor writes, renames, chmods): one reload per burst. */
 const FILE_DEBOUNCE_MS = 300;
@@ -59,6 +61,8 @@ export interface WatcherDeps {
   applyDomain: (client: LibvirtClient, d: Domain, templates: TemplateSet) => Promise<string[]>;
   releaseGone: (client: LibvirtClient, say: (line: string) => void) => Promise<unknown>;
   reconcileHost: () => Promise<{ notes: string[]; unresolved: string[] }>;
+  /** Whether nft sees libvirt's firewall rules (no iptables-legacy): `nft monitor` then sees libvirt rebuild them. */
+  nftSeesLibvirtFirewall: () => boolean;
 }
 
 export class Watcher {
@@ -76,6 +80,13 @@ export class Watcher {
   private readonly state: WatchState;
   private readonly deps: WatcherDeps;
   private prepareServer: PrepareServer | undefined;
+  /** This watcher serves the hooks (it holds the channel's lock): only then does it switch the network hook. */
+  private serving = false;
+  /** Connected to libvirt, with a full sync done since. */
+  private connected = false;
+  private stopping = false;
+  /** Why the network hook could not be switched, said once until it changes. */
+  private hookRefusal: string | undefined;
   /** The nft that served prepares and teardowns run their scripts through (started on first use). */
   private readonly nft: NftSession;
   /** libvirt's firewall chains changed under virtwire (a daemon reload): the host is reconciled. */
@@ -89,22 +100,31 @@ export class Watcher {
       applyDomain: (client, d, templates) => applyDomain(client, o.paths, () => this.context(), templates, d),
       releaseGone: (client, say) => releaseGone(client, o.paths, say),
       reconcileHost: () => reconcile(this.context()),
+      nftSeesLibvirtFirewall: () => xtablesVariant('iptables') !== 'other' && xtablesVariant('ip6tables') !== 'other',
       ...o.deps,
     };
     this.client = this.deps.newClient();
     this.firewall = new FirewallMonitor(
       () => this.enqueue('libvirt firewall changed', () => this.reconcileHost('libvirt\'s firewall rules changed')),
-      { say: (line) => this.note(line, true), ...o.firewall },
+      { say: (line) => this.note(line, true), stateChanged: () => this.coverNetworkHook('nft monitor stopped'), ...o.firewall },
     );
     this.state = { pid: process.pid, startedAt: new Date().toISOString(), connected: false };
     this.events = new LibvirtEvents({
       connected: () => this.enqueue('start-up', () => this.fullSync('start-up')),
       reconnected: () => this.enqueue('reconnect', () => this.fullSync('reconnected to libvirt')),
-      disconnected: (why) => { this.note(`lost libvirt: ${why}; reconnecting`); this.setState({ connected: false }); },
+      disconnected: (why) => {
+        // First: a libvirtd starting now must find its network hook armed (see coverNetworkHook).
+        this.connected = false;
+        this.coverNetworkHook('lost libvirt');
+        this.note(`lost libvirt: ${why}; reconnecting`);
+        this.setState({ connected: false });
+      },
       retrying: (why, ms) => this.note(`libvirt not reachable (${why}); trying again in ${Math.round(ms / 100) / 10} s`),
       sync: (triggers) => this.enqueue('event', async () => {
         await this.sync(triggerText(triggers));
-        // A network (re)started: the network hook re-asserts too; this also mends what a hook could not.
+        // A network (re)started: what the network hook does, which this watcher stands down while
+        // it covers it (reconcile withdraws what a network no longer fits, too); this also mends
+        // what a hook could not.
         if (triggers.some((t) => t.kind === 'network')) await this.reconcileHost();
       }),
       handlerError: (err) => this.note(`error: ${errorMessage(err)}`, true),
@@ -128,6 +148,8 @@ export class Watcher {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    this.coverNetworkHook('the watcher is stopping');
     await this.prepareServer?.stop();
     this.firewall.stop();
     this.nft.close();
@@ -169,7 +191,12 @@ export class Watcher {
     });
     this.prepareServer = server;
     server.start().then(
-      (serving) => { if (serving) this.note(`serving the qemu hook's prepare and teardowns (${paths.runDir}/prepare): a VM start runs no Node`); },
+      (serving) => {
+        if (!serving) return;
+        this.note(`serving the qemu hook's prepare and teardowns (${paths.runDir}/prepare): a VM start runs no Node`);
+        this.serving = true;
+        this.coverNetworkHook('');
+      },
       (err: unknown) => this.note(`cannot serve the qemu hook's prepare (${errorMessage(err)}); the hook runs Node for it`, true),
     );
   }
@@ -185,9 +212,14 @@ export class Watcher {
     writeWatchState(this.o.paths.runDir, this.state);
   }
 
-  /** One thing at a time: syncs, reloads and reconciles never overlap. A failure is logged, never fatal. */
+  /**
+   * One thing at a time: syncs, reloads and reconciles never overlap. A failure is logged, never fatal.
+   * After each, the network hook is looked at again: a reinstall (install.sh writes it armed) or a
+   * hand's chmod is put back to what this watcher's state says.
+   */
   private enqueue(what: string, job: () => Promise<void>): void {
-    this.work = this.work.then(job).catch((err: unknown) => this.note(`${what}: error: ${errorMessage(err)}`, true));
+    this.work = this.work.then(job).catch((err: unknown) => this.note(`${what}: error: ${errorMessage(err)}`, true))
+      .then(() => this.coverNetworkHook(''));
   }
 
   /** A fresh context for one served hook operation, as the hook's own run would make, with the long-lived nft. */
@@ -210,6 +242,42 @@ export class Watcher {
     await this.deps.releaseGone(this.client, (line) => this.note(line.trimEnd()));
     await this.reconcileHost();
     this.setState({ connected: true, lastReconcile: new Date().toISOString() });
+    this.connected = true;
+    this.coverNetworkHook('');
+  }
+
+  /**
+   * Stands virtwire's network hook down while this watcher covers what it
+   * does — it serves (one watcher does), follows libvirt (whose network
+   * events it reconciles on) and runs `nft monitor` on libvirt's chains,
+   * which nft sees (not iptables-legacy) — and arms it whenever one of those
+   * stops: `why` says which, for the log. libvirt then forks no hook for a
+   * VM NIC's port-created and port-deleted. See host/network-hook-switch.ts.
+   * Only the serving watcher touches the file.
+   */
+  private coverNetworkHook(why: string): void {
+    try {
+      this.setNetworkHook(why);
+    } catch (err) {
+      // Never in the way of the queue or a handler.
+      this.o.say(`network hook: ${errorMessage(err)}`);
+    }
+  }
+
+  private setNetworkHook(why: string): void {
+    if (!this.serving) return;
+    const covering = !this.stopping && this.connected && this.firewall.running && this.deps.nftSeesLibvirtFirewall();
+    const file = networkHookFile(this.o.paths.libvirtHooksDir);
+    const r = switchNetworkHook(file, !covering);
+    if (r === 'stood down') {
+      this.hookRefusal = undefined;
+      this.note(`network hook ${file} stood down (mode 0644) while this watcher covers network starts and updates: libvirt runs it for no VM start or destroy`);
+    } else if (r === 'armed') {
+      this.note(`network hook ${file} armed again (mode 0755): ${why || 'this watcher no longer covers it'}`);
+    } else if (typeof r === 'object' && r.refused !== this.hookRefusal) {
+      this.hookRefusal = r.refused;
+      this.note(`network hook ${file} left as it is (${r.refused})`, !covering);
+    }
   }
 
   /** The host made to match the ledger; what it did is noted after `why`. */

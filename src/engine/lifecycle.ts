@@ -334,6 +334,23 @@ function withdrawUnfit(ctx: HookContext, net: NetworkInfo): string[] {
 }
 
 /**
+ * withdrawUnfit for every network a ledger entry's NIC is on that runs now
+ * (its live definition from libvirt's status file). Caller holds the lock.
+ */
+function withdrawUnfitOnRunningNetworks(ctx: HookContext): string[] {
+  const names = new Set(ctx.ledger.listVms().flatMap((e) => e.nics.flatMap((n) => (n.network === undefined ? [] : [n.network]))));
+  return [...names].flatMap((name) => {
+    let net: NetworkInfo | undefined;
+    try {
+      net = ctx.network(name);
+    } catch (err) {
+      ctx.log.error(`network ${quoted(name)}: cannot read its status file (${errorMessage(err)}); its NICs are kept as they are`);
+    }
+    return net ? withdrawUnfit(ctx, net) : [];
+  });
+}
+
+/**
  * `virtwire reconcile`: the host state made to match the ledger again (after
  * `nft flush ruleset`, a firewall reload, a crash). Entries of VMs that no
  * longer run are dropped; a corrupt entry of a running VM is rebuilt from
@@ -348,6 +365,9 @@ export async function reconcile(context: HookContext): Promise<{ notes: string[]
     const rebuilt = rebuildCorrupt(ctx, () => running, runningUuids);
     notes.push(...rebuilt.notes);
     const unresolved = rebuilt.unresolved.map((u) => u.message);
+    // What the network hook does when a network starts: the watcher, which may
+    // stand that hook down (host/network-hook-switch.ts), reconciles instead.
+    notes.push(...withdrawUnfitOnRunningNetworks(ctx));
     // A broken virtwire.yaml does not stop the restore (the mark in use is kept) but is an error to fix.
     try {
       loadConfig(ctx.paths.configFile);

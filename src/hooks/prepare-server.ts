@@ -47,7 +47,7 @@
 // the shim would, through the watcher's long-lived nft (host/nft-session.ts:
 // a short-lived nft that deletes waits out an RCU grace period at its exit),
 // and answers "ok", or "node": the shim then runs the teardown itself.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, chmodSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { writeTextAtomic } from '../atomic.js';
 import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
@@ -72,6 +72,23 @@ export function prepareChannel(runDir: string): PrepareChannel {
 /** The `server` file's line: this process, and its fd of the requests FIFO (see the top of this file). */
 export function serverStamp(requestsFd: number): string {
   return `${process.pid} ${requestsFd}`;
+}
+
+/**
+ * Whether a watcher serves now: the shim's own check (hooks/qemu vw_watcher),
+ * in Node — `server` names a live process whose FD is the requests FIFO.
+ */
+export function watcherServes(runDir: string): boolean {
+  const ch = prepareChannel(runDir);
+  try {
+    const m = /^([1-9][0-9]*) ([0-9]+)\n?$/.exec(readFileSync(ch.server, 'utf8'));
+    if (!m) return false;
+    const held = statSync(`/proc/${m[1]}/fd/${m[2]}`);
+    const fifo = statSync(ch.requests);
+    return fifo.isFIFO() && held.dev === fifo.dev && held.ino === fifo.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** Where the shim's `start` looks for a VM whose prepare was answered before it was applied. */

@@ -8,10 +8,19 @@ import { runCommand } from '../host/run.js';
 import { hostSockets } from '../host/listening.js';
 import { Log } from '../log.js';
 import { readAllStdin } from './stdin.js';
+import { armNetworkHookUnlessServed } from './network-hook-guard.js';
 
 const TAG = 'qemu-hook';
 const argv = process.argv.slice(2);
-const entry: HookEntry = { driver: 'qemu', mayFail: qemuOpMayFail, handle: (ctx, a) => handleQemuHook(ctx, a, readAllStdin) };
+const entry: HookEntry = {
+  driver: 'qemu',
+  mayFail: qemuOpMayFail,
+  handle: (ctx, a) => {
+    const armed = armNetworkHookUnlessServed(ctx.paths);
+    if (armed) ctx.log.info(armed);
+    return handleQemuHook(ctx, a, readAllStdin);
+  },
+};
 const deps = {
   fallbackLog: () => new Log(DEFAULT_PATHS.logFile, TAG),
   stderr: (line: string) => { process.stderr.write(`${line}\n`); },

@@ -17,6 +17,8 @@ const DB2: GuestSpec = { name: 'db-2', mac: '52:54:00:e8:00:13', ip: '192.168.12
 const WATCH_PID = '/run/vw-hook-path-watch.pid';
 const CALLS = '/run/vw-node-calls';
 const COUNTING_NODE = '/usr/local/lib/vw-counting-node';
+const SHIM_CALLS = '/run/vw-network-shim-calls';
+const NETWORK_HOOK = '/etc/libvirt/hooks/network.d/virtwire';
 
 describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   let sb: Sandbox;
@@ -26,7 +28,32 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     const out = (await sh(`cat ${CALLS} 2>/dev/null; : > ${CALLS}`)).stdout;
     return out.split('\n').filter(Boolean);
   };
+  /** The network shim's runs by libvirt since the last call ("default port-created", …), then forgets them. */
+  const shimRuns = async (): Promise<string[]> => {
+    const out = (await sh(`cat ${SHIM_CALLS} 2>/dev/null; : > ${SHIM_CALLS}`)).stdout;
+    return out.split('\n').filter(Boolean);
+  };
+  const hookMode = async () => (await sb.exec(['stat', '-c', '%a', NETWORK_HOOK])).stdout.trim();
   const table = async () => (await sb.exec(['nft', 'list', 'table', 'inet', 'virtwire'])).stdout;
+  /** virtwire's accept first in libvirt's own chain for this backend. */
+  const acceptIsFirst = async (): Promise<boolean> => {
+    const rules = trixie
+      ? (await sb.exec(['nft', 'list', 'chain', 'ip', 'libvirt_network', 'guest_input'])).stdout.split('\n').map((l) => l.trim()).filter((l) => /accept|reject/.test(l))
+      : (await sb.exec(['iptables', '-w', '-S', 'FORWARD'])).stdout.split('\n').filter((l) => l.startsWith('-A'));
+    return rules[0]?.includes('virtwire') === true;
+  };
+  const log = async (): Promise<string> => (await sb.exec(['cat', '/var/log/virtwire.log'])).stdout;
+  const soon = async (what: string, probe: () => Promise<boolean>): Promise<void> => {
+    for (let i = 0; i < 300; i++) { if (await probe()) return; await new Promise((r) => setTimeout(r, 100)); }
+    throw new Error(`timed out waiting for: ${what}`);
+  };
+  const startWatcher = async (): Promise<string> => {
+    await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', WATCH_PID, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
+    const pid = (await sb.exec(['cat', WATCH_PID])).stdout.trim();
+    await soon('the watcher serves prepare', async () => (await log()).includes(`watch[${pid}] info: serving the qemu hook's prepare`));
+    await soon('the watcher has reconciled', async () => (await sb.exec(['cat', '/run/virtwire/watch.json'])).stdout.includes('lastReconcile'));
+    return pid;
+  };
 
   beforeAll(async () => {
     ({ sb } = await sandboxWithVirtwire(trixie, { web: WEB, db: DB }));
@@ -34,9 +61,12 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     const node = (await sh('readlink -f "$(command -v node)"')).stdout.trim();
     await sb.exec(['tee', COUNTING_NODE], { input: `#!/bin/sh\n# The shim runs: node --no-expose-wasm --lite-mode BUNDLE NAME OP …\necho "$(basename "$3" .cjs) $4 $5" >> ${CALLS}\nexec ${node} "$@"\n` });
     await sb.exec(['chmod', '755', COUNTING_NODE]);
-    for (const [shim, to] of [['qemu', '/etc/libvirt/hooks/qemu.d/virtwire'], ['network', '/etc/libvirt/hooks/network.d/virtwire']]) {
+    for (const [shim, to] of [['qemu', '/etc/libvirt/hooks/qemu.d/virtwire'], ['network', NETWORK_HOOK]]) {
       await sh('sh /usr/local/lib/virtwire/hooks/render.sh "$1" "$2" /usr/local/lib/virtwire/dist > "$3.new" && chmod 755 "$3.new" && mv -f "$3.new" "$3"', shim as string, COUNTING_NODE, to as string);
     }
+    // The network shim also counts libvirt's runs of it, those that exit in the shell included
+    // (its third line: the first two, virtwire's signature, stay as they are).
+    await sh(`sed -i '3i echo "$1 $2" >> ${SHIM_CALLS}' "$1"`, NETWORK_HOOK);
     await sb.bootGuest(DB1);
     await nodeRuns();
   }, 600_000);
@@ -51,13 +81,16 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     // The define's DHCP reservation (net-update) runs the network hook: Node re-asserts, as db-1 runs wired.
     await sb.defineGuest(WEB1);
     expect(await nodeRuns()).toEqual(['network-hook default updated']);
+    await shimRuns();
     await sb.startGuest(WEB1.name);
     expect(await nodeRuns()).toEqual(['qemu-hook web-1 prepare']);
+    expect(await shimRuns(), 'no watcher: libvirt runs the network hook for the NIC\'s port').toEqual(['default port-created']);
     expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
     const uuid = (await sb.virsh('domuuid', '--domain', WEB1.name)).stdout.trim();
     expect((await sb.exec(['head', '-1', `/run/virtwire/teardown/${uuid}.nft`])).stdout.trim()).toBe(`# virtwire teardown of VM ${uuid}`);
     await sb.destroyGuest(WEB1.name);
     expect(await nodeRuns(), 'stopped and release ran from the shell').toEqual([]);
+    expect(await shimRuns()).toEqual(['default port-deleted']);
     expect(await table(), 'the table is as before the start: db-1 keeps its forward').toBe(before);
     expect((await sb.exec(['ls', '/run/virtwire/vms', '/run/virtwire/teardown'])).stdout).not.toContain(uuid);
     expect((await sb.exec(['tail', '-1', '/var/log/virtwire.log'])).stdout).toMatch(new RegExp(`qemu-hook-shim\\[\\d+\\] info: VM web-1 \\(${uuid}\\) (stopped|release): removed its forwards$`));
@@ -79,22 +112,18 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
   }, 240_000);
 
   it('the watcher running: a start runs no Node (it serves prepare), refuses as the hook does, and its destroy is the watcher\'s teardown; killed, Node takes over at once', async () => {
-    const log = async (): Promise<string> => (await sb.exec(['cat', '/var/log/virtwire.log'])).stdout;
-    const soon = async (what: string, probe: () => Promise<boolean>): Promise<void> => {
-      for (let i = 0; i < 300; i++) { if (await probe()) return; await new Promise((r) => setTimeout(r, 100)); }
-      throw new Error(`timed out waiting for: ${what}`);
-    };
-    await sb.exec(['start-stop-daemon', '--start', '--background', '--make-pidfile', '--pidfile', WATCH_PID, '--exec', '/usr/local/bin/virtwire', '--', 'watch']);
-    const pid = (await sb.exec(['cat', WATCH_PID])).stdout.trim();
-    await soon('the watcher serves prepare', async () => (await log()).includes(`watch[${pid}] info: serving the qemu hook's prepare`));
-    await soon('the watcher has reconciled', async () => (await sb.exec(['cat', '/run/virtwire/watch.json'])).stdout.includes('lastReconcile'));
+    const pid = await startWatcher();
+    await soon('the network hook stood down', async () => (await hookMode()) === '644');
+    expect(await log()).toContain(`watch[${pid}] info: network hook ${NETWORK_HOOK} stood down (mode 0644)`);
     await sb.defineGuest(DB2);
     await new Promise((r) => setTimeout(r, 1000)); // the watcher's apply of db-2, and the network hook it may run
     await nodeRuns();
 
     const before = await table();
+    await shimRuns();
     await sb.startGuest(WEB1.name);
     expect(await nodeRuns(), 'prepare was served by the watcher').toEqual([]);
+    expect(await shimRuns(), 'the network hook stood down: libvirt ran it for no port').toEqual([]);
     expect((await sb.clientHttpGet(sb.hostAddress, 8080)).trim()).toBe(`virtwire-guest ${guestLabel(WEB1.name)}`);
     expect(await log()).toMatch(new RegExp(`qemu-hook\\[${pid}\\] info: VM "web-1" prepare: applied 2 forward\\(s\\)`));
     // Its destroy: the watcher runs the VM's teardown (through its long-lived nft), no Node; exactly what the start added goes.
@@ -102,6 +131,7 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await sb.destroyGuest(WEB1.name);
     expect(await nodeRuns()).toEqual([]);
     expect(await table()).toBe(before);
+    expect(await shimRuns()).toEqual([]);
     expect(await log()).toMatch(new RegExp(`qemu-hook\\[${pid}\\] info: VM "web-1" \\(${uuid}\\) stopped: removed its forwards`));
     expect((await sb.exec(['ls', '/run/virtwire/vms', '/run/virtwire/teardown'])).stdout).not.toContain(uuid);
     await expect(sb.clientHttpGet(sb.hostAddress, 8080, 2000)).rejects.toThrow();
@@ -139,8 +169,12 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await sb.exec(['start-stop-daemon', '--stop', '--signal', 'KILL', '--pidfile', WATCH_PID, '--remove-pidfile']);
     await soon('the watcher is gone', async () => (await sb.exec(['test', '-d', `/proc/${pid}`], { reject: false })).exitCode !== 0);
     expect((await sb.exec(['test', '-p', '/run/virtwire/prepare/requests'], { reject: false })).exitCode).toBe(0);
+    expect(await hookMode(), 'killed: nothing armed the network hook yet').toBe('644');
     expect(await refusal()).toBe(served);
     expect(await nodeRuns()).toEqual(['qemu-hook db-2 prepare']);
+    // That Node run found no watcher serving, and armed the network hook again.
+    expect(await hookMode()).toBe('755');
+    expect(await log()).toContain(`${NETWORK_HOOK} was stood down with no watcher serving (it stopped without arming it): armed again`);
     // Node refuses the host service's port at prepare, with the same line.
     expect(await refusal(WEB1.name)).toBe(hostHeld);
     expect(await nodeRuns()).toEqual(['qemu-hook web-1 prepare']);
@@ -148,5 +182,33 @@ describe.skipIf(skipE2e).each(MODES)('$mode', ({ trixie }) => {
     await sh('kill "$1"', listener);
     await sh('for i in $(seq 50); do grep -qi ":1F90 .* 0A " /proc/net/tcp || exit 0; sleep 0.1; done; exit 1');
     expect(await table()).toBe(idle);
+  }, 300_000);
+
+  it('the network hook stood down: a network restarted runs it not, the watcher puts virtwire\'s accept back first; armed across a libvirtd restart; the watcher stopped, libvirt runs it again', async () => {
+    const pid = await startWatcher();
+    await soon('the network hook stood down', async () => (await hookMode()) === '644');
+    await shimRuns();
+    // libvirt 11 rebuilds its chains without virtwire's accept here (the watcher's nft monitor puts
+    // it back: this fails without); libvirt 9 leaves FORWARD's first rule as it was.
+    await sb.virsh('net-destroy', 'default');
+    await sb.virsh('net-start', 'default');
+    await soon('virtwire\'s accept first again (db-1 runs wired)', acceptIsFirst);
+    expect(await shimRuns(), 'libvirt ran no network hook').toEqual([]);
+
+    // libvirtd restarted: the watcher arms the hook as it loses libvirt, before the new daemon notes
+    // which hooks exist (the proof: libvirt runs it below, once the watcher is gone), and stands it
+    // down again once it is back.
+    await restartLibvirtd(sb);
+    expect(await log()).toContain(`watch[${pid}] info: network hook ${NETWORK_HOOK} armed again (mode 0755): lost libvirt`);
+    await soon('stood down again after the reconnect', async () => (await hookMode()) === '644');
+
+    await sb.exec(['start-stop-daemon', '--stop', '--signal', 'TERM', '--retry', '15', '--pidfile', WATCH_PID, '--remove-pidfile']);
+    expect(await hookMode()).toBe('755');
+    expect(await log()).toContain(`watch[${pid}] info: network hook ${NETWORK_HOOK} armed again (mode 0755): the watcher is stopping`);
+    await shimRuns();
+    await sb.virsh('net-destroy', 'default');
+    await sb.virsh('net-start', 'default');
+    expect(await shimRuns(), 'libvirt runs the armed hook: it still knows of a network hook').toEqual(['default stopped', 'default start', 'default started']);
+    expect(await acceptIsFirst()).toBe(true);
   }, 300_000);
 });

@@ -13,6 +13,7 @@ import { MODES, sandboxWithVirtwire, skipE2e } from './support.js';
 
 const UNIT = '/etc/systemd/system/virtwire-watch.service';
 const FAKE_SYSTEMCTL = '/usr/local/sbin/systemctl';
+const TMPFILES = '/usr/local/lib/tmpfiles.d/virtwire.conf';
 
 describe.skipIf(skipE2e).each(MODES)('install.sh and virtwire-watch.service — $mode', ({ trixie }) => {
   let sb: Sandbox;
@@ -33,6 +34,8 @@ describe.skipIf(skipE2e).each(MODES)('install.sh and virtwire-watch.service — 
     for (const copy of [UNIT, '/usr/local/lib/virtwire/hooks/virtwire-watch.service']) {
       expect((await sb.exec(['cmp', copy, join(sb.repoDirInside, 'hooks', 'virtwire-watch.service')], { reject: false })).exitCode, copy).toBe(0);
     }
+    // And the tmpfiles.d line that arms the network hook at boot (test/unit/systemd-unit.test.ts runs it).
+    expect((await sb.exec(['cmp', TMPFILES, join(sb.repoDirInside, 'hooks', 'virtwire.tmpfiles')], { reject: false })).exitCode).toBe(0);
     const lines = firstInstall.split('\n').filter((l) => l.includes('watcher'));
     expect(lines).toEqual([
       'install.sh: watcher: systemd is not running here; start it from your init system or with: nohup /usr/local/bin/virtwire watch >>/var/log/virtwire-watch.out 2>&1 &',
@@ -51,6 +54,7 @@ describe.skipIf(skipE2e).each(MODES)('install.sh and virtwire-watch.service — 
       const un = await installSh('--uninstall');
       expect(un).toContain(`install.sh: removed ${UNIT}`);
       expect(await exists(UNIT)).toBe(false);
+      expect(await exists(TMPFILES)).toBe(false);
       // The watcher stops before anything else is removed.
       expect(un.split('\n')[0]).toBe(`install.sh: removed ${UNIT}`);
       expect((await calls()).slice(3)).toEqual(['disable --now --quiet virtwire-watch.service', 'daemon-reload']);

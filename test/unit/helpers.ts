@@ -86,6 +86,6 @@ export function testPaths(root: string): Paths {
   return {
     configFile: join(root, 'virtwire.yaml'), templatesDir: join(root, 'templates'), runDir: join(root, 'run'),
     logFile: join(root, 'virtwire.log'), libvirtRunDir: join(root, 'libvirt'), libvirtLibDir: join(root, 'libvirt-lib'), sysDir: join(root, 'sys'), hooksDir: join(root, 'hooks.d'), pluginsDir: join(root, 'plugins'),
-    stateDir: join(root, 'state'),
+    stateDir: join(root, 'state'), libvirtHooksDir: join(root, 'libvirt-hooks'),
   };
 }

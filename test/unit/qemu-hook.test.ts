@@ -548,6 +548,19 @@ describe.skipIf(!canNetns && !mustRunEverything)('qemu hook handler', () => {
     expect(readFileSync(paths.logFile, 'utf8')).toContain(`withdrew 2 forward(s) of VM ${quoted(NAME_A)} NIC 52:54:00:77:00:10: binding nat needs a NAT network (<forward mode='nat'/>), but network "default" has forward mode "isolated"`);
   });
 
+  it('reconcile (the watcher\'s, when it stands the network hook down) withdraws the forwards of a NIC whose network now runs as one its binding cannot use', async () => {
+    await hook('prepare', vmA());
+    await hook('start', vmA());
+    runs(NAME_A, vmA());
+    expect((await reconcile(ctx)).notes.join('\n')).not.toContain('withdrew');
+    expect(await table()).toContain('192.168.122.10 . 80');
+    writeFiles(join(paths.libvirtRunDir, 'network'), { 'default.xml': fixture('network-default.xml').replace(/<forward mode='nat'>[\s\S]*?<\/forward>/, '') });
+    const r = await reconcile(ctx);
+    expect(r.notes).toContainEqual(`withdrew 2 forward(s) of VM ${quoted(NAME_A)} NIC 52:54:00:77:00:10: binding nat needs a NAT network (<forward mode='nat'/>), but network "default" has forward mode "isolated"`);
+    expect(await table()).toBe('');
+    expect(existsSync(entryFile(UUID_A))).toBe(false);
+  });
+
   it('a template error refuses the start with one line naming file:line:column and the fix; nothing is reserved', async () => {
     writeFiles(paths.templatesDir, { 'web.yaml': 'match: {domains: ["web-*"]}\nbinding: nat\nforwards:\n  - {proto: tcp, host: 80800}\n' });
     const r = await hook('prepare', vmA());

@@ -3,8 +3,8 @@
 // systemd; test/run.sh installs it). It runs where systemd is not PID 1.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ROOT, tempDir } from './helpers.js';
 
 const UNIT_FILE = join(ROOT, 'hooks', 'virtwire-watch.service');
@@ -52,5 +52,29 @@ describe('hooks/virtwire-watch.service', () => {
     expect(values('MemoryDenyWriteExecute')).toEqual([]);
     expect(values('PrivateNetwork')).toEqual([]);
     expect(values('ProtectSystem')).toEqual(['full']);
+  });
+
+  it('may change the network hook\'s mode, and only that in /etc; arms it after any stop, outside its sandbox', () => {
+    const values = (key: string) => lines.filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
+    expect(values('ReadWritePaths')).toEqual(['-/etc/libvirt/hooks/network.d/virtwire']);
+    expect(values('ExecStopPost')).toEqual(['-+/bin/chmod 0755 /etc/libvirt/hooks/network.d/virtwire']);
+  });
+});
+
+describe('hooks/virtwire.tmpfiles', () => {
+  const haveTmpfiles = spawnSync('systemd-tmpfiles', ['--version'], { stdio: 'ignore' }).status === 0;
+  it.skipIf((!haveTmpfiles && process.env.CI !== 'true') || process.getuid?.() !== 0)('systemd-tmpfiles --create arms a stood-down network hook, and makes none where there is none', () => {
+    const root = tempDir();
+    const hook = join(root, 'etc', 'libvirt', 'hooks', 'network.d', 'virtwire');
+    const create = () => spawnSync('systemd-tmpfiles', ['--create', `--root=${root}`, join(ROOT, 'hooks', 'virtwire.tmpfiles')], { encoding: 'utf8' });
+    let r = create();
+    expect(r.status, r.stderr).toBe(0);
+    expect(existsSync(hook)).toBe(false);
+    mkdirSync(dirname(hook), { recursive: true });
+    writeFileSync(hook, '#!/bin/sh\n', { mode: 0o644 });
+    chmodSync(hook, 0o644);
+    r = create();
+    expect(r.status, r.stderr).toBe(0);
+    expect(statSync(hook).mode & 0o7777).toBe(0o755);
   });
 });

@@ -9,6 +9,8 @@ import { defineCommand } from '../command.js';
 import { localUri, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
 import { allocationReader } from '../../engine/context.js';
 import { readWatchState, type WatchState } from '../../state/watch-state.js';
+import { networkHookFile, networkHookState } from '../../host/network-hook-switch.js';
+import { watcherServes } from '../../hooks/prepare-server.js';
 import { failedStatus, renderStatus, statusFails, vmStatus, type StatusSources, type VmStatus } from '../status.js';
 
 /** Whether `virtwire watch` runs, and when it last reconciled everything (human output only; --json keeps its VM array). */
@@ -16,6 +18,21 @@ export function watcherLine(s: WatchState | undefined): string {
   if (!s) return 'watcher: not running — VMs defined in virt-manager get no wiring until "virtwire apply" (start it: systemctl enable --now virtwire-watch, or virtwire watch)';
   const conn = s.connected ? 'connected to libvirt' : 'not connected to libvirt (retrying)';
   return `watcher: running (pid ${s.pid}, ${conn}), last full reconcile ${s.lastReconcile ?? 'not yet'}`;
+}
+
+/**
+ * virtwire's network hook, when it is not simply armed (host/network-hook-switch.ts):
+ * stood down by a serving watcher, stood down with none (a fault: exit 1), or
+ * a file virtwire leaves alone. An absent hook says nothing (not installed).
+ */
+export function networkHookLine(file: string, state: ReturnType<typeof networkHookState>, serving: boolean): { line: string; fault: boolean } | undefined {
+  if (state === 'stood down') {
+    return serving
+      ? { line: `network hook: stood down (mode 0644) while the watcher covers network starts and updates`, fault: false }
+      : { line: `network hook: stood down (mode 0644) but no watcher serves: libvirt does not run it when a network starts or is updated; run "virtwire reconcile" (it arms it again)`, fault: true };
+  }
+  if (typeof state === 'object') return { line: `network hook: ${file} is left alone (${state.refused})`, fault: false };
+  return undefined;
 }
 
 export const command = defineCommand({
@@ -43,7 +60,8 @@ network, its addresses (where its forwards go, its DHCP reservation), and the fo
 With no VM named, elements of virtwire's nft maps that no ledger entry has are listed too.
 Changes nothing. Exit status: 0 when the host matches the ledger for every VM shown, 1 when a
 VM could not be read or the host does not match (a stale record alone is not an error). A last
-line says whether "virtwire watch" runs and when it last reconciled everything.`,
+line says whether "virtwire watch" runs and when it last reconciled everything; one more, when
+the watcher stood virtwire's network hook down (or stood it down and is gone: exit 1).`,
   examples: ['virtwire status', 'virtwire status web-1', `virtwire status --json | jq '.[] | select(.host.state != "ok")'`],
   async run({ values, args, paths, out, run }) {
     const client = new LibvirtClient({ uri: localUri(values.connect) });
@@ -73,7 +91,11 @@ line says whether "virtwire watch" runs and when it last reconciled everything.`
         out(renderStatus(vms, strays));
         out(`${watcherLine(readWatchState(paths.runDir))}\n`);
       }
-      return vms.some(statusFails) || strays.length ? 1 : 0;
+      const hookFile = networkHookFile(paths.libvirtHooksDir);
+      const hook = networkHookLine(hookFile, networkHookState(hookFile), watcherServes(paths.runDir));
+      if (hook && !values.json) out(`${hook.line}\n`);
+      else if (hook?.fault) process.stderr.write(`virtwire: ${hook.line}\n`);
+      return vms.some(statusFails) || strays.length || hook?.fault ? 1 : 0;
     } finally {
       await client.close();
     }

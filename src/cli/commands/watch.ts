@@ -22,7 +22,10 @@ every reconnect (libvirtd restarted) it applies everything, releases what domain
 meanwhile held, and makes the host match the ledger ("virtwire reconcile"). One line per action
 on stdout (the journal under systemd) and in /var/log/virtwire.log. While it runs it also
 serves the qemu hook's prepare and its teardowns at stopped/release (through
-/run/virtwire/prepare), so a VM start runs no Node; when it is gone, the hook does it all itself again. Its state for
+/run/virtwire/prepare), so a VM start runs no Node; when it is gone, the hook does it all itself again. Meanwhile it
+also covers what the network hook does (a network started or updated) and stands that hook down (mode
+0644: libvirt then forks it for no VM start or destroy), arming it again (0755) when it no longer can
+or stops. Its state for
 "virtwire status" is in /run/virtwire/watch.json. A bad template or VM never stops it; it exits
 non-zero only on a bad command line.`,
   examples: ['virtwire watch', 'virtwire watch --connect qemu:///system'],
