@@ -112,3 +112,16 @@ describe('watcherLine', () => {
     expect(watcherLine({ pid: 42, startedAt: 'x', connected: false })).toBe('watcher: running (pid 42, not connected to libvirt (retrying)), last full reconcile not yet');
   });
 });
+
+describe('networkHookLine', () => {
+  it('says nothing of an armed or absent hook; a stood-down one is a line, a fault (exit 1) with no watcher serving; a file left alone is named', async () => {
+    const { networkHookLine } = await import('../../src/cli/commands/status.js');
+    const f = '/etc/libvirt/hooks/network.d/virtwire';
+    expect(networkHookLine(f, 'armed', true)).toBeUndefined();
+    expect(networkHookLine(f, 'armed', false)).toBeUndefined();
+    expect(networkHookLine(f, 'absent', false)).toBeUndefined();
+    expect(networkHookLine(f, 'stood down', true)).toEqual({ line: 'network hook: stood down (mode 0644) while the watcher covers network starts and updates', fault: false });
+    expect(networkHookLine(f, 'stood down', false)).toEqual({ line: 'network hook: stood down (mode 0644) but no watcher serves: libvirt does not run it when a network starts or is updated; run "virtwire reconcile" (it arms it again)', fault: true });
+    expect(networkHookLine(f, { refused: 'it is owned by uid 1000, not root' }, true)).toEqual({ line: `network hook: ${f} is left alone (it is owned by uid 1000, not root)`, fault: false });
+  });
+});

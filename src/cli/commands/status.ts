@@ -92,7 +92,9 @@ the watcher stood virtwire's network hook down (or stood it down and is gone: ex
         out(`${watcherLine(readWatchState(paths.runDir))}\n`);
       }
       const hookFile = networkHookFile(paths.libvirtHooksDir);
-      const hook = networkHookLine(hookFile, networkHookState(hookFile), watcherServes(paths.runDir));
+      // Not root, the serving channel (0700) is unreadable: a running watcher is taken to serve.
+      const serving = watcherServes(paths.runDir) || (process.getuid?.() !== 0 && readWatchState(paths.runDir) !== undefined);
+      const hook = networkHookLine(hookFile, networkHookState(hookFile), serving);
       if (hook && !values.json) out(`${hook.line}\n`);
       else if (hook?.fault) process.stderr.write(`virtwire: ${hook.line}\n`);
       return vms.some(statusFails) || strays.length || hook?.fault ? 1 : 0;
