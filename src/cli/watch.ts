@@ -29,7 +29,7 @@ import { Ledger } from '../state/ledger.js';
 import { handleQemuHook, refusalLine } from '../hooks/qemu-handler.js';
 import { pluginFiles } from '../bindings/plugins.js';
 import { setFlagsFromString } from 'node:v8';
-import { networkHookFile, switchNetworkHook } from '../host/network-hook-switch.js';
+import { REFUSED_HOOK_FIX, networkHookFile, switchNetworkHook } from '../host/network-hook-switch.js';
 import { xtablesVariant } from '../host/libvirt-firewall.js';
 
 /** Template and virtwire.yaml edits come in bursts (an editor writes, renames, chmods): one reload per burst. */
@@ -276,7 +276,7 @@ export class Watcher {
       this.note(`network hook ${file} armed again (mode 0755): ${why || 'this watcher no longer covers it'}`);
     } else if (typeof r === 'object' && r.refused !== this.hookRefusal) {
       this.hookRefusal = r.refused;
-      this.note(`network hook ${file} left as it is (${r.refused})`, !covering);
+      this.note(`network hook ${file} left as it is (${r.refused}): libvirt runs it for every VM start and destroy; ${REFUSED_HOOK_FIX}`, !covering);
     }
   }
 

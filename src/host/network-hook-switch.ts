@@ -37,6 +37,9 @@ const SIGNATURE = "# virtwire's libvirt network hook";
 
 export type NetworkHookState = 'armed' | 'stood down' | 'absent';
 
+/** The fix for a hook file virtwire leaves alone (a refusal below), for the lines that report one. */
+export const REFUSED_HOOK_FIX = "run virtwire's install.sh again, which writes it root's and 0755; a hook of your own goes in network.d under another name";
+
 /**
  * The hook's state, or why virtwire will not touch the file: it is no
  * regular file, not root's, writable by others, or not virtwire's hook.

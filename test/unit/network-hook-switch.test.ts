@@ -153,6 +153,17 @@ describe.skipIf(process.getuid?.() !== 0)('the serving watcher and the network h
     expect(said.at(-1) ?? '').not.toMatch(/stood down/);
   });
 
+  it('a hook file that is not as install.sh wrote it is left alone, said once, with the fix', async () => {
+    chownSync(file, 65534, 65534);
+    watcher.start();
+    await until('the refusal said', () => said.some((l) => l.includes('left as it is')));
+    await sleep(200);
+    expect(said.filter((l) => l.includes('left as it is'))).toEqual([
+      `network hook ${file} left as it is (it is owned by uid 65534, not root): libvirt runs it for every VM start and destroy; run virtwire's install.sh again, which writes it root's and 0755; a hook of your own goes in network.d under another name`,
+    ]);
+    expect(mode(file)).toBe(0o755);
+  });
+
   it('left armed where nft cannot see libvirt\'s rules (iptables-legacy)', async () => {
     nftSees = false;
     watcher.start();

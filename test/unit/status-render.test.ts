@@ -122,6 +122,6 @@ describe('networkHookLine', () => {
     expect(networkHookLine(f, 'absent', false)).toBeUndefined();
     expect(networkHookLine(f, 'stood down', true)).toEqual({ line: 'network hook: stood down (mode 0644) while the watcher covers network starts and updates', fault: false });
     expect(networkHookLine(f, 'stood down', false)).toEqual({ line: 'network hook: stood down (mode 0644) but no watcher serves: libvirt does not run it when a network starts or is updated; run "virtwire reconcile" (it arms it again)', fault: true });
-    expect(networkHookLine(f, { refused: 'it is owned by uid 1000, not root' }, true)).toEqual({ line: `network hook: ${f} is left alone (it is owned by uid 1000, not root)`, fault: false });
+    expect(networkHookLine(f, { refused: 'it is owned by uid 1000, not root' }, true)).toEqual({ line: `network hook: ${f} is left alone (it is owned by uid 1000, not root); run virtwire's install.sh again, which writes it root's and 0755; a hook of your own goes in network.d under another name`, fault: false });
   });
 });

@@ -9,7 +9,7 @@ import { defineCommand } from '../command.js';
 import { localUri, NetworkReader, SELECT_HELP, selectDomains, templatesOf } from '../reservations.js';
 import { allocationReader } from '../../engine/context.js';
 import { readWatchState, type WatchState } from '../../state/watch-state.js';
-import { networkHookFile, networkHookState } from '../../host/network-hook-switch.js';
+import { REFUSED_HOOK_FIX, networkHookFile, networkHookState } from '../../host/network-hook-switch.js';
 import { watcherServes } from '../../hooks/prepare-server.js';
 import { failedStatus, renderStatus, statusFails, vmStatus, type StatusSources, type VmStatus } from '../status.js';
 
@@ -31,7 +31,7 @@ export function networkHookLine(file: string, state: ReturnType<typeof networkHo
       ? { line: `network hook: stood down (mode 0644) while the watcher covers network starts and updates`, fault: false }
       : { line: `network hook: stood down (mode 0644) but no watcher serves: libvirt does not run it when a network starts or is updated; run "virtwire reconcile" (it arms it again)`, fault: true };
   }
-  if (typeof state === 'object') return { line: `network hook: ${file} is left alone (${state.refused})`, fault: false };
+  if (typeof state === 'object') return { line: `network hook: ${file} is left alone (${state.refused}); ${REFUSED_HOOK_FIX}`, fault: false };
   return undefined;
 }
 
